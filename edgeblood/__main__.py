@@ -1,0 +1,3 @@
+from edgeblood.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Atomic file writes: a reader (or a crash) never sees half a checkpoint or report.
+
+Everything is written to a temporary file in the destination folder and moved into place with
+``os.replace``, which is atomic on POSIX and Windows for files on one filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success move it onto ``dest``, on error delete it."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_text(dest: str | os.PathLike, text: str) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(dest)
+
+
+def write_json(dest: str | os.PathLike, obj: Any) -> Path:
+    return write_text(dest, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_bytes(dest: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    return Path(dest)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars / arrays and paths show up in metrics; make them plain JSON.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")

@@ -1,0 +1,1 @@
+"""`edgeblood models`: the registry with params and MACs."""

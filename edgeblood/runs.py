@@ -1,0 +1,154 @@
+"""The run directory: the one contract everything downstream reads (see DESIGN.md).
+
+    runs/<name>/checkpoint.pt   {"format", "version", "state_dict", "metadata"} - tensors + JSON only,
+                                loaded with torch.load(weights_only=True) so opening it never runs code
+    runs/<name>/run.json        the metadata alone, human-readable
+    runs/<name>/history.csv     per-epoch curves;  metrics.json; plots/; export/; bench/
+    runs/<name>/train_state.pt  optimizer/scheduler/EMA/RNG state for --resume (removed when training completes)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from edgeblood.atomic import atomic_path, write_json
+from edgeblood.errors import EdgebloodError
+
+CHECKPOINT = "checkpoint.pt"
+RUN_JSON = "run.json"
+TRAIN_STATE = "train_state.pt"
+CHECKPOINT_FORMAT = "edgeblood-checkpoint"
+CHECKPOINT_VERSION = 1
+METADATA_SCHEMA = "edgeblood.run/1"
+REQUIRED_METADATA = ("model", "classes", "input", "dataset")
+
+
+def save_checkpoint(run_dir: str | os.PathLike, model: nn.Module, metadata: dict) -> Path:
+    """Write checkpoint.pt and run.json atomically (a crash leaves the previous pair intact)."""
+    run_dir = Path(run_dir)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "state_dict": state, "metadata": _jsonable(metadata)}
+    with atomic_path(run_dir / CHECKPOINT) as tmp:
+        torch.save(payload, tmp)
+    write_json(run_dir / RUN_JSON, metadata)
+    return run_dir / CHECKPOINT
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load and validate a checkpoint file without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgebloodError(f"no checkpoint at {path}; train one with `edgeblood train` or pass a run directory")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refuses code objects; a truncated file fails to unzip
+        raise EdgebloodError(f"{path} is not a valid edgeblood checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise EdgebloodError(f"{path} is not an edgeblood checkpoint (no '{CHECKPOINT_FORMAT}' header); retrain or re-save it with edgeblood")
+    if payload.get("version", 0) > CHECKPOINT_VERSION:
+        raise EdgebloodError(f"{path} was written by a newer edgeblood (checkpoint v{payload['version']}); upgrade edgeblood")
+    metadata = payload.get("metadata")
+    if not isinstance(metadata, dict) or any(k not in metadata for k in REQUIRED_METADATA):
+        raise EdgebloodError(f"{path} lacks the metadata {', '.join(REQUIRED_METADATA)}; it cannot be rebuilt")
+    return payload["state_dict"], metadata
+
+
+def build_model(metadata: dict, state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """Rebuild the network described by ``metadata['model']['config']`` and load its weights."""
+    from edgeblood.models import create
+
+    cfg = dict(metadata["model"]["config"])
+    name = cfg.pop("name")
+    model = create(name, **cfg)
+    if state_dict is not None:
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise EdgebloodError(f"checkpoint weights do not fit model '{name}' ({str(exc).splitlines()[0]})") from None
+    return model.eval()
+
+
+@dataclass
+class Run:
+    """An opened run directory. ``model`` is rebuilt on first use, in eval mode on the CPU."""
+
+    dir: Path
+    metadata: dict
+    _state_dict: dict | None = None
+    _model: nn.Module | None = None
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            self._model = build_model(self.metadata, self._state_dict)
+        return self._model
+
+    @property
+    def model_name(self) -> str:
+        return self.metadata["model"]["name"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.metadata["classes"])
+
+    @property
+    def in_size(self) -> int:
+        return int(self.metadata["input"]["size"])
+
+    @property
+    def mean(self) -> list[float]:
+        return list(self.metadata["input"]["mean"])
+
+    @property
+    def std(self) -> list[float]:
+        return list(self.metadata["input"]["std"])
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / CHECKPOINT
+
+    @property
+    def export_dir(self) -> Path:
+        return self.dir / "export"
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.dir / "bench"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.dir / "plots"
+
+    def save(self, model: nn.Module | None = None) -> None:
+        """Persist (possibly updated) metadata, and weights when ``model`` is given."""
+        save_checkpoint(self.dir, model if model is not None else self.model, self.metadata)
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open a run directory (or the checkpoint.pt inside one), validating it before use."""
+    path = Path(path).expanduser()
+    if path.is_file() and path.name == CHECKPOINT:
+        path = path.parent
+    if not path.exists():
+        raise EdgebloodError(f"run directory {path} does not exist; pass the folder `edgeblood train` created (runs/<name>)")
+    if not path.is_dir():
+        raise EdgebloodError(f"{path} is not a run directory; pass the folder `edgeblood train` created (runs/<name>)")
+    if not (path / CHECKPOINT).is_file():
+        hint = " (training was interrupted before the first epoch ended; resume with `edgeblood train --resume`)" if (path / TRAIN_STATE).exists() else ""
+        raise EdgebloodError(f"{path} has no {CHECKPOINT}{hint}; train with `edgeblood train` first")
+    state, metadata = load_checkpoint(path / CHECKPOINT)
+    return Run(dir=path, metadata=metadata, _state_dict=state)
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
