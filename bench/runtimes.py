@@ -1,0 +1,414 @@
+"""One small interface over every inference runtime: load an artifact, predict probabilities.
+
+    rt = runtime_for_artifact("runs/x/export/model.onnx")      # or get_runtime("openvino")
+    ok, why = rt.available()                                   # (False, 'pip install "edgeblood[openvino]"')
+    m = rt.load(path, device="cpu", threads=1)
+    probs = m.predict(images)        # float32 NCHW RGB 0-255 (the deployment contract) -> [N, C]
+
+Adding a runtime is one new ``Runtime`` subclass decorated with ``@register_runtime``; nothing else
+changes. Heavy libraries are imported inside the adapters so that listing runtimes is cheap and a
+missing one is a reason string, never an ImportError.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeblood.errors import EdgebloodError
+
+DEFAULT_CHUNK = 256  # images per runtime call in predict(); bounds memory on full test splits
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC images (as edgeblood.data returns them) -> float32 NCHW 0-255, the artifacts' input."""
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise EdgebloodError(f"expected uint8 images shaped [N, H, W, 3], got {images.shape}")
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+class LoadedModel:
+    """A model ready to predict. ``predict`` takes float32 NCHW RGB 0-255 and returns probabilities [N, C].
+
+    ``_run`` is the runtime's own inference call on one chunk (what a benchmark should time).
+    """
+
+    def __init__(
+        self,
+        *,
+        runtime: str,
+        device: str,
+        threads: int | None,
+        artifact: Path,
+        load_seconds: float,
+        run: Callable[[np.ndarray], np.ndarray],
+        metadata: dict[str, Any],
+        input_size: int | None = None,
+        handle: Any = None,
+    ):
+        self.runtime = runtime
+        self.device = device
+        self.threads = threads
+        self.artifact = Path(artifact)
+        self.load_seconds = load_seconds
+        self.input_size = input_size
+        self.handle = handle  # the runtime's own object (InferenceSession, CompiledModel, nn.Module, MLModel)
+        self._run = run
+        self._metadata = metadata
+
+    def metadata(self) -> dict[str, Any]:
+        """The contract metadata read back from the artifact (see edgeblood.exporters.contract)."""
+        return dict(self._metadata)
+
+    def predict(self, images: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Probabilities [N, C] for float32 NCHW RGB 0-255 ``images`` (uint8 NCHW is cast)."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise EdgebloodError(f"{self.runtime}: expected images shaped [N, 3, H, W] (NCHW RGB), got {images.shape}")
+        if self.input_size and images.shape[2:] != (self.input_size, self.input_size):
+            raise EdgebloodError(
+                f"{self.runtime}: the model takes {self.input_size}x{self.input_size} px, got {images.shape[2]}x{images.shape[3]}; "
+                "resize the images first (edgeblood predict does this)"
+            )
+        if images.dtype != np.float32:
+            images = images.astype(np.float32)
+        images = np.ascontiguousarray(images)
+        if len(images) <= chunk:
+            return np.asarray(self._run(images), dtype=np.float32)
+        return np.concatenate([np.asarray(self._run(images[i : i + chunk]), dtype=np.float32) for i in range(0, len(images), chunk)])
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.runtime}/{self.device}, threads={self.threads}, {self.artifact.name})"
+
+
+class Runtime(ABC):
+    """An inference runtime: whether it is usable here, on which devices, and how to load an artifact."""
+
+    name: str = ""
+    extra: str = ""  # the pip extra that installs it
+    suffixes: tuple[str, ...] = ()  # artifact file suffixes this runtime reads
+
+    @abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """(True, "") when usable here, else (False, reason a user can act on)."""
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """Device names accepted by ``load`` on this machine (empty when unavailable)."""
+
+    @abstractmethod
+    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
+        """Runtime-specific loading; called by ``load`` after the common checks."""
+
+    def load(self, artifact: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> LoadedModel:
+        ok, why = self.available()
+        if not ok:
+            raise EdgebloodError(f"{self.name} cannot run here: {why}")
+        artifact = Path(artifact)
+        if not artifact.exists():
+            raise EdgebloodError(f"{artifact} does not exist; export it first with `edgeblood export RUN --target ...`")
+        device = device.lower()
+        devices = self.devices()
+        if device not in devices:
+            raise EdgebloodError(f"{self.name} has no device '{device}' here; choose one of: {', '.join(devices) or 'none'}")
+        if threads is not None and threads < 1:
+            raise EdgebloodError(f"threads must be >= 1 (got {threads})")
+        try:
+            return self._load(artifact, device, threads)
+        except EdgebloodError:
+            raise
+        except Exception as exc:  # corrupt or foreign files: one line, not a runtime traceback
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise EdgebloodError(f"{self.name} could not load {artifact} ({type(exc).__name__}: {msg}); re-export it with `edgeblood export`") from None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+_RUNTIMES: dict[str, type[Runtime]] = {}
+_ALIASES = {"torch": "pytorch", "ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino", "ct": "coreml", "coremltools": "coreml"}
+
+
+def register_runtime(cls: type[Runtime]) -> type[Runtime]:
+    """Class decorator: make a Runtime subclass available by its ``name``."""
+    _RUNTIMES[cls.name] = cls
+    return cls
+
+
+def list_runtimes() -> list[str]:
+    return list(_RUNTIMES)
+
+
+def get_runtime(name: str) -> Runtime:
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in _RUNTIMES:
+        raise EdgebloodError(f"unknown runtime '{name}'; choose one of: {', '.join(_RUNTIMES)}")
+    return _RUNTIMES[key]()
+
+
+def runtime_for_artifact(path: str | os.PathLike) -> Runtime:
+    """The runtime that reads ``path``: .onnx, .xml (OpenVINO IR), .mlpackage/.mlmodel, a run dir or .pt."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    for cls in _RUNTIMES.values():
+        if suffix in cls.suffixes:
+            return cls()
+    if path.is_dir() and (path / "checkpoint.pt").is_file():
+        return get_runtime("pytorch")
+    known = sorted({s for c in _RUNTIMES.values() for s in c.suffixes})
+    raise EdgebloodError(f"unknown model format '{path.name}'; pass a run directory or a file ending in {', '.join(known)}")
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _import_ok(module: str, extra: str, package: str | None = None) -> tuple[bool, str]:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        fix = f'pip install "edgeblood[{extra}]"' if extra else f"pip install {package or module}"
+        return False, f"{package or module} is not installed; install it with: {fix}"
+    return True, ""
+
+
+# --------------------------------------------------------------------------------------------- PyTorch
+@register_runtime
+class PyTorchRuntime(Runtime):
+    """PyTorch eager on a run directory (or its checkpoint.pt), wrapped with the deployment contract.
+
+    ``threads`` calls ``torch.set_num_threads`` (process-wide: benchmark one configuration per process).
+    """
+
+    name = "pytorch"
+    extra = ""
+    suffixes = (".pt",)
+
+    def available(self) -> tuple[bool, str]:
+        return _import_ok("torch", "", "torch")
+
+    def devices(self) -> list[str]:
+        import torch
+
+        devs = ["cpu"]
+        if torch.cuda.is_available():
+            devs.append("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            devs.append("mps")
+        return devs
+
+    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
+        import torch
+
+        from edgeblood.exporters.contract import artifact_metadata, decode_metadata
+        from edgeblood.preprocess import wrap_for_deployment
+        from edgeblood.runs import open_run
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+        def load():
+            run = open_run(artifact)
+            return run, wrap_for_deployment(run.model, run.metadata, with_label=False).to(device)
+
+        (run, module), seconds = _timed(load)
+
+        @torch.inference_mode()
+        def predict(x: np.ndarray) -> np.ndarray:
+            out = module(torch.from_numpy(x).to(device))
+            return out.float().cpu().numpy()
+
+        meta = decode_metadata(artifact_metadata(run.metadata, target="pytorch", run_name=run.name))
+        return LoadedModel(
+            runtime=self.name, device=device, threads=threads or torch.get_num_threads(), artifact=artifact,
+            load_seconds=seconds, run=predict, metadata=meta, input_size=run.in_size, handle=module,
+        )
+
+
+# ---------------------------------------------------------------------------------------- ONNX Runtime
+@register_runtime
+class OnnxRuntime(Runtime):
+    """ONNX Runtime; devices map to execution providers (cuda -> CUDA EP, coreml -> CoreML EP)."""
+
+    name = "onnxruntime"
+    extra = "onnx"
+    suffixes = (".onnx",)
+    _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "coreml": "CoreMLExecutionProvider"}
+
+    def available(self) -> tuple[bool, str]:
+        return _import_ok("onnxruntime", "onnx")
+
+    def devices(self) -> list[str]:
+        if not self.available()[0]:
+            return []
+        import onnxruntime as ort
+
+        have = set(ort.get_available_providers())
+        return [dev for dev, prov in self._PROVIDERS.items() if prov in have]
+
+    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
+        import onnxruntime as ort
+
+        from edgeblood.exporters.contract import decode_metadata
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or 0  # 0 = onnxruntime's default (one per physical core)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        providers = [self._PROVIDERS[device]] + ([] if device == "cpu" else ["CPUExecutionProvider"])
+        sess, seconds = _timed(lambda: ort.InferenceSession(str(artifact), sess_options=opts, providers=providers))
+        inp = sess.get_inputs()[0]
+        out_names = [o.name for o in sess.get_outputs()]
+        prob = "probabilities" if "probabilities" in out_names else out_names[0]
+        in_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        size = inp.shape[-1] if isinstance(inp.shape[-1], int) else None
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return sess.run([prob], {inp.name: x.astype(in_dtype, copy=False)})[0]
+
+        meta = decode_metadata(dict(sess.get_modelmeta().custom_metadata_map))
+        return LoadedModel(
+            runtime=self.name, device=device, threads=threads, artifact=artifact,
+            load_seconds=seconds, run=predict, metadata=meta, input_size=size, handle=sess,
+        )
+
+
+# -------------------------------------------------------------------------------------------- OpenVINO
+@register_runtime
+class OpenVinoRuntime(Runtime):
+    """OpenVINO on an IR (.xml + .bin) or an .onnx file read directly.
+
+    On CPU the inference precision is pinned to f32: OpenVINO otherwise runs in bf16 on CPUs with
+    AVX-512 BF16/AMX, which would silently change an "fp32" row's accuracy. fp16 IRs store fp16
+    weights and are decompressed to f32 on CPU.
+    """
+
+    name = "openvino"
+    extra = "openvino"
+    suffixes = (".xml",)
+
+    def available(self) -> tuple[bool, str]:
+        return _import_ok("openvino", "openvino")
+
+    def devices(self) -> list[str]:
+        if not self.available()[0]:
+            return []
+        import openvino as ov
+
+        return [d.lower() for d in ov.Core().available_devices]
+
+    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
+        import openvino as ov
+
+        core = ov.Core()
+
+        def load():
+            model = core.read_model(str(artifact))
+            shape = model.input(0).get_partial_shape()
+            if shape.rank.is_static and shape[0].is_static:  # static batch: make it dynamic
+                shape[0] = ov.Dimension.dynamic()
+                model.reshape({model.input(0): shape})
+            config: dict[str, Any] = {}
+            if device.startswith("cpu"):
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            if threads is not None:
+                config["INFERENCE_NUM_THREADS"] = threads
+            return model, core.compile_model(model, device.upper(), config)
+
+        (model, compiled), seconds = _timed(load)
+        names = [o.get_names() for o in compiled.outputs]
+        prob_port = next((compiled.outputs[i] for i, n in enumerate(names) if "probabilities" in n), compiled.outputs[0])
+        request = compiled.create_infer_request()
+        shape = model.input(0).get_partial_shape()
+        size = shape[3].get_length() if shape.rank.is_static and shape[3].is_static else None
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return request.infer({0: x}, share_inputs=True)[prob_port].copy()
+
+        return LoadedModel(
+            runtime=self.name, device=device, threads=threads, artifact=artifact,
+            load_seconds=seconds, run=predict, metadata=read_openvino_metadata(model), input_size=size, handle=compiled,
+        )
+
+
+def read_openvino_metadata(model: Any) -> dict[str, Any]:
+    """The contract stored under rt_info['edgeblood'] of an ov.Model (empty when absent)."""
+    from edgeblood.exporters.contract import decode_metadata
+
+    if not model.has_rt_info(["edgeblood"]):
+        return {}
+    keys = model.get_rt_info(["edgeblood"]).astype(dict)
+    return decode_metadata({str(k): model.get_rt_info(["edgeblood", str(k)]).astype(str) for k in keys})
+
+
+# ------------------------------------------------------------------------------------------- Core ML
+@register_runtime
+class CoreMLRuntime(Runtime):
+    """Core ML through coremltools. Conversion works anywhere; predictions need macOS.
+
+    The exported model takes an RGB image (ImageType), so float NCHW 0-255 batches are turned into
+    8-bit PIL images (exact for pixels that came from 8-bit files, the deployment case).
+    """
+
+    name = "coreml"
+    extra = "coreml"
+    suffixes = (".mlpackage", ".mlmodel")
+    _UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
+
+    def available(self) -> tuple[bool, str]:
+        ok, why = _import_ok("coremltools", "coreml")
+        if not ok:
+            return ok, why
+        if platform.system() != "Darwin":
+            return False, "coremltools predictions need macOS (conversion and spec checks work here)"
+        return True, ""
+
+    def devices(self) -> list[str]:
+        if not self.available()[0]:
+            return []
+        import coremltools as ct
+
+        return [d for d, unit in self._UNITS.items() if hasattr(ct.ComputeUnit, unit)]
+
+    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
+        import coremltools as ct
+        from PIL import Image
+
+        units = getattr(ct.ComputeUnit, self._UNITS[device])
+        mlmodel, seconds = _timed(lambda: ct.models.MLModel(str(artifact), compute_units=units))
+        spec = mlmodel.get_spec()
+        input_name = spec.description.input[0].name
+        prob_name = spec.description.predictedProbabilitiesName or "probabilities"
+        meta = read_coreml_metadata(mlmodel)
+        classes = list(meta.get("classes") or [])
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            rows = []
+            for img in np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1):
+                out = mlmodel.predict({input_name: Image.fromarray(img, "RGB")})
+                probs = out[prob_name]
+                rows.append([probs[c] for c in classes] if isinstance(probs, dict) else np.ravel(probs))
+            return np.asarray(rows, dtype=np.float32)
+
+        size = spec.description.input[0].type.imageType.width or None
+        return LoadedModel(
+            runtime=self.name, device=device, threads=None, artifact=artifact,
+            load_seconds=seconds, run=predict, metadata=meta, input_size=size, handle=mlmodel,
+        )
+
+
+def read_coreml_metadata(mlmodel: Any) -> dict[str, Any]:
+    """The contract stored in a Core ML model's user_defined_metadata."""
+    from edgeblood.exporters.contract import decode_metadata
+
+    return decode_metadata(dict(mlmodel.user_defined_metadata))
