@@ -1,0 +1,256 @@
+"""Classifying a user's image files with an exported model: the library behind ``edgeblood predict``.
+
+    model = open_model("runs/x/export/model.onnx")              # any exported artifact or a run directory
+    report = predict_files(model, ["cells/"], top_k=3, reject_below=0.7)
+    report.summary()                                             # files, flagged for review, failed
+
+The model's own metadata (written into every artifact by ``edgeblood export``) supplies the class
+names and input size, so nothing here is hard-coded to one model. Images are prepared by
+``edgeblood.imageio.load_image`` (the documented MedMNIST-style center crop + bilinear resize).
+A file that cannot be read becomes a failed row with its reason; the rest of the batch still runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeblood.errors import EdgebloodError
+from edgeblood.imageio import iter_image_files, load_image
+
+DEFAULT_BATCH = 64
+
+
+@dataclass
+class PredictModel:
+    """A loaded runtime model plus what prediction needs from its metadata."""
+
+    loaded: Any  # edgeblood.bench.runtimes.LoadedModel
+    path: Path
+    classes: list[str]
+    input_size: int
+
+    @property
+    def runtime(self) -> str:
+        return self.loaded.runtime
+
+    @property
+    def device(self) -> str:
+        return self.loaded.device
+
+    def describe(self) -> str:
+        return f"{self.path.name} on {self.runtime}/{self.device} ({self.input_size} px input, {len(self.classes)} classes)"
+
+
+@dataclass
+class Prediction:
+    """One file's result: either a prediction (``error`` is None) or the reason it failed."""
+
+    file: str
+    predicted: str | None = None
+    probability: float | None = None
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+    review: bool = False
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error else "review" if self.review else "ok"
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "status": self.status,
+            "predicted": self.predicted,
+            "probability": None if self.probability is None else round(self.probability, 6),
+            "review": self.review,
+            "top_k": [{"class": c, "probability": round(p, 6)} for c, p in self.top_k],
+            "error": self.error,
+        }
+
+
+@dataclass
+class PredictionReport:
+    """All rows of a batch, the inputs that were skipped before decoding, and how it was run."""
+
+    model: str
+    runtime: str
+    device: str
+    input_size: int
+    classes: list[str]
+    top_k: int
+    reject_below: float | None
+    rows: list[Prediction]
+    skipped_inputs: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): missing, empty folder
+    seconds: float = 0.0
+
+    @property
+    def n_files(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_predicted(self) -> int:
+        return sum(r.error is None for r in self.rows)
+
+    @property
+    def n_flagged(self) -> int:
+        return sum(r.review for r in self.rows)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.error is not None for r in self.rows)
+
+    def summary(self) -> str:
+        flag = f", {self.n_flagged} flagged for review (top probability < {self.reject_below:.2f})" if self.reject_below is not None else ""
+        skipped = f"; {len(self.skipped_inputs)} input path(s) skipped" if self.skipped_inputs else ""
+        return (
+            f"{self.n_files} files: {self.n_predicted} predicted{flag}, {self.n_failed} failed{skipped} - "
+            f"{self.model} on {self.runtime}/{self.device}, {self.input_size} px, {self.seconds:.2f} s"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "runtime": self.runtime,
+            "device": self.device,
+            "input_size": self.input_size,
+            "classes": list(self.classes),
+            "top_k": self.top_k,
+            "reject_below": self.reject_below,
+            "summary": {
+                "files": self.n_files,
+                "predicted": self.n_predicted,
+                "flagged": self.n_flagged,
+                "failed": self.n_failed,
+                "skipped_inputs": len(self.skipped_inputs),
+                "seconds": round(self.seconds, 4),
+            },
+            "predictions": [r.as_dict() for r in self.rows],
+            "skipped_inputs": [{"path": p, "reason": why} for p, why in self.skipped_inputs],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2) + "\n"
+
+    def to_csv(self) -> str:
+        """One row per file: status, prediction, probability, review flag, top-k as column pairs, error."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        header = ["file", "status", "predicted", "probability", "review"]
+        for i in range(1, self.top_k + 1):
+            header += [f"top{i}_class", f"top{i}_probability"]
+        writer.writerow(header + ["error"])
+        for r in self.rows:
+            row: list[Any] = [r.file, r.status, r.predicted or "", _fmt(r.probability), "yes" if r.review else "no" if r.error is None else ""]
+            for i in range(self.top_k):
+                row += [r.top_k[i][0], _fmt(r.top_k[i][1])] if i < len(r.top_k) else ["", ""]
+            writer.writerow(row + [r.error or ""])
+        return buf.getvalue()
+
+
+def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> PredictModel:
+    """Load any exported artifact (.onnx, OpenVINO .xml, .mlpackage on macOS) or a run directory."""
+    from edgeblood.bench.runtimes import runtime_for_artifact
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise EdgebloodError(f"model {path} does not exist; pass an exported artifact (model.onnx, openvino/model.xml, model.mlpackage) or a run directory")
+    loaded = runtime_for_artifact(path).load(path, device=device, threads=threads)
+    meta = loaded.metadata()
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise EdgebloodError(f"{path} carries no class names in its metadata (not an edgeblood export); re-export it with `edgeblood export RUN`")
+    size = meta.get("input_size") or loaded.input_size
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        raise EdgebloodError(f"{path} has no usable input size in its metadata ({size!r}); re-export it with `edgeblood export RUN`") from None
+    return PredictModel(loaded=loaded, path=path, classes=[str(c) for c in classes], input_size=size)
+
+
+def predict_files(
+    model: PredictModel,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    top_k: int = 3,
+    reject_below: float | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    crop_fraction: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+) -> PredictionReport:
+    """Predict every image under ``inputs``; unreadable files become failed rows, never an abort.
+
+    Raises ``EdgebloodError`` only when there is nothing to predict (no files at all) or an option is invalid.
+    """
+    if not 1 <= top_k <= len(model.classes):
+        raise EdgebloodError(f"--top-k must be between 1 and {len(model.classes)} (the model's class count), got {top_k}")
+    if reject_below is not None and not 0.0 <= reject_below <= 1.0:
+        raise EdgebloodError(f"--reject-below is a probability between 0 and 1, got {reject_below}")
+    if batch_size < 1:
+        raise EdgebloodError(f"batch size must be >= 1, got {batch_size}")
+    skipped: list[tuple[Path, str]] = []
+    files = list(iter_image_files(inputs, problems=skipped))
+    if not files:
+        reasons = "; ".join(why for _, why in skipped) or "no inputs given"
+        raise EdgebloodError(f"no images to classify ({reasons})")
+
+    t0 = time.perf_counter()
+    rows: list[Prediction] = []
+    pending: list[tuple[Prediction, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = np.stack([img for _, img in pending]).transpose(0, 3, 1, 2).astype(np.float32)
+        probs = model.loaded.predict(batch)
+        if probs.ndim != 2 or probs.shape[1] != len(model.classes):
+            raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")
+        for (row, _), p in zip(pending, probs):
+            _fill(row, p, model.classes, top_k, reject_below)
+        if progress is not None:
+            progress(len(pending))
+        pending.clear()
+
+    for file in files:
+        row = Prediction(file=str(file))
+        rows.append(row)
+        try:
+            pending.append((row, load_image(file, model.input_size, crop_fraction=crop_fraction)))
+        except EdgebloodError as exc:
+            row.error = str(exc)
+            if progress is not None:
+                progress(1)
+            continue
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return PredictionReport(
+        model=str(model.path), runtime=model.runtime, device=model.device, input_size=model.input_size,
+        classes=list(model.classes), top_k=top_k, reject_below=reject_below, rows=rows,
+        skipped_inputs=[(str(p), why) for p, why in skipped], seconds=time.perf_counter() - t0,
+    )
+
+
+def count_files(inputs: Iterable[str | os.PathLike]) -> int:
+    """How many files ``predict_files`` will visit (for a progress bar's total)."""
+    return sum(1 for _ in iter_image_files(inputs, problems=[]))
+
+
+def _fill(row: Prediction, probs: np.ndarray, classes: list[str], top_k: int, reject_below: float | None) -> None:
+    order = np.argsort(-probs, kind="stable")[:top_k]
+    row.top_k = [(classes[i], float(probs[i])) for i in order]
+    row.predicted, row.probability = row.top_k[0]
+    row.review = reject_below is not None and row.probability < reject_below
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
