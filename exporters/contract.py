@@ -13,7 +13,6 @@ from typing import Any
 
 from edgeblood import __version__
 from edgeblood.info import CREDIT, LICENSE
-from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
 
 CONTRACT = "edgeblood.artifact/1"
 
@@ -28,6 +27,10 @@ DESCRIPTION = (
 
 def artifact_metadata(run_metadata: dict, *, precision: str = "fp32", target: str = "", run_name: str = "") -> dict[str, str]:
     """The flat string map stored in an artifact, built from a run's metadata (run.json)."""
+    # Imported here: edgeblood.preprocess imports torch, and the bench worker reads artifact metadata
+    # through this module for ONNX Runtime / OpenVINO rows whose peak RSS must not include torch.
+    from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
+
     inp = run_metadata["input"]
     ds = run_metadata.get("dataset", {})
     test = (run_metadata.get("metrics") or {}).get("test") or {}
