@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Classify a folder of blood-cell images with an edgeblood ONNX model - onnxruntime, numpy and Pillow only.
+
+    pip install onnxruntime numpy pillow
+    python onnx_app.py runs/se-cnn/export/model.onnx cells/ --top-k 3 --reject-below 0.7
+
+Everything model-specific (class names, input size) is read from the model's metadata_props, and the
+normalisation is inside the graph: the app only has to hand over RGB pixels 0-255, float32, NCHW.
+Each image is prepared like BloodMNIST's: center-cropped to a square, resized with PIL bilinear.
+
+Output: one CSV line per image (file, predicted class, probability, top-k, review flag) on stdout;
+unreadable files are reported on stderr and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def load_cell(path: Path, size: int) -> np.ndarray:
+    """Image file -> uint8 [size, size, 3] RGB: alpha onto white, grey replicated, center square crop, bilinear."""
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in ("RGBA", "LA", "PA", "P"):
+            rgba = img.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(white, rgba)
+        img = img.convert("RGB")
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and not p.name.startswith("."))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="model.onnx exported by `edgeblood export`")
+    parser.add_argument("folder", type=Path, help="folder of cell images (searched recursively)")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--reject-below", type=float, default=0.7, help="flag images whose top probability is lower")
+    args = parser.parse_args()
+
+    session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map  # edgeblood's contract: string -> string
+    classes = json.loads(meta["classes"])
+    size = int(meta["input_size"])
+    input_name = session.get_inputs()[0].name  # "image": float32 [N, 3, size, size], RGB 0-255
+    print(f"# {meta.get('model_name', '?')}: {len(classes)} classes, {size} px input", file=sys.stderr)
+
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["file", "predicted", "probability", "top_k", "review"])
+    failed = flagged = 0
+    for path in image_files(args.folder):
+        try:
+            pixels = load_cell(path, size)
+        except Exception as exc:  # unreadable file: report and go on with the rest
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        batch = pixels.transpose(2, 0, 1)[None].astype(np.float32)  # HWC uint8 -> NCHW float32 0-255
+        probs = session.run(["probabilities"], {input_name: batch})[0][0]
+        order = np.argsort(-probs)[: args.top_k]
+        review = probs[order[0]] < args.reject_below
+        flagged += int(review)
+        top = ";".join(f"{classes[i]}:{probs[i]:.4f}" for i in order)
+        out.writerow([str(path), classes[order[0]], f"{probs[order[0]]:.6f}", top, "yes" if review else "no"])
+    print(f"# {flagged} flagged for review (top probability < {args.reject_below}), {failed} unreadable", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
