@@ -66,6 +66,11 @@ def build_model(metadata: dict, state_dict: dict[str, torch.Tensor] | None = Non
     cfg = dict(metadata["model"]["config"])
     name = cfg.pop("name")
     model = create(name, **cfg)
+    structure = metadata["model"].get("structure")
+    if structure and state_dict is not None:  # a channel-pruned run (edgeblood compress --prune)
+        from edgeblood.compression.structure import apply_structure
+
+        apply_structure(model, structure, state_dict)
     if state_dict is not None:
         try:
             model.load_state_dict(state_dict)

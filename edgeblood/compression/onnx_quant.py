@@ -1,0 +1,147 @@
+"""ONNX Runtime post-training quantization and fp16 conversion of an exported ``model.onnx``.
+
+* static int8: QDQ format (QuantizeLinear/DequantizeLinear pairs that ORT fuses into integer
+  kernels and that other runtimes - TensorRT, OpenVINO, Core ML tools - can read), per-channel
+  symmetric int8 weights, uint8 asymmetric activations (U8S8: the fast path of ORT's x86 kernels,
+  exact on VNNI), calibrated with MinMax, Entropy or Percentile on a stratified train subset.
+  Softmax/ArgMax stay in float: quantizing probabilities to 1/255 steps would only create ties.
+* dynamic int8: weights quantized offline, activation ranges computed per batch at run time; no
+  calibration data, the comparison point for static.
+* fp16: initializers and ops in float16 with float32 input/output kept (the contract stays the same).
+
+The artifact keeps the fp32 model's metadata (``metadata_props``) with ``precision`` updated, so every
+variant carries the same contract. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeblood.atomic import atomic_path
+from edgeblood.compression.calibration import batches
+from edgeblood.errors import EdgebloodError, missing_extra
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+FLOAT_ONLY_OPS = ("Softmax", "ArgMax")
+CALIBRATION_BATCH = 32
+
+
+def _modules():
+    try:
+        import onnx
+        import onnxruntime.quantization as q
+    except ImportError:
+        raise missing_extra("onnxruntime", "onnx") from None
+    return onnx, q
+
+
+def quantize_static(
+    fp32_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    calibration: np.ndarray,
+    method: str = "minmax",
+    *,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    percentile: float = 99.999,
+) -> Path:
+    """Static int8 QDQ model from ``fp32_path`` calibrated on ``calibration`` (float32 NCHW 0-255)."""
+    onnx, q = _modules()
+    method = method.lower()
+    if method not in CALIBRATION_METHODS:
+        raise EdgebloodError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)} (got '{method}')")
+    if calibration is None or len(calibration) == 0:
+        raise EdgebloodError("no calibration data for static int8 quantization; pass --calibration-images N with N >= 1")
+    calib_method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+                    "percentile": q.CalibrationMethod.Percentile}[method]
+    src = onnx.load(str(fp32_path))
+    input_name = src.graph.input[0].name
+    with tempfile.TemporaryDirectory(prefix="edgeblood-quant-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # shape inference + graph optimisation (BN folding etc.) before calibration, as ORT recommends
+        q.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        exclude = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in FLOAT_ONLY_OPS]
+        reader = _reader(q.CalibrationDataReader, input_name, calibration)
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        if method == "percentile":
+            extra["CalibPercentile"] = percentile
+        quantized = Path(tmp) / "quantized.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress lines
+            q.quantize_static(
+                str(prepared), str(quantized), reader,
+                quant_format=q.QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
+                activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                nodes_to_exclude=exclude, calibrate_method=calib_method, extra_options=extra,
+            )
+        label = f"int8-static-{method}"
+        return _save_with_metadata(onnx.load(str(quantized)), src, out_path, label)
+
+
+def quantize_dynamic(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Dynamic int8 (weights offline, activations per batch). Conv weights must be uint8 for ORT's ConvInteger."""
+    onnx, q = _modules()
+    src = onnx.load(str(fp32_path))
+    with tempfile.TemporaryDirectory(prefix="edgeblood-quant-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        q.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantized = Path(tmp) / "quantized.onnx"
+        # ORT's CPU ConvInteger kernel only takes uint8 weights; int8 weights fail at load time.
+        q.quantize_dynamic(str(prepared), str(quantized), weight_type=q.QuantType.QUInt8, per_channel=False)
+        return _save_with_metadata(onnx.load(str(quantized)), src, out_path, "int8-dynamic")
+
+
+def convert_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """float16 weights and compute, float32 ``image`` input and ``probabilities`` output (contract unchanged)."""
+    onnx, _ = _modules()
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    src = onnx.load(str(fp32_path))
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    half = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True, op_block_list=list(FLOAT_ONLY_OPS))
+    sorted_model = OnnxModel(half)
+    sorted_model.topological_sort()  # the converter appends its input Casts at the end of the node list
+    half = sorted_model.model
+    return _save_with_metadata(half, src, out_path, "fp16")
+
+
+def _save_with_metadata(model, source, out_path: str | os.PathLike, precision: str) -> Path:
+    import onnx
+
+    props = {p.key: p.value for p in source.metadata_props}
+    props["precision"] = precision
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.doc_string = source.doc_string
+    model.producer_name = source.producer_name or model.producer_name
+    onnx.checker.check_model(model)
+    out_path = Path(out_path)
+    with atomic_path(out_path, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
+    return out_path
+
+
+def _reader(base: type, input_name: str, images: np.ndarray, batch_size: int = CALIBRATION_BATCH):
+    """An onnxruntime ``CalibrationDataReader`` over an in-memory array (rewindable)."""
+
+    class Reader(base):
+        def __init__(self):
+            self.images = np.asarray(images, dtype=np.float32)
+            self.rewind()
+
+        def get_next(self):
+            batch = next(self._it, None)
+            return None if batch is None else {input_name: batch}
+
+        def rewind(self) -> None:
+            self._it = iter(batches(self.images, batch_size))
+
+    return Reader()

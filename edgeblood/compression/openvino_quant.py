@@ -1,0 +1,139 @@
+"""OpenVINO int8 with NNCF post-training quantization, and fp16 weight compression.
+
+``nncf.quantize(model, nncf.Dataset(...))`` inserts FakeQuantize ops calibrated on the stratified
+train subset; OpenVINO's CPU plugin then runs the convolutions in int8 (VNNI/AMX when present).
+With ``max_drop`` (percentage points of val accuracy), ``nncf.quantize_with_accuracy_control`` keeps
+reverting the most harmful quantized layers to float until the int8 model's val accuracy is within
+that drop of the fp32 model's - validation on val, so test stays unseen. The IR keeps the fp32 IR's
+``rt_info['edgeblood']`` contract, with ``precision`` updated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeblood.errors import EdgebloodError, missing_extra
+
+PRESETS = ("performance", "mixed")
+
+
+@dataclass
+class OpenVinoQuantInfo:
+    method: str
+    preset: str
+    subset_size: int
+    max_drop_pt: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _modules():
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        raise missing_extra("openvino and nncf", "openvino") from None
+    return ov, nncf
+
+
+def quantize(
+    fp32_xml: str | os.PathLike,
+    out_xml: str | os.PathLike,
+    calibration: np.ndarray,
+    *,
+    preset: str = "performance",
+    max_drop: float | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[Path, OpenVinoQuantInfo]:
+    """int8 IR from ``fp32_xml``; ``calibration`` and ``validation`` images are float32 NCHW 0-255."""
+    ov, nncf = _modules()
+    if calibration is None or len(calibration) == 0:
+        raise EdgebloodError("no calibration data for OpenVINO int8 quantization; pass --calibration-images N with N >= 1")
+    if preset not in PRESETS:
+        raise EdgebloodError(f"--preset must be one of {', '.join(PRESETS)} (got '{preset}')")
+    model = ov.Core().read_model(str(fp32_xml))
+    calib = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
+    kwargs = dict(preset=getattr(nncf.QuantizationPreset, preset.upper()), subset_size=len(calibration))
+    info = OpenVinoQuantInfo(method="nncf.quantize", preset=preset, subset_size=len(calibration))
+    with _quiet_nncf(nncf):
+        if max_drop is None:
+            quantized = nncf.quantize(model, calib, **kwargs)
+        else:
+            if not 0 < max_drop < 100:
+                raise EdgebloodError(f"--max-drop is in percentage points of val accuracy and must be in (0, 100) (got {max_drop})")
+            if validation is None or len(validation[0]) == 0:
+                raise EdgebloodError("--max-drop needs the val split to validate on; the dataset has no val images")
+            images, labels = validation
+            val = nncf.Dataset([(images[i : i + 1], int(labels[i])) for i in range(len(labels))])
+            quantized = nncf.quantize_with_accuracy_control(
+                model, calib, val, _validation_fn, max_drop=max_drop / 100.0, drop_type=nncf.DropType.ABSOLUTE, **kwargs
+            )
+            info.method, info.max_drop_pt = "nncf.quantize_with_accuracy_control (val split)", float(max_drop)
+        if max_drop is None:
+            # NNCF keeps some layers in float on purpose (e.g. the squeeze-excitation gates, whose 1x1
+            # convs act on a 1x1 map and cost nothing to run); their weights still dominate the file.
+            # Weight-only int8 (per-channel, asymmetric) for those shrinks the file, not the math.
+            # Not after accuracy control: the layers it reverted to float are meant to stay float.
+            quantized = nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_ASYM)
+            info.notes.append("layers NNCF keeps in float (e.g. SE gates) get weight-only int8 (nncf.compress_weights)")
+    _set_precision(quantized, "int8")
+    return save_ir(quantized, out_xml, compress_to_fp16=False), info
+
+
+def compress_fp16(fp32_xml: str | os.PathLike, out_xml: str | os.PathLike) -> Path:
+    """fp16 IR: weights stored as float16 (decompressed at load; the CPU plugin computes in f32)."""
+    ov, _ = _modules()
+    model = ov.Core().read_model(str(fp32_xml))
+    _set_precision(model, "fp16")
+    return save_ir(model, out_xml, compress_to_fp16=True)
+
+
+def save_ir(model, out_xml: str | os.PathLike, compress_to_fp16: bool) -> Path:
+    """Write .xml + .bin atomically: both into a temp folder beside the target, then moved (bin first)."""
+    import openvino as ov
+
+    out_xml = Path(out_xml)
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_xml.stem}.", dir=out_xml.parent) as tmp:
+        tmp_xml = Path(tmp) / out_xml.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+        os.replace(tmp_xml.with_suffix(".bin"), out_xml.with_suffix(".bin"))
+        os.replace(tmp_xml, out_xml)
+    return out_xml
+
+
+def _validation_fn(compiled_model, items) -> tuple[float, list[float]]:
+    """NNCF's metric: val accuracy, plus per-image correctness (lets it rank layers by harm)."""
+    output = compiled_model.outputs[0]
+    for port in compiled_model.outputs:
+        if "probabilities" in port.get_names():
+            output = port
+    hits = []
+    for image, label in items:
+        probs = compiled_model(image)[output]
+        hits.append(float(int(np.argmax(probs, axis=1)[0]) == int(label)))
+    return (float(np.mean(hits)) if hits else 0.0), hits
+
+
+def _set_precision(model, precision: str) -> None:
+    if model.has_rt_info(["edgeblood"]):
+        model.set_rt_info(precision, ["edgeblood", "precision"])
+
+
+@contextlib.contextmanager
+def _quiet_nncf(nncf):
+    """NNCF logs every step at INFO and draws its own progress bars; keep the CLI's output readable."""
+    import logging
+
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
