@@ -16,29 +16,15 @@ from edgeblood.cli import models as _models  # noqa: E402,F401
 from edgeblood.cli import train as _train  # noqa: E402,F401
 from edgeblood.cli import evaluate as _evaluate  # noqa: E402,F401
 from edgeblood.cli import predict as _predict  # noqa: E402,F401
+from edgeblood.cli import export as _export  # noqa: E402,F401
 
 __all__ = ["app", "console", "main"]
 
 
 def main() -> None:
-    """Entry point: run the app; turn user-fixable errors into one red line and exit code 2."""
+    """Entry point: user-fixable errors become one red line and exit code 2 (usage errors: Typer's own message)."""
     try:
-        app(standalone_mode=False)
+        app()
     except EdgebloodError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("[yellow]aborted[/]")
-            sys.exit(1)
-        raise

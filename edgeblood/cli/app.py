@@ -15,3 +15,12 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Blood-cell classification from training to an app on a device.
+
+    Typical path: `edgeblood train` -> `edgeblood export RUN --target all` -> `edgeblood compress RUN --quantize int8`
+    -> `edgeblood bench RUN`. Every command works on a run directory (runs/<name>/).
+    """

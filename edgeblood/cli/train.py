@@ -1,1 +1,105 @@
-"""`edgeblood models`: the registry with params and MACs."""
+"""`edgeblood train`: train a registry model on BloodMNIST into a run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeblood.cli.app import app, console
+from edgeblood.errors import EdgebloodError
+
+
+def parse_model_opts(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values are parsed as JSON when they can be (numbers, lists, booleans)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise EdgebloodError(f"--model-opt takes key=value (e.g. width_mult=0.5), got '{pair}'")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+@app.command()
+def train(
+    model: str = typer.Option("se-cnn", "--model", "-m", help="Registry name (see `edgeblood models`)."),
+    size: int = typer.Option(28, "--size", "-s", help="Input size in px: 28, 64, 128 or 224."),
+    recipe: str = typer.Option("default", help="Training recipe: default (fast, strong), best (headline), published (the study's settings)."),
+    model_opt: list[str] = typer.Option([], "--model-opt", help="Model option key=value (repeatable), e.g. --model-opt width_mult=0.5."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (recipe default otherwise)."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size per process."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    optimizer: Optional[str] = typer.Option(None, help="adamw, adam or sgd."),
+    schedule: Optional[str] = typer.Option(None, help="onecycle, cosine (with warmup), plateau or constant."),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (not applied to biases/norms)."),
+    label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing for the cross-entropy."),
+    class_weights: Optional[str] = typer.Option(None, help="none or balanced (scikit-learn's formula)."),
+    weighted_sampler: Optional[bool] = typer.Option(None, "--weighted-sampler/--no-weighted-sampler", help="Sample batches with class-balanced weights."),
+    oversample: Optional[bool] = typer.Option(None, "--oversample/--no-oversample", help="Augmentation-based oversampling of minority classes."),
+    mixup: Optional[float] = typer.Option(None, help="Mixup Beta alpha (0 = off)."),
+    cutmix: Optional[float] = typer.Option(None, help="CutMix Beta alpha (0 = off)."),
+    ema: Optional[float] = typer.Option(None, help="EMA decay of weights, e.g. 0.999 (0 = off); the EMA model is saved."),
+    grad_clip: Optional[float] = typer.Option(None, help="Clip gradient norm (0 = off)."),
+    early_stopping: Optional[int] = typer.Option(None, help="Patience in epochs on val accuracy (0 = off); best weights are kept."),
+    rot90: Optional[bool] = typer.Option(None, "--rot90/--no-rot90", help="Random 90-degree rotations."),
+    flips: Optional[bool] = typer.Option(None, "--flips/--no-flips", help="Random flips."),
+    crop_area: Optional[float] = typer.Option(None, help="Random resized crop keeping this minimum area fraction (1 = off)."),
+    color_jitter: Optional[float] = typer.Option(None, help="Colour jitter strength (0 = off)."),
+    pretrain_epochs: Optional[int] = typer.Option(None, help="Autoencoder pre-training epochs (two-phase models)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
+    precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast; AMX on recent Xeons, tensor cores on CUDA)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="Use channels_last memory format."),
+    threads: int = typer.Option(0, help="PyTorch CPU threads (0 = default)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with bloodmnist*.npz (else $EDGEBLOOD_DATA, else ~/.medmnist)."),
+    download: bool = typer.Option(False, "--download", help="Download the official file if it is missing (MD5-checked)."),
+    sample: bool = typer.Option(False, "--sample", help="Use the embedded 512-image sample (offline smoke test)."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run directories."),
+    name: Optional[str] = typer.Option(None, help="Run directory name (default: <model>-<size>px)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory."),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate on val and test when training ends."),
+) -> None:
+    """Train a model; writes runs/<name>/ (checkpoint.pt, run.json, history.csv, metrics.json, plots/).
+
+    Model selection uses the val split only; the test split is evaluated once at the end.
+    """
+    from edgeblood.training import TrainConfig
+    from edgeblood.training import train as run_training
+
+    if resume is not None:
+        run_dir = run_training(TrainConfig(), resume=resume, console=console, evaluate=evaluate)
+        console.print(f"run directory: {run_dir}")
+        return
+    cfg = build_config(
+        model=model, size=size, recipe=recipe, model_opts=parse_model_opts(model_opt),
+        overrides=dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+                       weight_decay=weight_decay, label_smoothing=label_smoothing, class_weights=class_weights,
+                       weighted_sampler=weighted_sampler, oversample_minority=oversample, mixup=mixup, cutmix=cutmix,
+                       ema_decay=ema, grad_clip=grad_clip, early_stopping=early_stopping, pretrain_epochs=pretrain_epochs),
+        augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter,
+                               crop_area=None if crop_area is None else (crop_area, 1.0)),
+        fixed=dict(seed=seed, device=device, precision=precision, channels_last=channels_last, threads=threads,
+                   data_dir=str(data_dir) if data_dir else None, download=download, sample=sample, out_dir=str(out), name=name),
+    )
+    run_dir = run_training(cfg, console=console, evaluate=evaluate)
+    console.print(f"run directory: {run_dir}")
+
+
+def build_config(*, model: str, size: int, recipe: str, model_opts: dict, overrides: dict, augment_overrides: dict, fixed: dict):
+    """Recipe first, then every option the user gave explicitly (None = not given)."""
+    from edgeblood.data.augment import AugmentConfig
+    from edgeblood.training import TrainConfig
+    from edgeblood.training.recipes import get_recipe
+
+    values = get_recipe(recipe, model, size)
+    augment = dict(AugmentConfig().to_dict(), **values.pop("augment", {}))
+    augment.update({k: v for k, v in augment_overrides.items() if v is not None})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update(fixed)
+    return TrainConfig(model=model, size=size, recipe=recipe, model_cfg=model_opts, augment=AugmentConfig.from_dict(augment), **values)

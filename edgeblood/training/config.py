@@ -1,0 +1,79 @@
+"""Everything that defines a training run, as one JSON-able dataclass (stored in run.json)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from edgeblood.data.augment import AugmentConfig
+from edgeblood.errors import EdgebloodError
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("onecycle", "cosine", "plateau", "constant")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "se-cnn"
+    size: int = 28
+    model_cfg: dict = field(default_factory=dict)
+    recipe: str = "default"
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    schedule: str = "onecycle"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    class_weights: str = "none"  # "none" | "balanced" (scikit-learn's formula)
+    weighted_sampler: bool = False
+    oversample_minority: bool = False  # augmentation-based oversampling of minority classes (attention study)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mixup: float = 0.0  # Beta(alpha, alpha) for mixup; 0 disables
+    cutmix: float = 0.0  # Beta(alpha, alpha) for cutmix; 0 disables
+    ema_decay: float = 0.0  # EMA of weights (0 disables); the EMA model is the one evaluated/saved
+    grad_clip: float = 0.0  # max grad norm (0 disables)
+    early_stopping: int = 0  # patience in epochs on val accuracy (0 disables); best weights restored
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"  # "bf16" = autocast bf16 (CPU AMX / CUDA)
+    channels_last: bool = False
+    threads: int = 0  # torch intra-op threads (0 = torch default)
+    data_dir: str | None = None
+    sample: bool = False  # train on the embedded sample
+    download: bool = False
+    out_dir: str = "runs"
+    name: str | None = None
+    eval_batch_size: int = 512
+    pretrain_epochs: int = 0  # autoencoder phase for two-phase models (autoclassifier)
+
+    def validate(self) -> None:
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            (self.class_weights in ("none", "balanced"), "--class-weights must be 'none' or 'balanced'"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.lr > 0, "--lr must be positive"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (0 <= self.ema_decay < 1, "--ema must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise EdgebloodError(message)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if isinstance(d.get("augment"), dict):
+            d["augment"] = AugmentConfig.from_dict(d["augment"])
+        return cls(**d)

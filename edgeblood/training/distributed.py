@@ -1,0 +1,78 @@
+"""Single-process and torchrun (DDP) training share one code path; this module hides the difference.
+
+Under ``torchrun --nproc_per_node N`` the environment carries RANK/WORLD_SIZE/LOCAL_RANK; we join
+the process group (gloo on CPU, nccl on CUDA), shard the batches and let only rank 0 write files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from edgeblood.errors import EdgebloodError
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "DistContext":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(rank=int(os.environ.get("RANK", "0")), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+    def init(self, device: torch.device) -> None:
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+    def all_sum(self, values: list[float], device: torch.device) -> list[float]:
+        if not self.enabled:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def shutdown(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def resolve_device(name: str, ctx: DistContext | None = None) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    ctx = ctx or DistContext()
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EdgebloodError("--device cuda asked, but PyTorch sees no CUDA GPU here; use --device cpu or auto")
+        return torch.device(f"cuda:{ctx.local_rank}" if name == "cuda" and ctx.enabled else name)
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise EdgebloodError("--device mps asked, but Apple-silicon MPS is not available here; use --device cpu or auto")
+        return torch.device("mps")
+    if name != "cpu":
+        raise EdgebloodError(f"unknown device '{name}'; use auto, cpu, cuda or mps")
+    return torch.device("cpu")

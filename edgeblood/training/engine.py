@@ -1,0 +1,425 @@
+"""The training loop: data in memory, batched augmentation, best-on-val checkpoints, resumable.
+
+Guarantees a user can rely on:
+* ``checkpoint.pt`` always holds the best weights so far (selected on the val split only), written
+  atomically after every epoch that improves; ``train_state.pt`` holds everything needed to resume.
+* Ctrl-C loses at most the current epoch: ``edgeblood train --resume runs/<name>`` continues.
+* The same code runs under ``torchrun`` (DDP); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from edgeblood import __version__
+from edgeblood.atomic import atomic_path, write_text
+from edgeblood.data import load_bloodmnist
+from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
+from edgeblood.errors import EdgebloodError
+from edgeblood.info import CLASS_NAMES, CREDIT, LICENSE, SHORT_CLASS_NAMES
+from edgeblood.models import count_macs, count_params, create
+from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
+from edgeblood.runs import CHECKPOINT, TRAIN_STATE, save_checkpoint
+from edgeblood.training.config import TrainConfig
+from edgeblood.training.distributed import DistContext, resolve_device
+from edgeblood.training.schedules import build_scheduler, steps_per_batch
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+
+
+def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console | None = None, evaluate: bool = True) -> Path:
+    """Train a model as described by ``cfg`` (or resume the run at ``resume``); returns the run directory."""
+    console = console or Console()
+    ctx = DistContext.from_env()
+    run_dir, state = None, None
+    if resume is not None:
+        run_dir, state, cfg = _load_resume_state(Path(resume))
+    cfg.validate()
+    device = resolve_device(cfg.device, ctx)
+    ctx.init(device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    _seed_everything(cfg.seed + ctx.rank)
+    quiet = not ctx.is_main
+    say = (lambda *a, **k: None) if quiet else console.print
+
+    data = load_bloodmnist(cfg.size, cfg.data_dir, download=cfg.download, sample=cfg.sample)
+    say(f"[bold]data:[/] {data.describe()}")
+    for note in data.notes:
+        say(f"  note: {note}")
+    if data.is_sample:
+        say("[yellow]training on the embedded sample: accuracy figures are smoke-test only, not BloodMNIST results[/]")
+
+    train_x, train_y = data.images("train"), data.labels("train")
+    mean, std = channel_stats(train_x)
+    model = create(cfg.model, num_classes=len(CLASS_NAMES), in_size=cfg.size, **cfg.model_cfg)
+    params, macs = count_params(model), count_macs(model, cfg.size)
+    if run_dir is None:
+        run_dir = _new_run_dir(cfg) if ctx.is_main else None
+        run_dir = _broadcast_path(run_dir, ctx)
+    say(f"[bold]model:[/] {cfg.model} ({params:,} params, {macs / 1e6:.2f} M MACs at {cfg.size} px)  [bold]device:[/] {device}  "
+        f"[bold]precision:[/] {cfg.precision}{' channels_last' if cfg.channels_last else ''}  [bold]run:[/] {run_dir}")
+
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    metadata = _metadata(cfg, model, data, mean, std, params, macs, device)
+
+    images_t, labels_t = to_tensor_nchw(train_x), torch.from_numpy(train_y)
+    if cfg.oversample_minority:
+        images_t, labels_t = _oversample(images_t, labels_t)
+    weights = None
+    if cfg.weighted_sampler:
+        weights = balanced_class_weights(labels_t.numpy(), len(CLASS_NAMES))[labels_t]
+    stream = BatchStream(images_t, labels_t, cfg.batch_size, augment=cfg.augment, sample_weights=weights,
+                         drop_last=len(labels_t) > cfg.batch_size * 4, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
+    val_x = to_tensor_nchw(data.images("val"))
+    val_y = torch.from_numpy(data.labels("val"))
+    norm = Normalizer(mean, std, device)
+
+    class_w = balanced_class_weights(train_y, len(CLASS_NAMES)).to(device) if cfg.class_weights == "balanced" else None
+    criterion = nn.CrossEntropyLoss(weight=class_w, label_smoothing=cfg.label_smoothing)
+
+    if cfg.pretrain_epochs > 0 and state is None:
+        _pretrain_autoencoder(model, stream, norm, cfg, device, say, quiet)
+
+    train_model: nn.Module = model
+    if ctx.enabled:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = _build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg.schedule, lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=len(stream), warmup_epochs=cfg.warmup_epochs)
+    per_step = steps_per_batch(scheduler)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay > 0 else None
+
+    start_epoch, best_acc, best_epoch, history, stale = 1, -1.0, 0, [], 0
+    wall_before = 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
+        start_epoch = int(state["epoch"]) + 1
+        best_acc, best_epoch, stale = float(state["best_acc"]), int(state["best_epoch"]), int(state["stale"])
+        history = list(state["history"])
+        wall_before = float(state.get("wall_time_s", 0.0))
+        torch.set_rng_state(state["rng_torch"])
+        say(f"[bold]resuming[/] after epoch {start_epoch - 1} (best val accuracy so far {best_acc:.4f} at epoch {best_epoch})")
+
+    autocast = _autocast(cfg.precision, device)
+    t_start = time.perf_counter()
+    interrupted = False
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet, transient=False,
+    )
+    epoch = start_epoch - 1
+    try:
+        with progress:
+            epochs_task = progress.add_task("epochs", total=cfg.epochs, completed=start_epoch - 1, info="")
+            batch_task = progress.add_task("batches", total=len(stream), info="")
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                stream.set_epoch(epoch)
+                progress.reset(batch_task, total=len(stream))
+                train_model.train()
+                sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
+                for xb, yb in stream:
+                    xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                    xb = norm(xb)
+                    if cfg.channels_last:
+                        xb = xb.contiguous(memory_format=torch.channels_last)
+                    xb, targets = _mix(xb, yb, cfg)
+                    with autocast:
+                        logits = train_model(xb)
+                    loss = _loss(criterion, logits.float(), targets)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    if per_step:
+                        scheduler.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    n = len(yb)
+                    sums[0] += loss.item() * n
+                    sums[1] += (logits.argmax(1) == yb).sum().item()
+                    sums[2] += n
+                    elapsed = time.perf_counter() - t0
+                    progress.update(batch_task, advance=1, info=f"loss {sums[0] / sums[2]:.4f}  acc {sums[1] / sums[2]:.4f}  "
+                                    f"lr {optimizer.param_groups[0]['lr']:.2e}  {sums[2] * ctx.world_size / max(elapsed, 1e-9):.0f} img/s")
+                loss_sum, correct, count = ctx.all_sum(sums, device)
+                eval_model = ema.module if ema is not None else model
+                val_loss, val_acc = _evaluate(eval_model, val_x, val_y, norm, device, cfg, autocast)
+                if not per_step:
+                    scheduler.step(val_acc)
+                seconds = time.perf_counter() - t0
+                row = {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count, "val_loss": val_loss,
+                       "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2),
+                       "images_per_s": round(count / seconds, 1)}
+                history.append(row)
+                improved = val_acc > best_acc
+                if improved:
+                    best_acc, best_epoch, stale = val_acc, epoch, 0
+                else:
+                    stale += 1
+                wall = wall_before + time.perf_counter() - t_start
+                if ctx.is_main:
+                    metadata["training"].update(epochs_run=epoch, best_epoch=best_epoch, best_val_accuracy=best_acc,
+                                                wall_time_s=round(wall, 1), status="running")
+                    if improved:
+                        save_checkpoint(run_dir, eval_model, metadata)
+                    _write_history(run_dir, history)
+                    _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall)
+                progress.update(epochs_task, advance=1, info=f"val acc {val_acc:.4f} (best {best_acc:.4f} @ {best_epoch})")
+                if not console.is_terminal:  # logs and CI get one line per epoch instead of a live bar
+                    say(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+                        f"val loss {val_loss:.4f} acc {val_acc:.4f} (best {best_acc:.4f} @ {best_epoch}) | "
+                        f"lr {row['lr']:.2e} | {seconds:.1f} s, {row['images_per_s']:.0f} img/s")
+                if cfg.early_stopping and stale >= cfg.early_stopping:
+                    say(f"early stopping: no val improvement for {stale} epochs")
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    if not interrupted:
+        ctx.barrier()
+
+    wall = wall_before + time.perf_counter() - t_start
+    if not ctx.is_main:
+        ctx.shutdown()
+        return run_dir
+    if not (run_dir / CHECKPOINT).exists():
+        ctx.shutdown()
+        raise EdgebloodError("training stopped before the first epoch finished; nothing was saved - run the command again")
+    metadata["training"].update(wall_time_s=round(wall, 1), status="interrupted" if interrupted else "complete", finished=utc_now())
+    if interrupted:
+        _update_run_json(run_dir, metadata)
+        ctx.shutdown()
+        say(f"[yellow]interrupted after epoch {epoch - 1 if epoch > 0 else 0}[/]: best checkpoint kept in {run_dir}; "
+            f"continue with: edgeblood train --resume {run_dir}")
+        raise KeyboardInterrupt
+    _update_run_json(run_dir, metadata)
+    (run_dir / TRAIN_STATE).unlink(missing_ok=True)
+    ctx.shutdown()
+    say(f"[bold green]done[/] in {wall / 60:.1f} min; best val accuracy {best_acc:.4f} at epoch {best_epoch}")
+    if evaluate:
+        from edgeblood.evaluation.evaluate import evaluate_run
+
+        for split in ("val", "test"):
+            evaluate_run(run_dir, split=split, data=data, device=str(device), console=console)
+    return run_dir
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _mix(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
+    """Mixup or CutMix (one per batch, chosen at random when both are on); returns soft-target info."""
+    choices = [m for m, a in (("mixup", cfg.mixup), ("cutmix", cfg.cutmix)) if a > 0]
+    if not choices:
+        return x, (y, y, 1.0)
+    mode = random.choice(choices)
+    alpha = cfg.mixup if mode == "mixup" else cfg.cutmix
+    lam = float(np.random.beta(alpha, alpha))
+    perm = torch.randperm(x.shape[0], device=x.device)
+    if mode == "mixup":
+        x = lam * x + (1 - lam) * x[perm]
+    else:
+        h, w = x.shape[-2:]
+        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+        cy, cx = random.randrange(h), random.randrange(w)
+        y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        x = x.clone()
+        x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return x, (y, y[perm], lam)
+
+
+def _loss(criterion: nn.Module, logits: torch.Tensor, targets) -> torch.Tensor:
+    y_a, y_b, lam = targets
+    if lam == 1.0:
+        return criterion(logits, y_a)
+    return lam * criterion(logits, y_a) + (1 - lam) * criterion(logits, y_b)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, norm: Normalizer, device, cfg: TrainConfig, autocast) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), cfg.eval_batch_size):
+        xb = norm(x_u8[start : start + cfg.eval_batch_size].to(device).float().div_(255.0))
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = y[start : start + cfg.eval_batch_size].to(device)
+        with autocast:
+            logits = model(xb)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    return loss_sum / max(1, len(y)), correct / max(1, len(y))
+
+
+def _build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and norm parameters (standard practice; matters for small models).
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _oversample(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Repeat minority-class images until every class matches the largest (augmentation varies the copies)."""
+    counts = torch.bincount(labels, minlength=len(CLASS_NAMES))
+    target = int(counts.max())
+    g = torch.Generator().manual_seed(0)
+    extra = []
+    for c, n in enumerate(counts.tolist()):
+        if 0 < n < target:
+            idx = (labels == c).nonzero(as_tuple=True)[0]
+            extra.append(idx[torch.randint(0, n, (target - n,), generator=g)])
+    if not extra:
+        return images, labels
+    idx = torch.cat([torch.arange(len(labels)), *extra])
+    return images[idx], labels[idx]
+
+
+def _pretrain_autoencoder(model, stream, norm, cfg, device, say, quiet) -> None:
+    """Phase 1 of two-phase models (autoclassifier): reconstruction training, then freeze the encoder."""
+    if not hasattr(model, "reconstruct") or not hasattr(model, "freeze_encoder"):
+        raise EdgebloodError(f"--pretrain-epochs needs a model with an autoencoder (e.g. autoclassifier), not {cfg.model}")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    for epoch in range(1, cfg.pretrain_epochs + 1):
+        stream.set_epoch(10_000 + epoch)
+        total, n = 0.0, 0
+        for xb, _ in stream:
+            xb = norm(xb.to(device))
+            loss = F.mse_loss(model.reconstruct(xb), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item() * len(xb), n + len(xb)
+        say(f"autoencoder pre-training epoch {epoch}/{cfg.pretrain_epochs}: reconstruction MSE {total / max(n, 1):.4f}")
+    model.freeze_encoder()
+
+
+def _metadata(cfg: TrainConfig, model, data, mean, std, params: int, macs: int, device) -> dict:
+    return {
+        "schema": "edgeblood.run/1",
+        "created": utc_now(),
+        "model": {"name": cfg.model, "config": dict(model.edgeblood_config), "params": params, "macs": macs},
+        "classes": list(SHORT_CLASS_NAMES),
+        "class_names_full": list(CLASS_NAMES),
+        "input": {"size": cfg.size, "channels": 3, "channel_order": "RGB", "layout": "NCHW", "dtype": "float32",
+                  "range": [0, 255], "mean": mean, "std": std, "normalisation": "(x / 255 - mean) / std, mean/std of the train split"},
+        "dataset": data.metadata(),
+        "training": {"command": command_line(), "recipe": cfg.recipe, "config": cfg.to_dict(), "seed": cfg.seed,
+                     "device": str(device), "precision": cfg.precision, "started": utc_now()},
+        "versions": library_versions(),
+        "edgeblood_version": __version__,
+        "git_commit": git_commit(),
+        "metrics": {},
+        "license": f"model weights: Apache-2.0; training data: {LICENSE}",
+        "credit": CREDIT,
+    }
+
+
+def _new_run_dir(cfg: TrainConfig) -> Path:
+    base = Path(cfg.out_dir).expanduser()
+    name = cfg.name or f"{cfg.model}-{cfg.size}px" + ("-sample" if cfg.sample else "")
+    run_dir = base / name
+    if cfg.name is None:
+        k = 2
+        while run_dir.exists():
+            run_dir = base / f"{name}-{k}"
+            k += 1
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise EdgebloodError(f"{run_dir} already exists; choose another --name, or continue it with --resume {run_dir}")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgebloodError(f"cannot create {run_dir}: {exc.strerror}; pass a writable --out") from None
+    return run_dir
+
+
+def _broadcast_path(path: Path | None, ctx: DistContext) -> Path:
+    if not ctx.enabled:
+        return path
+    import torch.distributed as dist
+
+    box = [str(path) if path else None]
+    dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
+def _write_history(run_dir: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k) for k in HISTORY_FIELDS})
+    write_text(run_dir / "history.csv", buf.getvalue())
+
+
+def _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall) -> None:
+    state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
+             "stale": stale, "history": history, "wall_time_s": wall, "rng_torch": torch.get_rng_state()}
+    if ema is not None:
+        state["ema"] = ema.state_dict()
+    with atomic_path(run_dir / TRAIN_STATE) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_resume_state(run_dir: Path) -> tuple[Path, dict, TrainConfig]:
+    path = run_dir / TRAIN_STATE
+    if not path.is_file():
+        if (run_dir / CHECKPOINT).is_file():
+            raise EdgebloodError(f"{run_dir} finished training (no {TRAIN_STATE}); nothing to resume - start a new run")
+        raise EdgebloodError(f"{run_dir} has no {TRAIN_STATE} to resume from; check the path (runs/<name>)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EdgebloodError(f"{path} is unreadable ({type(exc).__name__}); the run cannot be resumed, start a new one") from None
+    return run_dir, state, TrainConfig.from_dict(state["config"])
+
+
+def _update_run_json(run_dir: Path, metadata: dict) -> None:
+    """Refresh the training section of the saved checkpoint metadata (weights unchanged)."""
+    from edgeblood.runs import open_run
+
+    run = open_run(run_dir)
+    run.metadata["training"].update(metadata["training"])
+    run.save()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

@@ -1,0 +1,49 @@
+"""Named training recipes per model and input size: ``--recipe default|best|published``.
+
+A recipe is a set of TrainConfig overrides; explicit command-line options win over the recipe.
+``default`` is the strong, affordable recipe (a 28 px SE-CNN reaches >= 96.5 % test accuracy in
+well under 20 minutes on 2 CPU cores); ``best`` spends more compute for the headline results;
+``published`` reproduces a reference study's own settings where the study gives them.
+"""
+
+from __future__ import annotations
+
+from edgeblood.errors import EdgebloodError
+
+_BASE_DEFAULT = dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
+                     batch_size=128, epochs=30, augment=dict(rot90=True, flips=True, crop_area=(0.9, 1.0)))
+_BASE_BEST = dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="cosine", warmup_epochs=2, label_smoothing=0.1,
+                  batch_size=128, epochs=80, ema_decay=0.999, augment=dict(rot90=True, flips=True, crop_area=(0.85, 1.0), color_jitter=0.1))
+
+# Settings the reference studies report (Adam at 1e-3, plain CE, their epoch budgets).
+_PUBLISHED = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="plateau", label_smoothing=0.0, batch_size=64,
+                  epochs=50, early_stopping=10, augment=dict(rot90=True, flips=True, crop_area=(0.9, 1.0)))
+
+RECIPES: dict[str, dict[str, dict]] = {
+    "default": {"*": _BASE_DEFAULT},
+    "best": {"*": _BASE_BEST},
+    "published": {
+        "*": _PUBLISHED,
+        "cnn-baseline": dict(_PUBLISHED, augment=dict(rot90=False, flips=False, crop_area=(1.0, 1.0)), epochs=30),
+        "mlnn": dict(_PUBLISHED, augment=dict(rot90=False, flips=False, crop_area=(1.0, 1.0)), epochs=30),
+        "autoclassifier": dict(_PUBLISHED, pretrain_epochs=10),
+    },
+}
+
+
+def recipe_names() -> list[str]:
+    return sorted(RECIPES)
+
+
+def get_recipe(name: str, model: str, size: int) -> dict:
+    """The overrides for ``model`` at ``size`` px; a model/size-specific entry beats the family-wide '*'."""
+    if name not in RECIPES:
+        raise EdgebloodError(f"unknown recipe '{name}'; choose one of {', '.join(recipe_names())}")
+    table = RECIPES[name]
+    recipe = dict(table.get("*", {}))
+    recipe.update(table.get(model, {}))
+    recipe.update(table.get(f"{model}@{size}", {}))
+    recipe = dict(recipe)
+    if "augment" in recipe:
+        recipe["augment"] = dict(recipe["augment"])
+    return recipe
