@@ -1,0 +1,212 @@
+"""Core ML export: an ML program (.mlpackage) classifier that a Vision app can feed an image.
+
+Input ``image`` is an ``ImageType`` (RGB, the model's size, batch 1 - Core ML batches by calling
+predict on several inputs). Core ML's ImageType preprocessing is ``scale * pixel + bias`` with ONE
+scale for all channels, so it cannot express BloodMNIST's per-channel std. We therefore keep the
+whole normalisation in the graph (the same RawPixelClassifier as ONNX/OpenVINO) and declare
+``scale=1, bias=[0, 0, 0]``: Core ML hands the network raw 0-255 RGB pixels, and nothing is
+normalised twice. Apps must not add their own scaling.
+
+Outputs (ClassifierConfig with the run's 8 labels): ``classLabel`` (string) and ``probabilities``
+(dictionary label -> probability). Contract metadata goes to ``user_defined_metadata``; author,
+licence, description and version to the model's standard metadata fields.
+
+On Linux coremltools converts and we validate the spec; predictions need macOS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from edgeblood.errors import EdgebloodError, missing_extra
+from edgeblood.preprocess import INPUT_NAME, PROB_NAME
+
+LABEL_OUTPUT = "classLabel"
+DEFAULT_MIN_TARGET = "iOS16"
+NUMERIC_SKIP_REASON = "numeric check skipped: Core ML predictions need macOS"
+
+
+def require_coremltools():
+    if importlib.util.find_spec("coremltools") is None:
+        raise missing_extra("coremltools", "coreml")
+    with quiet():
+        import coremltools as ct
+    return ct
+
+
+def can_predict() -> bool:
+    return platform.system() == "Darwin"
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence coremltools' import chatter (untested-torch warning, missing native proxies on Linux) and tqdm bars."""
+    logger = logging.getLogger("coremltools")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    old_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+        if old_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old_tqdm
+
+
+def deployment_target(name: str):
+    """``"iOS16"`` -> ``ct.target.iOS16`` (case-insensitive); ML programs need iOS15/macOS12 or newer."""
+    ct = require_coremltools()
+    names = {t.lower(): t for t in dir(ct.target) if not t.startswith("_")}
+    key = names.get(name.lower())
+    if key is None:
+        raise EdgebloodError(f"unknown Core ML deployment target '{name}'; choose one of: {', '.join(sorted(names.values()))}")
+    target = getattr(ct.target, key)
+    if target.value < ct.target.iOS15.value:
+        raise EdgebloodError(f"ML programs (.mlpackage) need iOS15/macOS12 or newer, not {key}; pass --min-target iOS15 or later")
+    return target
+
+
+def export_coreml(
+    model: torch.nn.Module,
+    metadata: dict[str, str],
+    classes: list[str],
+    out_path: str | Path,
+    *,
+    in_size: int,
+    precision: str = "fp32",
+    min_target: str = DEFAULT_MIN_TARGET,
+) -> dict:
+    """Convert ``model`` (a RawPixelClassifier returning probabilities only) to ``out_path`` (.mlpackage)."""
+    ct = require_coremltools()
+    if precision not in ("fp32", "fp16"):
+        raise EdgebloodError(f"Core ML export supports fp32 and fp16 compute precision, not {precision}; int8/palettized weights come from `edgeblood compress --target coreml`")
+    target = deployment_target(min_target)
+    out_path = Path(out_path)
+    example = torch.full((1, 3, in_size, in_size), 128.0)
+    t0 = time.perf_counter()
+    with quiet():
+        try:
+            source = torch.export.export(model.eval(), (example,)).run_decompositions({})
+            dialect = "torch.export"
+        except Exception:  # coremltools' TorchScript frontend is the older, broader path
+            source, dialect = torch.jit.trace(model.eval(), example), "TorchScript"
+        mlmodel = ct.convert(
+            source,
+            inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, 3, in_size, in_size), scale=1.0, bias=[0.0, 0.0, 0.0], color_layout=ct.colorlayout.RGB)],
+            classifier_config=ct.ClassifierConfig(list(classes), predicted_feature_name=LABEL_OUTPUT),
+            convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+            minimum_deployment_target=target,
+        )
+        spec = mlmodel.get_spec()
+        probs_name = spec.description.predictedProbabilitiesName
+        if probs_name != PROB_NAME:
+            ct.utils.rename_feature(spec, probs_name, PROB_NAME)
+        mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+        _describe(mlmodel, metadata, classes, in_size, precision)
+        mlmodel.save(str(out_path))
+    return {
+        "converter": f"coremltools {ct.__version__} ({dialect})",
+        "format": "mlprogram",
+        "minimum_deployment_target": target.name,
+        "compute_precision": precision,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _describe(mlmodel, metadata: dict[str, str], classes: list[str], in_size: int, precision: str) -> None:
+    mlmodel.author = "edgeblood " + metadata.get("edgeblood_version", "")
+    mlmodel.license = metadata.get("license", "")
+    mlmodel.short_description = f"{metadata.get('description', '')} Data: {metadata.get('credit', '')}"
+    mlmodel.version = f"{metadata.get('model_name', 'model')}-{precision}"
+    mlmodel.input_description[INPUT_NAME] = f"RGB cell image, {in_size}x{in_size} px, pixels 0-255 (normalisation is inside the model; pass the image as it is)"
+    mlmodel.output_description[LABEL_OUTPUT] = "most likely cell type"
+    mlmodel.output_description[PROB_NAME] = "probability of each of the 8 cell types (softmax)"
+    for key, value in {**metadata, "precision": precision, "target": "coreml"}.items():
+        mlmodel.user_defined_metadata[key] = value
+
+
+def inspect_coreml(path: str | Path) -> dict:
+    """What an app sees: input/output names and types, labels, metadata (reads the spec; any OS)."""
+    ct = require_coremltools()
+    with quiet():
+        mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
+    spec = mlmodel.get_spec()
+    desc = spec.description
+    inputs = []
+    for inp in desc.input:
+        kind = inp.type.WhichOneof("Type")
+        item = {"name": inp.name, "type": kind}
+        if kind == "imageType":
+            img = inp.type.imageType
+            item.update(width=img.width, height=img.height, color_space=ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(img.colorSpace))
+        inputs.append(item)
+    outputs = [{"name": o.name, "type": o.type.WhichOneof("Type")} for o in desc.output]
+    return {
+        "type": spec.WhichOneof("Type"),
+        "specification_version": spec.specificationVersion,
+        "inputs": inputs,
+        "outputs": outputs,
+        "predicted_feature": desc.predictedFeatureName,
+        "predicted_probabilities": desc.predictedProbabilitiesName,
+        "labels": _labels(spec),
+        "author": desc.metadata.author,
+        "license": desc.metadata.license,
+        "description": desc.metadata.shortDescription,
+        "version": desc.metadata.versionString,
+        "user_defined_metadata": dict(desc.metadata.userDefined),
+    }
+
+
+def _labels(spec) -> list[str]:
+    """Class labels of a classifier: NeuralNetwork classifiers store them in the spec, ML programs in the classify op."""
+    if spec.WhichOneof("Type") == "neuralNetworkClassifier":
+        return list(spec.neuralNetworkClassifier.stringClassLabels.vector)
+    if spec.WhichOneof("Type") != "mlProgram":
+        return []
+    for function in spec.mlProgram.functions.values():
+        block = function.block_specializations[function.opset]
+        for op in block.operations:
+            if op.type == "classify":
+                arg = op.inputs["classes"].arguments[0]
+                return [v.immediateValue.tensor.strings.values[0] for v in arg.value.immediateValue.list.values]
+    return []
+
+
+def validate_coreml(path: str | Path, classes: list[str], in_size: int, metadata: dict[str, str] | None = None) -> dict:
+    """Check the spec against the contract; raise EdgebloodError listing every mismatch. Returns the inspection."""
+    info = inspect_coreml(path)
+    problems = []
+    inp = info["inputs"]
+    if len(inp) != 1 or inp[0]["name"] != INPUT_NAME or inp[0]["type"] != "imageType":
+        problems.append(f"input should be one image named '{INPUT_NAME}', found {inp}")
+    elif (inp[0]["width"], inp[0]["height"], inp[0]["color_space"]) != (in_size, in_size, "RGB"):
+        problems.append(f"input should be RGB {in_size}x{in_size}, found {inp[0]['color_space']} {inp[0]['width']}x{inp[0]['height']}")
+    outs = {o["name"]: o["type"] for o in info["outputs"]}
+    if outs != {LABEL_OUTPUT: "stringType", PROB_NAME: "dictionaryType"}:
+        problems.append(f"outputs should be {LABEL_OUTPUT} (string) and {PROB_NAME} (dictionary), found {outs}")
+    if info["labels"] != list(classes):
+        problems.append(f"labels should be {list(classes)}, found {info['labels']}")
+    if metadata:
+        stored = info["user_defined_metadata"]
+        missing = [k for k in metadata if k not in stored]
+        if missing:
+            problems.append(f"metadata keys missing: {', '.join(missing)}")
+    if problems:
+        raise EdgebloodError(f"Core ML model {path} does not match the contract: {'; '.join(problems)}")
+    return info

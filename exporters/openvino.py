@@ -1,0 +1,50 @@
+"""OpenVINO IR export (model.xml + model.bin), fp32 or fp16 weights, the contract in ``rt_info``.
+
+Converted from the ONNX export (``openvino.convert_model``) so that every target starts from the
+same checked graph and keeps its tensor names (``image`` -> ``probabilities``, ``label``) and the
+dynamic batch. fp16 stores weights as fp16 (``compress_to_fp16``: half the .bin); the CPU plugin
+decompresses them and computes in fp32, GPU/NPU compute in fp16.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+from edgeblood.errors import EdgebloodError, missing_extra
+
+RT_INFO_SECTION = "edgeblood"
+
+
+def require_openvino() -> None:
+    if importlib.util.find_spec("openvino") is None:
+        raise missing_extra("openvino", "openvino")
+
+
+def export_openvino(onnx_path: str | Path, metadata: dict[str, str], out_xml: str | Path, *, precision: str = "fp32") -> dict:
+    """Convert ``onnx_path`` to ``out_xml`` (+ .bin beside it). Returns details for the manifest."""
+    require_openvino()
+    import openvino as ov
+
+    if precision not in ("fp32", "fp16"):
+        raise EdgebloodError(f"OpenVINO export supports fp32 and fp16, not {precision}; int8 comes from `edgeblood compress --quantize int8 --target openvino`")
+    out_xml = Path(out_xml)
+    t0 = time.perf_counter()
+    model = ov.convert_model(str(onnx_path))
+    model.set_friendly_name(f"edgeblood-{metadata.get('model_name', 'model')}")
+    write_rt_info(model, {**metadata, "precision": precision, "target": "openvino"})
+    ov.save_model(model, str(out_xml), compress_to_fp16=precision == "fp16")
+    return {"converter": f"openvino.convert_model (ONNX frontend, OpenVINO {ov.get_version().split('-')[0]})", "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def write_rt_info(model, metadata: dict[str, str]) -> None:
+    """Store the contract under rt_info['edgeblood'][key] (read back by bench.runtimes)."""
+    for key, value in metadata.items():
+        model.set_rt_info(str(value), [RT_INFO_SECTION, key])
+
+
+def ir_files(xml: str | Path) -> list[Path]:
+    """The files one IR consists of (.xml and its .bin)."""
+    xml = Path(xml)
+    return [xml, xml.with_suffix(".bin")]

@@ -1,0 +1,183 @@
+"""Parity: does the exported artifact, run by its own runtime, say what the PyTorch model says?
+
+The reference is the run's PyTorch model wrapped with the deployment contract, fed the same float32
+NCHW 0-255 pixels as the artifact, on real test images of the run's dataset. Thresholds:
+
+    fp32: 100 % top-1 agreement and max |p_artifact - p_torch| < 1e-4
+    fp16: >= 99.5 % top-1 agreement (the max difference is reported, not bounded)
+
+A failed check is a result with status "failed" (recorded in the manifest as exported-but-wrong)
+and, through :func:`require_parity`, an EdgebloodError carrying the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeblood.errors import EdgebloodError
+
+DEFAULT_IMAGES = 256
+THRESHOLDS: dict[str, dict[str, float | None]] = {
+    "fp32": {"min_agreement": 1.0, "max_abs_diff": 1e-4},
+    "fp16": {"min_agreement": 0.995, "max_abs_diff": None},
+}
+
+
+@dataclass
+class ParityData:
+    """Test images in the deployment layout and the PyTorch reference probabilities for them."""
+
+    images: np.ndarray  # float32 NCHW 0-255
+    labels: np.ndarray
+    reference: np.ndarray  # PyTorch probabilities [N, C]
+    split: str
+    source: str  # "full" or "sample"
+    description: str
+
+
+@dataclass
+class ParityResult:
+    status: str  # ok | failed | skipped
+    n_images: int | None = None
+    split: str = ""
+    data: str = ""
+    runtime: str = ""
+    device: str = ""
+    agreement: float | None = None
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    disagreements: int | None = None
+    artifact_accuracy: float | None = None
+    reference_accuracy: float | None = None
+    thresholds: dict = field(default_factory=dict)
+    reason: str = ""
+    seconds: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
+
+    def summary(self) -> str:
+        """One line saying what was measured, on what, with which runtime."""
+        if self.status == "skipped":
+            return self.reason
+        return (
+            f"{self.agreement * 100:.2f} % top-1 agreement with PyTorch, max |dp| {self.max_abs_diff:.2e} "
+            f"on {self.n_images} {self.split} images ({self.data}; {self.runtime}/{self.device})"
+        )
+
+
+def select_indices(labels: np.ndarray, n: int | None) -> np.ndarray:
+    """First ``n`` images, stratified: classes taken in turn, each in file order (``None`` = all)."""
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    if n < 1:
+        raise EdgebloodError(f"--parity-images must be >= 1 or 'all' (got {n})")
+    per_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    picked: list[int] = []
+    while len(picked) < n:
+        for queue in per_class:
+            if queue and len(picked) < n:
+                picked.append(queue.pop(0))
+    return np.sort(np.asarray(picked))
+
+
+def load_parity_data(run, n_images: int | None = DEFAULT_IMAGES, *, data_dir: str | os.PathLike | None = None, split: str = "test") -> ParityData:
+    """Real ``split`` images from the run's dataset (the embedded sample when the run used it, or
+    when the full files are not found here) and the run's PyTorch probabilities for them."""
+    from edgeblood.bench.runtimes import to_model_input
+    from edgeblood.data import load_bloodmnist
+    from edgeblood.data.bloodmnist import load_sample
+    from edgeblood.preprocess import wrap_for_deployment
+
+    size = run.in_size
+    if run.metadata.get("dataset", {}).get("source") == "sample":
+        data = load_sample(size)
+    else:
+        data = load_bloodmnist(size, data_dir, sample="auto")
+    labels = data.labels(split)
+    idx = select_indices(labels, n_images)
+    images = to_model_input(data.images(split)[idx])
+    module = wrap_for_deployment(run.model, run.metadata, with_label=False)
+    with torch.inference_mode():
+        reference = torch.cat([module(torch.from_numpy(images[i : i + 256])) for i in range(0, len(images), 256)]).numpy()
+    desc = "embedded sample" if data.is_sample else f"BloodMNIST {size} px {data.variant}"
+    return ParityData(images=images, labels=labels[idx], reference=reference, split=split, source=data.source, description=desc)
+
+
+def thresholds_for(precision: str) -> dict[str, float | None]:
+    if precision not in THRESHOLDS:
+        raise EdgebloodError(f"no parity thresholds for precision '{precision}'; pass thresholds= explicitly")
+    return dict(THRESHOLDS[precision])
+
+
+def compare(probs: np.ndarray, data: ParityData, thresholds: dict[str, float | None], runtime: str = "", device: str = "") -> ParityResult:
+    """Agreement and probability differences of ``probs`` against the reference, judged by ``thresholds``."""
+    ref = data.reference
+    if probs.shape != ref.shape:
+        return ParityResult(status="failed", n_images=len(ref), split=data.split, data=data.description, runtime=runtime, device=device,
+                            thresholds=thresholds, reason=f"output shape {probs.shape} != PyTorch {ref.shape}")
+    agree = np.argmax(probs, 1) == np.argmax(ref, 1)
+    diff = np.abs(probs.astype(np.float64) - ref.astype(np.float64))
+    result = ParityResult(
+        status="ok", n_images=len(ref), split=data.split, data=data.description, runtime=runtime, device=device,
+        agreement=float(agree.mean()), max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
+        disagreements=int((~agree).sum()),
+        artifact_accuracy=float((np.argmax(probs, 1) == data.labels).mean()),
+        reference_accuracy=float((np.argmax(ref, 1) == data.labels).mean()),
+        thresholds=thresholds,
+    )
+    problems = []
+    if thresholds.get("min_agreement") is not None and result.agreement < thresholds["min_agreement"]:
+        problems.append(f"agreement {result.agreement * 100:.2f} % < {thresholds['min_agreement'] * 100:.1f} %")
+    if thresholds.get("max_abs_diff") is not None and not result.max_abs_diff < thresholds["max_abs_diff"]:
+        problems.append(f"max |dp| {result.max_abs_diff:.2e} >= {thresholds['max_abs_diff']:.0e}")
+    if problems:
+        result.status, result.reason = "failed", "; ".join(problems)
+    return result
+
+
+def check_parity(
+    artifact: str | os.PathLike,
+    data: ParityData,
+    *,
+    precision: str = "fp32",
+    thresholds: dict | None = None,
+    device: str = "cpu",
+) -> ParityResult:
+    """Run ``artifact`` with its own runtime (bench.runtimes) on ``data`` and compare with PyTorch.
+
+    Returns status "skipped" (with the reason) when the artifact's runtime cannot predict here,
+    e.g. Core ML on Linux. Never raises for a mismatch: see :func:`require_parity`.
+    """
+    from edgeblood.bench.runtimes import runtime_for_artifact
+
+    thresholds = thresholds if thresholds is not None else thresholds_for(precision)
+    runtime = runtime_for_artifact(Path(artifact))
+    ok, why = runtime.available()
+    if not ok:
+        reason = "numeric check skipped: Core ML predictions need macOS" if runtime.name == "coreml" and "macOS" in why else f"numeric check skipped: {why}"
+        return ParityResult(status="skipped", runtime=runtime.name, reason=reason, thresholds=thresholds)
+    if runtime.name == "coreml":
+        device = "cpu_only"  # the reference numerics; GPU/ANE run in fp16
+    t0 = time.perf_counter()
+    loaded = runtime.load(artifact, device=device)
+    probs = loaded.predict(data.images)
+    result = compare(probs, data, thresholds, runtime=runtime.name, device=device)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def require_parity(result: ParityResult, artifact: str | os.PathLike) -> None:
+    """Raise an EdgebloodError with the numbers when ``result`` failed."""
+    if result.status == "failed":
+        figures = f" ({result.summary()})" if result.agreement is not None else ""
+        raise EdgebloodError(
+            f"{artifact} does not match the PyTorch model: {result.reason}{figures}; it is marked failed in manifest.json "
+            "- do not ship it; report the model config or try another --precision/target"
+        )
