@@ -321,7 +321,7 @@ def _manifest_artifacts(manifest: dict | list | None) -> list[dict[str, str]]:
             continue
         size = a.get("bytes", a.get("size_bytes", a.get("file_size")))
         rows.append({
-            "file": f"`{a.get('file') or a.get('path') or a.get('name') or '?'}`",
+            "file": f"`{a.get('path') or a.get('file') or a.get('name') or '?'}`",
             "target": str(a.get("target", "")),
             "precision": str(a.get("precision", "")),
             "size": _human_bytes(size) if isinstance(size, (int, float)) else str(size or ""),
@@ -336,14 +336,14 @@ def _parity_text(parity: Any) -> str:
     status = parity.get("status") or ("pass" if parity.get("passed") or parity.get("ok") else "fail" if parity.get("passed") is False or parity.get("ok") is False else "")
     agree = parity.get("top1_agreement", parity.get("agreement"))
     diff = parity.get("max_abs_diff", parity.get("max_abs_prob_diff"))
-    n = parity.get("n", parity.get("images"))
+    n = parity.get("n_images", parity.get("n"))
     bits = [str(status)] if status else []
     if isinstance(agree, (int, float)):
         bits.append(f"top-1 agreement {_pct(agree)}")
     if isinstance(diff, (int, float)):
         bits.append(f"max prob. diff {diff:.1e}")
     if n:
-        bits.append(f"{n} test images")
+        bits.append(f"{n} {parity.get('split', 'test')} images")
     if parity.get("note") or parity.get("reason"):
         bits.append(str(parity.get("note") or parity.get("reason")))
     return ", ".join(bits) or "not checked"
@@ -376,8 +376,5 @@ def _fmt_list(values: list[float]) -> str:
 
 
 def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+    """Decimal units, as the export table prints them."""
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"

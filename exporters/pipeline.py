@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgeblood.errors import EdgebloodError
 from edgeblood.exporters import manifest as mf
+from edgeblood.exporters.model_card import write_model_card
 from edgeblood.exporters.parity import DEFAULT_IMAGES, ParityData, ParityResult, check_parity, load_parity_data, require_parity, thresholds_for
 
 TARGETS = ("onnx", "openvino", "coreml")
@@ -117,7 +118,7 @@ def export_run(
 
     report = ExportReport(run_dir=run.dir, export_dir=export_dir, notes=notes)
     needs_source_onnx = any(t == "openvino" for t, _ in pairs) and ("onnx", "fp32") not in pairs
-    total = 2 + 2 * len(pairs) + needs_source_onnx
+    total = 3 + 2 * len(pairs) + needs_source_onnx
     done = 0
 
     def step(msg: str) -> None:
@@ -166,6 +167,8 @@ def export_run(
             }
             mf.record_artifact(export_dir, entry)
             report.artifacts.append(mf.find_artifact(export_dir, rel) or entry)
+        step("writing MODEL_CARD.md")
+        report.notes.append(f"model card: {write_model_card(run, export_dir)}")
         step("done")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
