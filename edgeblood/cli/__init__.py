@@ -17,6 +17,8 @@ from edgeblood.cli import train as _train  # noqa: E402,F401
 from edgeblood.cli import evaluate as _evaluate  # noqa: E402,F401
 from edgeblood.cli import predict as _predict  # noqa: E402,F401
 from edgeblood.cli import export as _export  # noqa: E402,F401
+from edgeblood.cli import bench as _bench  # noqa: E402,F401
+from edgeblood.cli import report as _report  # noqa: E402,F401
 
 __all__ = ["app", "console", "main"]
 

@@ -1,0 +1,172 @@
+"""What machine a benchmark ran on, and what that machine could do at most.
+
+A latency figure means little without the CPU, the ISA extensions the kernels can use, the clock
+and the thread settings, so every report carries this section. ``peak_gmacs`` turns the ISA and
+clock into the physical ceiling (multiply-accumulates per second) that each row's achieved GMAC/s is
+compared with, so the distance to the limit is visible.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+# ISA extensions that decide which kernels fp32/int8/bf16 inference can use (Linux /proc/cpuinfo names).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve")
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS")
+
+
+def machine_info(label: str | None = None) -> dict[str, Any]:
+    """CPU model, cores, ISA flags, clock, GPU, OS, library versions and thread settings (JSON-able)."""
+    from edgeblood.provenance import library_versions
+
+    cpu = cpu_info()
+    return {
+        "label": label or socket.gethostname(),
+        "cpu": cpu,
+        "gpu": gpu_info(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "threads": {
+            "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
+        },
+    }
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, logical/physical cores, ISA flags and clock (with where the clock figure came from)."""
+    import psutil
+
+    info: dict[str, Any] = {
+        "model": platform.processor() or platform.machine(),
+        "arch": platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "isa": [],
+        "clock_mhz": None,
+        "clock_source": None,
+    }
+    if Path("/proc/cpuinfo").is_file():
+        info.update(_linux_cpu(Path("/proc/cpuinfo").read_text(errors="replace")))
+    elif platform.system() == "Darwin":
+        info.update(_macos_cpu())
+    return info
+
+
+def _linux_cpu(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key and key not in fields:
+            fields[key] = value.strip()
+    model = fields.get("model name") or fields.get("Model") or fields.get("Hardware")
+    if model:
+        out["model"] = model
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    out["isa"] = [f for f in ISA_FLAGS if f in flags]
+    max_mhz = _lscpu_max_mhz()
+    if max_mhz:
+        out["clock_mhz"], out["clock_source"] = max_mhz, "lscpu max MHz"
+    elif fields.get("cpu MHz"):
+        out["clock_mhz"] = round(float(fields["cpu MHz"]), 1)
+        out["clock_source"] = "/proc/cpuinfo 'cpu MHz' (current clock; turbo may be higher)"
+    return out
+
+
+def _lscpu_max_mhz() -> float | None:
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"^CPU max MHz:\s*([\d.]+)", text, re.MULTILINE)
+    return round(float(match.group(1)), 1) if match else None
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        proc = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def _macos_cpu() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    brand = _sysctl("machdep.cpu.brand_string")
+    if brand:
+        out["model"] = brand
+    features = " ".join(filter(None, [_sysctl("machdep.cpu.features"), _sysctl("machdep.cpu.leaf7_features")])).lower()
+    tokens = {t.replace("_", "") for t in features.split()}
+    isa = [f for f in ISA_FLAGS if f.replace("_", "") in tokens]
+    if platform.machine() == "arm64":
+        isa = ["neon"] + (["asimddp"] if _sysctl("hw.optional.arm.FEAT_DotProd") == "1" else [])
+    out["isa"] = isa
+    freq = _sysctl("hw.cpufrequency_max")
+    if freq and freq.isdigit():
+        out["clock_mhz"], out["clock_source"] = round(int(freq) / 1e6, 1), "sysctl hw.cpufrequency_max"
+    return out
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """GPUs visible to PyTorch (CUDA, MPS); empty on a CPU-only machine. Never initialises a device."""
+    gpus: list[dict[str, Any]] = []
+    try:
+        import torch
+    except ImportError:
+        return gpus
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            gpus.append({"name": props.name, "backend": "cuda", "memory_gb": round(props.total_memory / 2**30, 1)})
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        gpus.append({"name": "Apple GPU", "backend": "mps"})
+    return gpus
+
+
+def peak_macs_per_cycle(isa: list[str], precision: str) -> tuple[int | None, str]:
+    """Multiply-accumulates one core can retire per cycle for ``precision``, and how that was derived.
+
+    fp32: 2 FMA units x SIMD lanes (16 with AVX-512, 8 with AVX2; 4 for NEON x 2-4 units, taken as 4x4).
+    int8: with VNNI (AVX-512 VNNI / AVX-VNNI) 4 int8 MACs per 32-bit lane, i.e. 4x fp32; without it
+    the pmaddubsw path is taken as 2x fp32. fp16/bf16 weights usually run in fp32 on CPUs without
+    AVX512-FP16/AMX, so they get the fp32 peak. AMX tiles are not counted (noted when present).
+    """
+    flags = set(isa)
+    if "avx512f" in flags:
+        fp32, simd = 2 * 16, "AVX-512"
+    elif "avx2" in flags and "fma" in flags:
+        fp32, simd = 2 * 8, "AVX2+FMA"
+    elif "neon" in flags or "asimd" in flags:
+        fp32, simd = 4 * 4, "NEON (4 units x 4 lanes)"
+    else:
+        return None, "unknown SIMD width"
+    amx = " (AMX present, not counted)" if "amx_tile" in flags else ""
+    if precision == "int8":
+        vnni = flags & {"avx512_vnni", "avx_vnni", "asimddp"}
+        if vnni:
+            return fp32 * 4, f"int8 {'/'.join(sorted(vnni))}: 4 x fp32 {simd} peak{amx}"
+        return fp32 * 2, f"int8 without VNNI: 2 x fp32 {simd} peak{amx}"
+    if precision in ("fp16", "bf16") and "avx512_fp16" in flags:
+        return fp32 * 2, f"fp16 AVX512-FP16: 2 x fp32 {simd} peak{amx}"
+    return fp32, f"fp32 {simd}: {fp32} MAC/cycle/core{amx}"
+
+
+def peak_gmacs(cpu: dict[str, Any], precision: str, threads: int) -> tuple[float | None, str]:
+    """Peak GMAC/s of ``threads`` cores at the recorded clock for ``precision`` (None when unknown)."""
+    per_cycle, how = peak_macs_per_cycle(cpu.get("isa") or [], precision)
+    mhz = cpu.get("clock_mhz")
+    if per_cycle is None or not mhz:
+        return None, how if per_cycle is None else "clock unknown"
+    return round(per_cycle * threads * mhz / 1000.0, 1), f"{how} x {threads} core(s) x {mhz / 1000:.2f} GHz ({cpu.get('clock_source')})"

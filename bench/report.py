@@ -1,0 +1,457 @@
+"""The bench report in three forms from one JSON document: Markdown (printed with rich and saved),
+JSON (versioned by ``report.schema.json``, mergeable across machines) and a self-contained HTML page
+with inline SVG charts (no external URLs, so it opens offline and can be mailed as one file).
+
+Every table and figure names the split, runtime, device, threads and batch it shows.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import os
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from edgeblood.atomic import write_json, write_text
+from edgeblood.bench.runner import FAILED, MISMATCH, OK, SCHEMA, SKIPPED, add_comparisons, mark_pareto, pareto_front, sort_rows
+from edgeblood.errors import EdgebloodError
+
+SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+REPORT_FILES = {"json": "report.json", "md": "report.md", "html": "report.html"}
+
+
+# ------------------------------------------------------------------------------------ schema, loading
+@lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+def validate_report(report: dict[str, Any], source: str = "report") -> None:
+    """Raise EdgebloodError (one line) unless ``report`` follows this edgeblood's report schema."""
+    found = report.get("schema") if isinstance(report, dict) else None
+    if found != SCHEMA:
+        raise EdgebloodError(
+            f"{source} has report schema {found!r}, this edgeblood reads {SCHEMA!r}; "
+            "re-run `edgeblood bench` with the same edgeblood version on every machine"
+        )
+    try:
+        import jsonschema
+    except ImportError:  # jsonschema is a dev extra; the version check above is the part users hit
+        return
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(load_schema()).iter_errors(report))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise EdgebloodError(f"{source} does not follow {SCHEMA} at {where}: {error.message[:200]}; re-run `edgeblood bench` to regenerate it")
+
+
+def load_report(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_FILES["json"]
+    if not path.is_file():
+        raise EdgebloodError(f"no bench report at {path}; pass the report.json that `edgeblood bench` wrote")
+    try:
+        report = json.loads(path.read_text())
+    except ValueError as exc:
+        raise EdgebloodError(f"{path} is not valid JSON ({exc}); pass the report.json that `edgeblood bench` wrote") from None
+    validate_report(report, str(path))
+    return report
+
+
+# ------------------------------------------------------------------------------------------- merging
+def merge_reports(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """One report from several (typically one per machine); rows keep their machine label.
+
+    Machines with the same label are renamed ``label#2``... so their rows stay apart.
+    """
+    from edgeblood import __version__
+    from edgeblood.provenance import command_line, git_commit, utc_now
+
+    if len(paths) < 2:
+        raise EdgebloodError("report merge needs at least two report.json files, e.g. laptop.json cuda-box.json")
+    reports = [(str(p), load_report(p)) for p in paths]
+    merged: dict[str, Any] = {
+        "schema": SCHEMA, "created": utc_now(), "edgeblood_version": __version__, "git_commit": git_commit(),
+        "command": command_line(), "split": "test", "merged_from": [p for p, _ in reports],
+        "machines": [], "runs": [], "rows": [], "notes": [],
+    }
+    used: set[str] = set()
+    for source, rep in reports:
+        rename: dict[str, str] = {}
+        for machine in rep["machines"]:
+            label = new = machine["label"]
+            k = 2
+            while new in used:
+                new, k = f"{label}#{k}", k + 1
+            used.add(new)
+            rename[label] = new
+            merged["machines"].append(machine | {"label": new})
+        for run in rep["runs"]:
+            merged["runs"].append(run | {"machine": rename.get(run["machine"], run["machine"])})
+        for row in rep["rows"]:
+            m = rename.get(row["machine"], row["machine"])
+            merged["rows"].append(row | {"machine": m, "id": m + row["id"][len(row["machine"]):]})
+        merged["notes"] += [f"[{Path(source).name}] {n}" for n in rep["notes"]]
+    mark_pareto(merged["rows"])
+    add_comparisons(merged["rows"], merged["runs"])
+    merged["rows"] = sort_rows(merged["rows"])
+    return merged
+
+
+# ------------------------------------------------------------------------------------------- writing
+def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path]:
+    """report.json, report.md and report.html in ``out_dir`` (each written atomically)."""
+    validate_report(report, "the new report")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgebloodError(f"cannot create {out_dir} ({exc.strerror}); pass a writable folder with --out") from None
+    return {
+        "json": write_json(out_dir / REPORT_FILES["json"], report),
+        "md": write_text(out_dir / REPORT_FILES["md"], markdown_report(report)),
+        "html": write_text(out_dir / REPORT_FILES["html"], html_report(report)),
+    }
+
+
+# ------------------------------------------------------------------------------------------ columns
+def _multi_machine(report: dict[str, Any]) -> bool:
+    return len(report["machines"]) > 1
+
+
+def _fmt_ms(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e9:.2f} G" if n >= 1e9 else f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
+
+
+def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(header, row -> cell text) for the measured-rows table; shared by Markdown, rich and HTML."""
+    def lat(key):
+        return lambda r: _fmt_ms(r["latency_ms"][key]) if r["latency_ms"] else "-"
+
+    def mean_std(r):
+        if not r["latency_ms"]:
+            return "-"
+        l = r["latency_ms"]
+        return f"{_fmt_ms(l['mean'])} ± {_fmt_ms(l['std'])}" + ("" if l["converged"] else " ~")
+
+    def acc(r):
+        if r["accuracy"] is None:
+            return "-"
+        delta = f" ({r['accuracy_delta'] * 100:+.2f})" if r.get("accuracy_delta") is not None else ""
+        return f"{r['accuracy'] * 100:.2f}{delta}"
+
+    def gmacs(r):
+        if r["gmacs"] is None:
+            return "-"
+        return f"{r['gmacs']:.1f}" + (f" ({r['peak_fraction'] * 100:.1f} % of {r['peak_gmacs']:.0f})" if r["peak_fraction"] is not None else "")
+
+    cols: list[tuple[str, Any]] = [("", lambda r: "★" if r["pareto"] else "")]
+    if _multi_machine(report):
+        cols.append(("machine", lambda r: r["machine"]))
+    cols += [
+        ("run", lambda r: r["run"]),
+        ("variant", lambda r: r["variant"] or "-"),
+        ("runtime", lambda r: r["runtime"]),
+        ("device", lambda r: r["device"]),
+        ("threads", lambda r: str(r["threads"]) if r["threads"] else "-"),
+        ("batch", lambda r: str(r["batch"]) if r["batch"] else "-"),
+        ("status", lambda r: r["status"]),
+        ("test acc % (Δ pts vs fp32)", acc),
+        ("macro-F1", lambda r: f"{r['macro_f1']:.4f}" if r["macro_f1"] is not None else "-"),
+        ("p50 ms", lat("p50")),
+        ("p90 ms", lat("p90")),
+        ("p99 ms", lat("p99")),
+        ("mean ± std ms", mean_std),
+        ("× vs PyTorch", lambda r: f"{r['speedup_vs_pytorch']:.2f}×" if r.get("speedup_vs_pytorch") else "-"),
+        ("img/s", lambda r: f"{r['throughput_ips']:.0f}" if r["throughput_ips"] else "-"),
+        ("GMAC/s (% of peak)", gmacs),
+        ("peak RSS MB (runtime)", lambda r: f"{r['peak_rss_mb']:.0f} ({r['runtime_rss_mb']:.0f})" if r["peak_rss_mb"] is not None else "-"),
+        ("load s", lambda r: f"{r['load_s']:.3f}" if r["load_s"] is not None else "-"),
+        ("size", lambda r: _size(r["size_bytes"])),
+        ("params", lambda r: _count(r["params"])),
+        ("MACs", lambda r: _count(r["macs"])),
+    ]
+    return cols
+
+
+def _sections(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Measured rows per batch size (batch 1 = latency, larger = throughput), then the rest."""
+    measured = [r for r in report["rows"] if r["status"] in (OK, MISMATCH)]
+    sections = []
+    for batch in sorted({r["batch"] for r in measured}):
+        rows = [r for r in measured if r["batch"] == batch]
+        what = "latency (accuracy vs latency; ★ = Pareto front)" if batch == 1 else "throughput"
+        sections.append((f"Batch {batch}: {what}", rows))
+    return sections
+
+
+def _not_measured(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in report["rows"] if r["status"] in (FAILED, SKIPPED)]
+
+
+def _dataset_line(report: dict[str, Any]) -> str:
+    parts = []
+    for run in report["runs"]:
+        ev = run["evaluated_on"]
+        src = "full BloodMNIST" if ev["source"] == "full" else "embedded SAMPLE (not the full dataset)"
+        ref = run["reference"]
+        where = f" on {run['machine']}" if _multi_machine(report) else ""
+        parts.append(
+            f"**{run['name']}** ({run['model']}, {run['input_size']} px){where}: {ev['split']} split, {ev['images']} images, {src}; "
+            f"PyTorch fp32 CPU reference accuracy {ref['accuracy'] * 100:.2f} %, macro-F1 {ref['macro_f1']:.4f}"
+        )
+    return parts
+
+
+def _machine_lines(m: dict[str, Any]) -> list[str]:
+    cpu = m["cpu"]
+    gpus = ", ".join(f"{g['name']} ({g['backend']})" for g in m["gpu"]) or "none"
+    libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
+    settings = m["bench"]["settings"]
+    env = ", ".join(f"{k}={v}" for k, v in m["threads"]["env"].items()) or "none set"
+    clock = f"{cpu['clock_mhz']:.0f} MHz ({cpu['clock_source']})" if cpu.get("clock_mhz") else "unknown"
+    return [
+        f"CPU: {cpu['model']} ({cpu['arch']}), {cpu['logical_cores']} logical / {cpu.get('physical_cores')} physical cores, "
+        f"{m['threads']['cores_available']} available to the bench; clock {clock}",
+        f"ISA: {', '.join(cpu['isa']) or 'unknown'}",
+        f"GPU: {gpus}; OS: {m['os']}",
+        f"Libraries: {libs}",
+        f"Threads benchmarked: {', '.join(map(str, settings['threads']))} (runtime thread pools pinned per row; thread env of the bench: {env}); "
+        f"batches: {', '.join(map(str, settings['batches']))}; devices: {', '.join(settings['devices'])}",
+    ]
+
+
+def _method_lines(report: dict[str, Any]) -> list[str]:
+    timing = report["machines"][0]["bench"]["settings"]["timing"]
+    return [
+        "Each row runs in its own process (`python -m edgeblood.bench.worker`): load, predict, time; peak RSS is that process's "
+        "high-water mark, '(runtime)' is the part above python + numpy + the test images.",
+        f"Latency: the runtime's own inference call on a batch prepared beforehand; {timing['warmup_s']} s warm-up, then blocks of "
+        f"~{timing['block_s']} s until the medians of {timing['window']} consecutive blocks agree within {timing['spread_target'] * 100:.0f} % "
+        f"(budget {timing['max_s']} s; '~' marks rows that did not get there). img/s = batch / p50.",
+        "Accuracy and macro-F1: the full test split predicted by that runtime (once per artifact/runtime/device, at the largest batch "
+        "and thread count); every row is also checked against the PyTorch fp32 reference (top-1 agreement, max |Δp|).",
+        "GMAC/s = MACs per image x batch / p50. Peak = MAC/cycle/core x threads x clock: fp32 AVX-512 2 FMA x 16 lanes, AVX2 2 x 8, "
+        "int8 with VNNI 4x fp32 (the issue's model; on cores that split 512-bit ops into two 256-bit halves the real ceiling is lower).",
+        "Compare ratios within one report; absolute times from different runs or machines are not comparable.",
+    ]
+
+
+# ------------------------------------------------------------------------------------------ markdown
+def markdown_report(report: dict[str, Any]) -> str:
+    runs = ", ".join(sorted({r["name"] for r in report["runs"]}))
+    lines = [f"# edgeblood bench: {runs}", "", f"Written {report['created']} by edgeblood {report['edgeblood_version']}"
+             + (f" (git {report['git_commit']})" if report.get("git_commit") else "") + ".", ""]
+    lines += [f"- {p}" for p in _dataset_line(report)] + [""]
+    cols = _columns(report)
+    for title, rows in _sections(report):
+        lines += [f"## {title}", "", _md_row([h for h, _ in cols]), _md_row(["---"] * len(cols))]
+        lines += [_md_row([f(r) for _, f in cols]) for r in rows]
+        lines.append("")
+    problems = [r for r in report["rows"] if r["status"] != OK]
+    if problems:
+        lines += ["## Rows that are not ok", "", _md_row(["machine", "run", "variant", "runtime", "device", "threads", "batch", "status", "reason"]),
+                  _md_row(["---"] * 9)]
+        lines += [_md_row([r["machine"], r["run"], r["variant"] or "-", r["runtime"], r["device"], str(r["threads"] or "-"),
+                           str(r["batch"] or "-"), r["status"], r["reason"] or ""]) for r in problems]
+        lines.append("")
+    for m in report["machines"]:
+        lines += [f"## Machine: {m['label']}", ""] + [f"- {x}" for x in _machine_lines(m)] + [""]
+    lines += ["## How it was measured", ""] + [f"- {x}" for x in _method_lines(report)] + [""]
+    if report["notes"]:
+        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+    return "\n".join(lines)
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+
+# ---------------------------------------------------------------------------------------------- rich
+def rich_tables(report: dict[str, Any]) -> list[Any]:
+    """rich renderables for the console: one table per batch size, then the rows that are not ok."""
+    from rich.table import Table
+
+    out: list[Any] = []
+    keep = {"", "machine", "run", "variant", "runtime", "device", "threads", "status", "test acc % (Δ pts vs fp32)", "macro-F1",
+            "p50 ms", "p99 ms", "× vs PyTorch", "img/s", "GMAC/s (% of peak)", "peak RSS MB (runtime)", "size"}
+    cols = [c for c in _columns(report) if c[0] in keep]
+    for title, rows in _sections(report):
+        table = Table(title=f"{title} — test split", title_justify="left", header_style="bold")
+        for header, _ in cols:
+            table.add_column(header, justify="left" if header in ("run", "variant", "runtime", "device", "status", "machine") else "right")
+        for r in rows:
+            style = "bold green" if r["pareto"] else ("yellow" if r["status"] == MISMATCH else None)
+            table.add_row(*[f(r) for _, f in cols], style=style)
+        out.append(table)
+    problems = [r for r in report["rows"] if r["status"] in (FAILED, SKIPPED)]
+    if problems:
+        table = Table(title="Not measured", title_justify="left", header_style="bold")
+        for h in ("run", "variant", "runtime", "device", "status", "reason"):
+            table.add_column(h, overflow="fold")
+        for r in problems:
+            table.add_row(r["run"], r["variant"] or "-", r["runtime"], r["device"], r["status"], r["reason"] or "",
+                          style="red" if r["status"] == FAILED else "dim")
+        out.append(table)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- html
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222;max-width:1500px}
+table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0 1.5rem}
+th,td{border:1px solid #ccc;padding:.25rem .45rem;text-align:right;white-space:nowrap}
+th{background:#f2f2f2} td.l{text-align:left} tr.pareto td{background:#e8f6e8;font-weight:600}
+tr.mismatch td{background:#fff4d6} tr.failed td{background:#fde2e2} tr.skipped td{color:#777}
+.fig{display:inline-block;margin:0 1rem 1rem 0;vertical-align:top} .fig svg{max-width:100%;height:auto}
+code{background:#f4f4f4;padding:0 .2rem}
+"""
+
+
+def html_report(report: dict[str, Any]) -> str:
+    """A single HTML file: charts as inline SVG, tables, machine and method sections; no external URL."""
+    runs = ", ".join(sorted({r["name"] for r in report["runs"]}))
+    esc = html.escape
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>edgeblood bench: {esc(runs)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>edgeblood bench: {esc(runs)}</h1>",
+             f"<p>Written {esc(report['created'])} by edgeblood {esc(report['edgeblood_version'])}.</p><ul>"]
+    parts += [f"<li>{_md_inline(p)}</li>" for p in _dataset_line(report)] + ["</ul>", "<h2>Figures</h2>"]
+    for title, svg in charts(report):
+        parts.append(f"<div class='fig'><figure>{svg}<figcaption>{esc(title)}</figcaption></figure></div>")
+    cols = _columns(report)
+    for title, rows in _sections(report):
+        parts += [f"<h2>{esc(title)} — test split</h2><table><tr>", "".join(f"<th>{esc(h)}</th>" for h, _ in cols), "</tr>"]
+        for r in rows:
+            cls = "pareto" if r["pareto"] else ("mismatch" if r["status"] == MISMATCH else "")
+            cells = "".join(f"<td class='{'l' if h in ('run', 'variant', 'runtime', 'device', 'status', 'machine') else ''}'>{esc(f(r))}</td>" for h, f in cols)
+            title_attr = f" title='{esc(r['reason'])}'" if r["reason"] else ""
+            parts.append(f"<tr class='{cls}'{title_attr}>{cells}</tr>")
+        parts.append("</table>")
+    problems = [r for r in report["rows"] if r["status"] != OK]
+    if problems:
+        parts.append("<h2>Rows that are not ok</h2><table><tr><th>machine</th><th>run</th><th>variant</th><th>runtime</th><th>device</th>"
+                     "<th>threads</th><th>batch</th><th>status</th><th>reason</th></tr>")
+        for r in problems:
+            cls = {MISMATCH: "mismatch", FAILED: "failed", SKIPPED: "skipped"}[r["status"]]
+            cells = [r["machine"], r["run"], r["variant"] or "-", r["runtime"], r["device"], r["threads"] or "-", r["batch"] or "-", r["status"], r["reason"] or ""]
+            parts.append(f"<tr class='{cls}'>" + "".join(f"<td class='l'>{esc(str(c))}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
+    for m in report["machines"]:
+        parts += [f"<h2>Machine: {esc(m['label'])}</h2><ul>"] + [f"<li>{esc(x)}</li>" for x in _machine_lines(m)] + ["</ul>"]
+    parts += ["<h2>How it was measured</h2><ul>"] + [f"<li>{_md_inline(x)}</li>" for x in _method_lines(report)] + ["</ul>"]
+    if report["notes"]:
+        parts += ["<h2>Notes</h2><ul>"] + [f"<li>{esc(n)}</li>" for n in report["notes"]] + ["</ul>"]
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _md_inline(text: str) -> str:
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
+def charts(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(caption, inline SVG): accuracy vs batch-1 latency per machine and thread count, then file sizes."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    out: list[tuple[str, str]] = []
+    ok_rows = [r for r in report["rows"] if r["status"] in (OK, MISMATCH) and r["batch"] == 1 and r["accuracy"] is not None and r["latency_ms"]]
+    markers = {"fp32": "o", "fp16": "s", "int8": "^"}
+    for machine in [m["label"] for m in report["machines"]]:
+        for threads in sorted({r["threads"] or 0 for r in ok_rows if r["machine"] == machine}):
+            rows = [r for r in ok_rows if r["machine"] == machine and (r["threads"] or 0) == threads]
+            if not rows:
+                continue
+            runtimes = sorted({r["runtime"] for r in rows})
+            devices = sorted({r["device"] for r in rows})
+            fig, ax = plt.subplots(figsize=(7.2, 4.6))
+            cmap = plt.get_cmap("tab10")
+            for i, rt in enumerate(runtimes):
+                for r in (r for r in rows if r["runtime"] == rt):
+                    m = markers.get(str(r["precision"]).lower(), "D")
+                    face = cmap(i) if r["status"] == OK else "none"
+                    ax.scatter(r["latency_ms"]["p50"], r["accuracy"] * 100, marker=m, s=60, color=cmap(i), facecolors=face, zorder=3)
+                    ax.annotate(f"{r['run']}: {r['variant']}" if len({x['run'] for x in rows}) > 1 else r["variant"],
+                                (r["latency_ms"]["p50"], r["accuracy"] * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
+                ax.scatter([], [], color=cmap(i), label=rt)
+            ok = [r for r in rows if r["status"] == OK]
+            flags = pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in ok])
+            front = sorted((r for r, f in zip(ok, flags) if f), key=lambda r: r["latency_ms"]["p50"])
+            if front:
+                xs, ys = [r["latency_ms"]["p50"] for r in front], [r["accuracy"] * 100 for r in front]
+                ax.step(xs, ys, where="post", color="green", lw=1.5, alpha=.7, zorder=2, label="Pareto front (this figure)")
+                ax.scatter(xs, ys, s=180, facecolors="none", edgecolors="green", lw=1.5, zorder=4)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+            ax.tick_params(axis="x", which="minor", labelsize=7)
+            ax.set_xlabel("p50 latency per image, batch 1 (ms, log scale)")
+            ax.set_ylabel("test-split accuracy (%)")
+            ax.grid(alpha=.3, which="both")
+            ax.legend(fontsize=8, loc="lower right")
+            title = (f"Accuracy vs latency — test split, batch 1, {threads or '-'} thread(s), device {', '.join(devices)}, "
+                     f"runtimes {', '.join(runtimes)}, machine {machine}")
+            ax.set_title(_wrap(title), fontsize=9)
+            out.append((title + ". Filled: ok; hollow: output mismatch. Marker: ○ fp32, □ fp16, △ int8, ◇ other.", _svg(fig)))
+            plt.close(fig)
+    sizes: dict[tuple[str, str], int] = {}
+    for r in report["rows"]:
+        if r["size_bytes"] and r["variant"]:
+            sizes[(r["run"], r["variant"])] = r["size_bytes"]
+    if sizes:
+        items = sorted(sizes.items(), key=lambda kv: kv[1])
+        fig, ax = plt.subplots(figsize=(7.2, 0.35 * len(items) + 1.2))
+        multi = len({k[0] for k in sizes}) > 1
+        labels = [f"{run}: {variant}" if multi else variant for (run, variant), _ in items]
+        ax.barh(labels, [v / 1e6 for _, v in items], color="#4c72b0")
+        for y, (_, v) in enumerate(items):
+            ax.text(v / 1e6, y, f" {v / 1e6:.2f}", va="center", fontsize=7)
+        ax.set_xlabel("file size (MB; OpenVINO = .xml + .bin, Core ML = package folder)")
+        title = "Artifact file sizes (all runtimes and devices; size does not depend on threads or batch)"
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
+        fig.tight_layout()
+        out.append((title, _svg(fig)))
+        plt.close(fig)
+    return out
+
+
+def _wrap(text: str, width: int = 95) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def _svg(fig) -> str:
+    """An SVG string fit for inlining in HTML: no XML prolog, DOCTYPE, metadata or namespace URLs."""
+    buf = io.StringIO()
+    with __import__("matplotlib").rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    return re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg)

@@ -1,0 +1,113 @@
+"""`edgeblood bench`: accuracy against latency, throughput, memory and size for every artifact of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeblood.cli.app import app, console, err_console
+from edgeblood.errors import EdgebloodError
+
+
+@app.command()
+def bench(
+    runs: list[Path] = typer.Argument(..., help="One or more run directories (runs/<name>); their export/manifest.json lists the artifacts."),
+    runtimes: Optional[str] = typer.Option(None, "--runtimes", "-r", help="Comma-separated: pytorch, onnxruntime, openvino, coreml. Default: all (ones not usable here become skipped rows)."),
+    devices: str = typer.Option("cpu", "--devices", "-d", help="Comma-separated: cpu, cuda/gpu, mps, npu, coreml's cpu_and_gpu / cpu_and_ne (ane), or 'all' devices each runtime has."),
+    batch: str = typer.Option("1,64", "--batch", "-b", help="Batch sizes, comma-separated. Batch 1 gives the latency table, larger ones the throughput table."),
+    threads: str = typer.Option("1,2", "--threads", "-t", help="CPU thread counts, comma-separated; each runtime's thread pool is pinned per row."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder. Default: runs/<name>/bench/ for one run; required for several."),
+    quick: bool = typer.Option(False, "--quick", help="Short warm-up and timing budget (smoke tests; the figures are rough)."),
+    export: bool = typer.Option(False, "--export", help="Export runs that have no artifacts yet (as `edgeblood export RUN --target all`)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the BloodMNIST .npz files (default: $EDGEBLOOD_DATA, ~/.medmnist)."),
+    sample: bool = typer.Option(False, "--sample", help="Use the embedded sample's test split even when the full data is here."),
+    label: Optional[str] = typer.Option(None, "--label", help="This machine's name in the report (default: hostname); it becomes the device column after `report merge`."),
+    timeout: float = typer.Option(300.0, "--row-timeout", help="Seconds before one row's worker is stopped and the row marked failed."),
+) -> None:
+    """Benchmark every exported variant of a run: one row per artifact x runtime x device x threads x batch.
+
+    Each row runs in its own process: it loads the artifact with its runtime, predicts the full
+    test split (accuracy, macro-F1, agreement with the PyTorch fp32 model), then times the
+    runtime's own inference call until run-to-run spread is within 5 %. Status per row: ok,
+    output mismatch, failed (with the error; the rest still runs) or skipped (with the reason).
+    Writes report.md, report.json (schema edgeblood.bench/1) and report.html.
+
+        edgeblood bench runs/se-cnn
+        edgeblood bench runs/se-cnn --runtimes onnxruntime,openvino --devices cpu --batch 1,64 --threads 1,2
+        edgeblood bench runs/a runs/b runs/c --out reports/zoo
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from edgeblood.bench.measure import TimingConfig
+    from edgeblood.bench.report import rich_tables, write_report
+    from edgeblood.bench.runner import BenchConfig, bench_runs
+    from edgeblood.runs import open_run
+
+    opened = [open_run(r) for r in runs]
+    if out is None and len(opened) > 1:
+        raise EdgebloodError(f"{len(opened)} runs share one report; pass --out DIR (e.g. --out reports/zoo)")
+    out_dir = out if out is not None else opened[0].bench_dir
+    config = BenchConfig(
+        runtimes=_split(runtimes) or None, devices=_split(devices) or ["cpu"], batches=_ints(batch, "--batch"),
+        threads=_ints(threads, "--threads"), timing=TimingConfig.quick() if quick else TimingConfig(),
+        data_dir=str(data_dir) if data_dir else None, sample=True if sample else "auto", label=label, row_timeout_s=timeout,
+    )
+    if export:
+        _export_missing(opened, data_dir)
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True,
+    ) as bar:
+        task = bar.add_task("preparing (PyTorch reference on the test split)", total=None)
+
+        def before(row: dict, done: int, total: int) -> None:
+            what = " ".join(str(x) for x in (row["run"], row["variant"] or "", row["runtime"], row["device"],
+                                             f"threads {row['threads']}" if row["threads"] else "", f"batch {row['batch']}" if row["batch"] else ""))
+            bar.update(task, description=what, completed=done, total=total)
+
+        def after(row: dict, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+            if row["status"] == "failed":
+                err_console.print(f"[red]failed:[/] {row['id']}: {row['reason']}", highlight=False, soft_wrap=True)
+
+        report = bench_runs(opened, config, progress=after, before_row=before)
+    paths = write_report(report, out_dir)
+    for table in rich_tables(report):
+        console.print(table)
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    for run in report["runs"]:
+        ev = run["evaluated_on"]
+        console.print(f"{run['name']}: accuracy on the {ev['split']} split, {ev['images']} images ({ev['describe']})", highlight=False, soft_wrap=True)
+    counts = {s: sum(r["status"] == s for r in report["rows"]) for s in ("ok", "output mismatch", "failed", "skipped")}
+    console.print("rows: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), highlight=False)
+    console.print(f"report: {paths['md']}  {paths['json']}  {paths['html']}", highlight=False, soft_wrap=True)
+
+
+def _export_missing(opened, data_dir: Optional[Path]) -> None:
+    from edgeblood.bench.runner import run_artifacts
+    from edgeblood.exporters.pipeline import export_run
+
+    for run in opened:
+        if len(run_artifacts(run)) > 1:
+            continue
+        with console.status(f"exporting {run.dir} (onnx, openvino, coreml; fp32) ..."):
+            report = export_run(run, ("all",), ("fp32",), data_dir=data_dir, strict=False)
+        console.print(f"exported {len(report.artifacts)} artifacts to {report.export_dir}", highlight=False)
+
+
+def _split(text: Optional[str]) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(t) for t in _split(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise EdgebloodError(f"{option} takes positive integers separated by commas, e.g. {option} 1,64 (got {text!r})")
+    return values

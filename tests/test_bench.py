@@ -1,0 +1,177 @@
+"""edgeblood bench and report merge: real runtimes, real workers, a small model on the embedded sample."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeblood.bench.machine import peak_gmacs, peak_macs_per_cycle
+from edgeblood.bench.measure import TimingConfig, measure_latency
+from edgeblood.bench.report import load_schema, merge_reports, validate_report, write_report
+from edgeblood.bench.runner import SCHEMA, BenchConfig, bench_runs, pareto_front
+from edgeblood.errors import EdgebloodError
+
+TINY = TimingConfig(warmup_s=0.02, warmup_min_iters=2, block_s=0.01, min_block_iters=3, window=3, max_s=0.1)
+
+
+@pytest.fixture(scope="module")
+def exported_run(sample_run, tmp_path_factory) -> Path:
+    """A copy of the sample run with ONNX and OpenVINO fp32 artifacts (exported by edgeblood.exporters)."""
+    from edgeblood.exporters.pipeline import export_run
+
+    dest = tmp_path_factory.mktemp("bench") / "run"
+    shutil.copytree(sample_run, dest)
+    export_run(dest, ("onnx", "openvino"), ("fp32",), parity_images=32)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def cli_report(exported_run, tmp_path_factory) -> Path:
+    """`edgeblood bench` through the CLI: 3 runtimes x batch 1, 8 x 1 thread, plus Core ML (skipped here)."""
+    from typer.testing import CliRunner
+
+    from edgeblood.cli import app
+
+    out = tmp_path_factory.mktemp("report")
+    result = CliRunner().invoke(app, [
+        "bench", str(exported_run), "--runtimes", "pytorch,onnxruntime,openvino,coreml", "--batch", "1,8",
+        "--threads", "1", "--quick", "--out", str(out), "--label", "laptop",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output
+    return out
+
+
+def _rows(report: dict, **match) -> list[dict]:
+    return [r for r in report["rows"] if all(r[k] == v for k, v in match.items())]
+
+
+def test_bench_rows_accuracy_and_measurements(cli_report, exported_run):
+    report = json.loads((cli_report / "report.json").read_text())
+    ref = report["runs"][0]["reference"]
+    for runtime in ("pytorch", "onnxruntime", "openvino"):
+        rows = _rows(report, runtime=runtime)
+        assert sorted(r["batch"] for r in rows) == [1, 8]
+        for r in rows:
+            assert r["status"] == "ok", r
+            assert r["threads"] == 1 and r["device"] == "cpu" and r["split"] == "test"
+            # fp32 artifacts predict the same classes as PyTorch: same accuracy on the full (sample) test split
+            assert r["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-9)
+            assert r["n_images"] == report["runs"][0]["evaluated_on"]["images"]
+            assert r["agreement"] == 1.0 and r["max_abs_diff"] < 1e-3
+            lat = r["latency_ms"]
+            assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"]
+            assert r["throughput_ips"] == pytest.approx(r["batch"] * 1000 / lat["p50"], rel=1e-3)
+            assert r["peak_rss_mb"] > r["runtime_rss_mb"] > 0
+            assert r["size_bytes"] > 1000 and r["params"] > 0 and r["macs"] > 0
+            assert r["gmacs"] > 0 and (r["peak_gmacs"] is None or r["peak_fraction"] > 0)
+    # only batch-1 ok rows can be on the Pareto front, and at least one is
+    front = [r for r in report["rows"] if r["pareto"]]
+    assert front and all(r["batch"] == 1 and r["status"] == "ok" for r in front)
+    assert _rows(report, runtime="pytorch", batch=1)[0]["speedup_vs_pytorch"] == 1.0
+
+
+def test_unusable_runtime_is_a_skipped_row_with_reason(cli_report):
+    report = json.loads((cli_report / "report.json").read_text())
+    (row,) = _rows(report, runtime="coreml")
+    assert row["status"] == "skipped"
+    assert "macOS" in row["reason"] or "coreml" in row["reason"]
+    assert row["latency_ms"] is None and row["accuracy"] is None
+
+
+def test_report_files_follow_the_schema(cli_report):
+    import jsonschema
+
+    report = json.loads((cli_report / "report.json").read_text())
+    jsonschema.validate(report, load_schema())
+    assert report["schema"] == SCHEMA and report["machines"][0]["label"] == "laptop"
+    md = (cli_report / "report.md").read_text()
+    assert "| p50 ms |" in md and "skipped" in md and "★" in md and "Machine: laptop" in md
+    page = (cli_report / "report.html").read_text()
+    assert page.count("<svg") >= 2 and "Pareto front" in page and "test split, batch 1, 1 thread(s), device cpu" in page
+    assert "http://" not in page and "https://" not in page  # self-contained: nothing to fetch
+
+
+def test_merge_two_machines_and_schema_mismatch(cli_report, tmp_path):
+    report = json.loads((cli_report / "report.json").read_text())
+    other = json.loads(json.dumps(report).replace('"laptop"', '"cuda-box"'))
+    for row in other["rows"]:
+        row["id"] = row["id"].replace("laptop/", "cuda-box/", 1)
+    (tmp_path / "cuda-box.json").write_text(json.dumps(other))
+    merged = merge_reports([cli_report / "report.json", tmp_path / "cuda-box.json"])
+    validate_report(merged)
+    assert {m["label"] for m in merged["machines"]} == {"laptop", "cuda-box"}
+    assert len(merged["rows"]) == 2 * len(report["rows"])
+    assert {r["machine"] for r in merged["rows"] if r["pareto"]} == {"laptop", "cuda-box"}  # a front per machine
+    paths = write_report(merged, tmp_path / "fleet")
+    assert "| machine |" in paths["md"].read_text()
+
+    # the same label twice stays two machines
+    twice = merge_reports([cli_report / "report.json", cli_report / "report.json"])
+    assert [m["label"] for m in twice["machines"]] == ["laptop", "laptop#2"]
+
+    other["schema"] = "edgeblood.bench/0"
+    (tmp_path / "old.json").write_text(json.dumps(other))
+    proc = subprocess.run([sys.executable, "-m", "edgeblood", "report", "merge", str(cli_report / "report.json"),
+                           str(tmp_path / "old.json"), "--out", str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "edgeblood.bench/0" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_wrong_outputs_are_flagged_and_a_corrupt_file_fails_alone(exported_run, tmp_path):
+    import torch
+
+    from edgeblood.runs import open_run, save_checkpoint
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    # The exported ONNX model no longer matches the run's weights: its outputs are wrong for this run.
+    run = open_run(run_dir)
+    model = run.model
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * p.std().clamp(min=1e-3))
+    save_checkpoint(run_dir, model, run.metadata)
+    # and the OpenVINO weights are garbage
+    (run_dir / "export" / "openvino" / "model.bin").write_bytes(b"\0garbage" * 10)
+
+    report = bench_runs([run_dir], BenchConfig(runtimes=["pytorch", "onnxruntime", "openvino"], batches=[4], threads=[1], timing=TINY))
+    by_rt = {r["runtime"]: r for r in report["rows"]}
+    assert by_rt["pytorch"]["status"] == "ok"
+    assert by_rt["onnxruntime"]["status"] == "output mismatch"
+    assert "agree" in by_rt["onnxruntime"]["reason"] and by_rt["onnxruntime"]["latency_ms"] is not None
+    assert by_rt["openvino"]["status"] == "failed" and by_rt["openvino"]["reason"]
+    assert "sha256" in by_rt["openvino"]["reason"]
+    validate_report(report)
+
+
+def test_no_exported_artifacts_offers_export(sample_run):
+    with pytest.raises(EdgebloodError, match=r"edgeblood export .* --target all"):
+        bench_runs([sample_run], BenchConfig(timing=TINY))
+
+
+def test_latency_measurement_blocks_and_percentiles():
+    x = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    stats = measure_latency(lambda: x @ x, batch=1, config=TINY)
+    assert stats.blocks >= TINY.window and stats.iterations >= TINY.window * TINY.min_block_iters
+    assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
+    assert stats.converged == (stats.block_spread <= TINY.spread_target)
+
+
+def test_peak_model_and_pareto_front():
+    avx512 = ["avx2", "fma", "avx512f", "avx512_vnni"]
+    assert peak_macs_per_cycle(avx512, "fp32")[0] == 32
+    assert peak_macs_per_cycle(avx512, "int8")[0] == 128
+    assert peak_macs_per_cycle(["avx2", "fma"], "fp32")[0] == 16
+    peak, basis = peak_gmacs({"isa": avx512, "clock_mhz": 2000.0, "clock_source": "test"}, "fp32", 2)
+    assert peak == 128.0 and "2 core(s)" in basis
+    # (latency, accuracy): b is slower and less accurate than a; c is slowest but most accurate
+    assert pareto_front([(1.0, 0.90), (2.0, 0.85), (3.0, 0.95), (1.0, 0.90)]) == [True, False, True, True]
