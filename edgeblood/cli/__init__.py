@@ -15,6 +15,7 @@ from edgeblood.errors import EdgebloodError
 from edgeblood.cli import models as _models  # noqa: E402,F401
 from edgeblood.cli import train as _train  # noqa: E402,F401
 from edgeblood.cli import evaluate as _evaluate  # noqa: E402,F401
+from edgeblood.cli import explain as _explain  # noqa: E402,F401
 from edgeblood.cli import predict as _predict  # noqa: E402,F401
 from edgeblood.cli import export as _export  # noqa: E402,F401
 from edgeblood.cli import bench as _bench  # noqa: E402,F401

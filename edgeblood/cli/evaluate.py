@@ -1,1 +1,58 @@
-"""`edgeblood models`: the registry with params and MACs."""
+"""`edgeblood evaluate`: metrics, plots (and optionally Grad-CAM grids) of a run on val or test."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeblood.cli.app import app, console, err_console
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory written by `edgeblood train` (runs/<name>)."),
+    split: Split = typer.Option(Split.test, "--split", "-s", help="Which official split to evaluate on."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with bloodmnist[_SIZE].npz (else $EDGEBLOOD_DATA, then ~/.medmnist)."),
+    download: bool = typer.Option(False, "--download", help="Fetch the official file (MD5-checked) when it is not found."),
+    sample: Optional[bool] = typer.Option(
+        None, "--sample/--full",
+        help="Data to use. Default: what the run was trained on (embedded sample or full files). "
+             "--full evaluates a sample-trained run on the real data; a full-data run is never evaluated on the sample.",
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto (cuda -> mps -> cpu)."),
+    batch_size: int = typer.Option(512, help="Images per forward pass."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write confusion matrices, per-class bars, calibration and sample grids to RUN/plots/."),
+    explain: bool = typer.Option(False, "--explain", help="Also write Grad-CAM grids per class (correct vs misclassified) and a Grad-CAM sanity check."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Grad-CAM layer (module name); default: the last conv stage with a spatial map."),
+) -> None:
+    """Accuracy, balanced accuracy, macro/weighted precision-recall-F1, per-class sensitivity and
+    specificity, one-vs-rest AUC, calibration (ECE, NLL) and the confusion matrix of a run.
+
+    Results go to RUN/metrics.json (one entry per split), the headline numbers to run.json, and
+    the plots to RUN/plots/.
+
+        edgeblood evaluate runs/se-cnn-28 --split test
+        edgeblood evaluate runs/se-cnn-28 --split val --explain
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgeblood.evaluation.evaluate import evaluate_run, load_eval_data, print_evaluation
+    from edgeblood.runs import open_run
+
+    opened = open_run(run)
+    data = load_eval_data(opened, data_dir=data_dir, sample="auto" if sample is None else sample, download=download)
+    n = len(data.labels(split.value))
+    with Progress(TextColumn(f"evaluating on {split.value}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True, disable=n <= batch_size) as bar:
+        task = bar.add_task("evaluate", total=n)
+        entry = evaluate_run(opened, split.value, data=data, device=device, batch_size=batch_size, plots=plots, explain=explain,
+                             gradcam_layer=layer, progress=lambda k: bar.advance(task, k))
+    print_evaluation(entry, opened, console)

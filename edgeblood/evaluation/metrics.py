@@ -150,11 +150,11 @@ def _binary_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         return None
-    ranks = _average_ranks(scores.astype(np.float64))
+    ranks = average_ranks(scores.astype(np.float64))
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
+def average_ranks(x: np.ndarray) -> np.ndarray:
     """1-based ranks with ties given their average rank (scipy.stats.rankdata 'average')."""
     order = np.argsort(x, kind="mergesort")
     _, inverse, counts = np.unique(x[order], return_inverse=True, return_counts=True)
@@ -191,7 +191,7 @@ def format_metrics_table(metrics: dict, title: str | None = None):
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
-    table.add_column("class")
+    table.add_column("class", no_wrap=True)
     for col in ("support", "precision", "recall", "specificity", "F1", "AUC"):
         table.add_column(col, justify="right")
     for name, row in metrics["per_class"].items():

@@ -1,0 +1,255 @@
+"""Evaluate a run directory on one split: metrics.json, the run's headline numbers, plots.
+
+The data is the data the run was trained on: a run trained on the embedded sample is evaluated on
+the sample, a run trained on the full BloodMNIST files on the full files. A full-data run is never
+evaluated on the sample (those numbers would be compared with published tables and mean nothing):
+if the files are missing, that is an error that says where to put them.
+
+metrics.json holds one entry per split, ``{"val": {...}, "test": {...}}``; each entry records the
+data (source, file, MD5), runtime ("pytorch"), device and a fingerprint of the weights, so an entry
+left from an earlier checkpoint is recognised and dropped instead of being reported beside new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgeblood.atomic import write_json
+from edgeblood.data.bloodmnist import SPLITS, BloodMNIST, load_bloodmnist, load_sample
+from edgeblood.errors import EdgebloodError
+from edgeblood.runs import Run, open_run
+
+METRICS_JSON = "metrics.json"
+RUNTIME = "pytorch"
+HEADLINE = ("accuracy", "macro_f1", "balanced_accuracy")
+EXPLAIN_PER_SIDE = 4  # Grad-CAM grid: correct and misclassified examples per class
+SANITY_IMAGES = 64
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike | Run,
+    split: str = "test",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    data: BloodMNIST | None = None,
+    sample: bool | str = "auto",
+    download: bool = False,
+    device: str = "cpu",
+    batch_size: int = 512,
+    plots: bool = True,
+    explain: bool = False,
+    gradcam_layer: str | None = None,
+    console=None,
+    progress=None,
+) -> dict:
+    """Evaluate ``run_dir`` on ``split`` ("val" or "test") and write the results into the run.
+
+    ``sample``: "auto" uses the data the run was trained on; True forces the embedded sample (only
+    for sample-trained runs); False forces the full files. ``data`` skips loading (the trainer
+    passes what it trained on). ``console`` (rich) prints the table and where files went;
+    ``progress(n_images)`` is called as batches finish. Returns the metrics.json entry.
+    """
+    from edgeblood.evaluation.metrics import compute_metrics
+    from edgeblood.evaluation.predict import predict_probs
+    from edgeblood.provenance import utc_now
+
+    if split not in SPLITS:
+        raise EdgebloodError(f"unknown split '{split}'; choose val or test (train is what the model learned from)")
+    run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
+    data = data if data is not None else load_eval_data(run, data_dir=data_dir, sample=sample, download=download)
+    _check_compatible(run, data)
+    device = _resolve_device(device)
+
+    images, labels = data.images(split), data.labels(split)
+    model = run.model
+    t0 = time.perf_counter()
+    probs = predict_probs(model, images, run.mean, run.std, batch_size=batch_size, device=device, progress=progress)
+    seconds = time.perf_counter() - t0
+    model.cpu()
+
+    label = f"{run.name} ({run.model_name}) · {split} · {len(labels)} images{' (SAMPLE)' if data.is_sample else ''} · {RUNTIME} {device}"
+    entry = {
+        "split": split,
+        "runtime": RUNTIME,
+        "device": str(device),
+        "model": run.model_name,
+        "weights_sha256": weights_fingerprint(model),
+        "data": {**data.metadata(), "description": data.describe(), "evaluated_split_size": int(len(labels)), "notes": _data_notes(run, data)},
+        "evaluated_at": utc_now(),
+        "predict_seconds": round(seconds, 3),
+        **compute_metrics(labels, probs, run.classes),
+    }
+
+    files: list[Path] = []
+    if plots:
+        from edgeblood.evaluation.plots import write_evaluation_plots
+
+        files += write_evaluation_plots(run.plots_dir, split, entry, images, labels, probs,
+                                        history=run.dir / "history.csv", label=label, run_name=run.name)
+    if explain:
+        entry["gradcam"], grid_files = explain_split(run, images, labels, probs, split, device=device, layer=gradcam_layer, label=label)
+        files += grid_files
+    entry["plots"] = [str(p.relative_to(run.dir)) for p in files]
+
+    _merge_metrics_json(run.dir / METRICS_JSON, split, entry)
+    headline = run.metadata.setdefault("metrics", {})
+    headline.setdefault(split, {}).update({k: entry[k] for k in HEADLINE})
+    run.save(model)
+    if console is not None:
+        print_evaluation(entry, run, console)
+    return entry
+
+
+def load_eval_data(run: Run, *, data_dir=None, sample: bool | str = "auto", download: bool = False) -> BloodMNIST:
+    """The data to evaluate ``run`` on (see the module docstring for the rules)."""
+    trained_on = run.metadata.get("dataset", {}).get("source", "full")
+    size = run.in_size
+    use_sample = trained_on == "sample" if sample == "auto" else bool(sample)
+    if use_sample:
+        if trained_on != "sample":
+            raise EdgebloodError(
+                f"run {run.name} was trained on the full BloodMNIST data; evaluating it on the embedded sample would "
+                f"report numbers that compare with nothing - evaluate on the full {size} px data (--data-dir, EDGEBLOOD_DATA or --download)"
+            )
+        return load_sample(size)
+    try:
+        return load_bloodmnist(size, data_dir, download=download, sample=False)
+    except EdgebloodError as exc:
+        if "not found" not in str(exc):
+            raise
+        from edgeblood.data.bloodmnist import candidate_dirs
+        from edgeblood.info import FILES
+
+        looked = ", ".join(str(d) for d in candidate_dirs(data_dir))
+        why = (f"run {run.name} was trained on the full data and is only evaluated on it" if trained_on != "sample"
+               else "the full data was asked for (--full)")
+        raise EdgebloodError(
+            f"BloodMNIST {size} px ({FILES[size]['name']}) not found in: {looked}; {why} - add --download or point "
+            "--data-dir / EDGEBLOOD_DATA at the folder holding it"
+        ) from None
+
+
+def explain_split(run: Run, images: np.ndarray, labels: np.ndarray, probs: np.ndarray, split: str, *,
+                  device: str = "cpu", layer: str | None = None, label: str = "") -> tuple[dict, list[Path]]:
+    """Grad-CAM grids per class for ``split`` plus the sanity check; returns (summary, files).
+
+    Grad-CAM runs only on the examples the grids show (chosen from the predictions already made),
+    so explaining the full test split costs seconds, not a second pass over it.
+    """
+    from edgeblood.evaluation.gradcam import explain, sanity_check, write_class_grids
+
+    preds = probs.argmax(1)
+    rng = np.random.default_rng(0)
+    chosen: list[int] = []
+    for cls in np.unique(labels):
+        for pool in (np.flatnonzero((labels == cls) & (preds == cls)), np.flatnonzero((labels == cls) & (preds != cls))):
+            chosen += list(rng.choice(pool, min(EXPLAIN_PER_SIDE, len(pool)), replace=False)) if len(pool) else []
+    idx = np.sort(np.asarray(chosen, dtype=np.int64))
+    model = run.model
+    expl = explain(model, images[idx], run.mean, run.std, layer=layer, device=device)
+    files = write_class_grids(images[idx], labels[idx], expl, run.classes, run.plots_dir / "gradcam",
+                              prefix=f"gradcam_{split}", per_side=EXPLAIN_PER_SIDE, label=label)
+    check_idx = _stratified(labels, SANITY_IMAGES)
+    summary = {"method": "Grad-CAM", "layer": expl.layer, "target": "predicted class",
+               "sanity": sanity_check(model, images[check_idx], run.mean, run.std, layer=expl.layer, device=device)}
+    model.cpu()
+    return summary, files
+
+
+def print_evaluation(entry: dict, run: Run, console) -> None:
+    """What `edgeblood evaluate` prints: the data used, the compact table, where the files are."""
+    from edgeblood.evaluation.metrics import format_metrics_table
+
+    data = entry["data"]
+    colour = "yellow" if data["source"] == "sample" else "green"
+    console.print(f"data: [{colour}]{data['description']}[/]", highlight=False, soft_wrap=True)
+    for note in data.get("notes", []):
+        console.print(f"  note: {note}", highlight=False, soft_wrap=True)
+    title = (f"{run.name} ({entry['model']}) · {entry['split']} split, {entry['num_samples']} images"
+             f"{' of the SAMPLE' if data['source'] == 'sample' else ''} · runtime {entry['runtime']} · device {entry['device']}")
+    console.print(format_metrics_table(entry, title=title))
+    if entry["top_confusions"]:
+        top = ", ".join(f"{c['true']}→{c['predicted']} {c['count']}" for c in entry["top_confusions"][:3])
+        console.print(f"most frequent confusions ({entry['split']}, true→predicted): {top}", highlight=False)
+    if "gradcam" in entry:
+        s = entry["gradcam"]["sanity"]
+        verdict = "[green]passed[/]" if s["passed"] else "[red]FAILED[/]"
+        console.print(
+            f"Grad-CAM sanity on {s['images']} {entry['split']} images (layer {s['layer']}): {verdict} - map denser on the stained cell "
+            f"than on background for {100 * s['share_images_cell_enriched']:.0f}% of images, peak on the cell for "
+            f"{100 * s['share_images_peak_on_cell']:.0f}%; rank correlation with a weight-randomised model {s['randomised_spearman_median']:.2f} (median)",
+            highlight=False, soft_wrap=True,
+        )
+    console.print(f"metrics: {run.dir / METRICS_JSON} (entry \"{entry['split']}\"; headline in run.json)", highlight=False, soft_wrap=True)
+    if entry["plots"]:
+        folders = sorted({str((run.dir / p).parent) for p in entry["plots"]})
+        console.print(f"plots:   {', '.join(folders)} ({len(entry['plots'])} PNG files)", highlight=False, soft_wrap=True)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 over the model's state (names, dtypes, shapes, bytes): same weights, same fingerprint."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict:
+    """metrics.json of a run ({} when absent)."""
+    path = Path(run_dir) / METRICS_JSON
+    if not path.is_file():
+        return {}
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _merge_metrics_json(path: Path, split: str, entry: dict) -> None:
+    current = read_metrics(path.parent)
+    merged = {s: e for s, e in current.items() if isinstance(e, dict) and e.get("weights_sha256") == entry["weights_sha256"]}
+    merged[split] = entry
+    write_json(path, {s: merged[s] for s in sorted(merged, key=lambda s: (SPLITS + (s,)).index(s))})
+
+
+def _check_compatible(run: Run, data: BloodMNIST) -> None:
+    if data.size != run.in_size:
+        raise EdgebloodError(f"run {run.name} takes {run.in_size} px images but the data is {data.size} px; load the {run.in_size} px BloodMNIST file")
+    if len(run.classes) != 8:
+        raise EdgebloodError(f"run {run.name} has {len(run.classes)} classes, BloodMNIST has 8; this run is not a BloodMNIST classifier")
+
+
+def _data_notes(run: Run, data: BloodMNIST) -> list[str]:
+    notes = list(data.notes)
+    trained = run.metadata.get("dataset", {})
+    if trained.get("source") and trained["source"] != data.source:
+        notes.append(f"the run was trained on the {trained['source']} data but is evaluated on the {data.source} data")
+    elif data.source == "full" and trained.get("md5") and data.md5 and trained["md5"] != data.md5:
+        notes.append(f"evaluated on a different file (md5 {data.md5}) than the run was trained on (md5 {trained['md5']})")
+    return notes
+
+
+def _resolve_device(device: str) -> str:
+    from edgeblood.training.distributed import resolve_device
+
+    return str(resolve_device(str(device)))
+
+
+def _stratified(labels: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` indices spread evenly over the classes (deterministic)."""
+    classes = np.unique(labels)
+    per = max(1, n // max(len(classes), 1))
+    rng = np.random.default_rng(1)
+    idx = [rng.choice(np.flatnonzero(labels == c), min(per, int((labels == c).sum())), replace=False) for c in classes]
+    return np.sort(np.concatenate(idx)) if idx else np.zeros(0, dtype=np.int64)
