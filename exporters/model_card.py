@@ -139,8 +139,9 @@ def _performance_section(meta: dict, metrics: dict | None) -> list[str]:
             lines.append("Headline test figures from run.json: " + ", ".join(f"{k} {_pct(v)}" for k, v in headline.items() if isinstance(v, (int, float))) + ".")
         lines += ["", "No metrics.json in the run: run `edgeblood evaluate RUN` and export again for per-class figures, confusions and calibration.", ""]
         return lines
+    measured = f", {m['runtime']} on {m.get('device', 'cpu')}" if m.get("runtime") else ""
     lines.append(
-        f"On the **{split}** split ({m.get('num_samples', '?')} images; same source and lab as the training data, so "
+        f"On the **{split}** split ({m.get('num_samples', '?')} images{measured}; same source and lab as the training data, so "
         "expect lower figures on images from elsewhere):"
     )
     lines.append("")
@@ -258,7 +259,7 @@ def _artifacts_section(meta: dict, manifest: dict | list | None) -> list[str]:
 def _provenance(meta: dict) -> list[str]:
     tr = meta.get("training") or {}
     lines = ["## Provenance", ""]
-    for label, key in (("command", "command"), ("recipe", "recipe"), ("seed", "seed"), ("epochs", "epochs"), ("best epoch", "best_epoch"), ("wall time (s)", "wall_time_s")):
+    for label, key in (("command", "command"), ("recipe", "recipe"), ("seed", "seed"), ("epochs", "epochs"), ("epochs run", "epochs_run"), ("best epoch", "best_epoch"), ("wall time (s)", "wall_time_s")):
         if tr.get(key) is not None:
             value = tr[key]
             lines.append(f"- {label}: `{value}`" if key == "command" else f"- {label}: {value}")

@@ -1,0 +1,123 @@
+"""examples/: the standalone apps run as written on models exported from the embedded sample, and
+the Swift snippet uses exactly the names of the exported Core ML model."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeblood.inference import open_model, predict_files
+from exported_sample import exported, write_pngs
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ALLOWED_IMPORTS = {"__future__", "argparse", "csv", "json", "sys", "pathlib", "numpy", "PIL"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(sample_run) -> Path:
+    return Path(sample_run)
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory) -> Path:
+    """Sample PNGs, an odd-size RGBA copy (must be cropped/resized like edgeblood does) and a corrupt file."""
+    folder = tmp_path_factory.mktemp("example_cells")
+    pngs = write_pngs(folder / "slide_a")
+    big = Image.open(pngs[3]).convert("RGBA").resize((61, 47), Image.Resampling.BICUBIC)
+    (folder / "slide_b").mkdir()
+    big.save(folder / "slide_b" / "odd_size.png")
+    (folder / "slide_b" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * 30)
+    return folder
+
+
+def run_example(script: str, *args) -> subprocess.CompletedProcess:
+    """Run an example with `import edgeblood` made impossible, proving it needs only its runtime."""
+    code = (
+        "import runpy, sys; sys.modules['edgeblood'] = None; "
+        f"sys.argv = {[script, *map(str, args)]!r}; runpy.run_path({str(EXAMPLES / script)!r}, run_name='__main__')"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+
+
+def check_against_edgeblood(res: subprocess.CompletedProcess, model_path: Path, cells: Path, threshold: float) -> None:
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    reference = {Path(r.file).resolve(): r for r in predict_files(open_model(model_path), [cells], top_k=3, reject_below=threshold).rows}
+    ok_ref = {p: r for p, r in reference.items() if r.error is None}
+    assert len(rows) == len(ok_ref) == 17
+    for row in rows:
+        ref = ok_ref[Path(row["file"]).resolve()]
+        assert row["predicted"] == ref.predicted
+        assert float(row["probability"]) == pytest.approx(ref.probability, abs=2e-6)
+        assert [t.split(":")[0] for t in row["top_k"].split(";")] == [c for c, _ in ref.top_k]
+        assert row["review"] == ("yes" if ref.review else "no")
+    assert "corrupt.jpg" in res.stderr and "1 unreadable" in res.stderr
+
+
+def test_examples_import_only_their_runtime():
+    for script, runtime in (("onnx_app.py", "onnxruntime"), ("openvino_app.py", "openvino")):
+        tree = ast.parse((EXAMPLES / script).read_text())
+        roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert roots - ALLOWED_IMPORTS == {runtime}, f"{script} imports {sorted(roots)}"
+
+
+def test_onnx_app_matches_edgeblood_predict(run_dir, cells, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    model = exported(run_dir, tmp_path_factory.getbasetemp(), ("onnx",))["onnx"]
+    res = run_example("onnx_app.py", model, cells, "--top-k", "3", "--reject-below", "0.3")
+    check_against_edgeblood(res, model, cells, 0.3)
+    assert "8 classes, 28 px input" in res.stderr
+
+
+def test_openvino_app_matches_edgeblood_predict(run_dir, cells, tmp_path_factory):
+    pytest.importorskip("openvino")
+    model = exported(run_dir, tmp_path_factory.getbasetemp(), ("openvino",))["openvino"]
+    res = run_example("openvino_app.py", model, cells, "--reject-below", "0.3")
+    check_against_edgeblood(res, model, cells, 0.3)
+
+
+def swift_constants(source: str) -> dict[str, str]:
+    return dict(re.findall(r'static let (\w+) = "([^"]*)"', source))
+
+
+def test_swift_snippet_matches_exported_coreml_spec(run_dir, tmp_path_factory):
+    pytest.importorskip("coremltools")
+    from edgeblood.exporters.coreml import inspect_coreml
+
+    package = exported(run_dir, tmp_path_factory.getbasetemp(), ("coreml",))["coreml"]
+    spec = inspect_coreml(package)
+    source = (EXAMPLES / "CoreMLVision.swift").read_text()
+    names = swift_constants(source)
+
+    # the input the app feeds: one RGB image of the model's size, under the name the snippet uses
+    assert [i["name"] for i in spec["inputs"]] == [names["inputName"]]
+    assert spec["inputs"][0]["type"] == "imageType" and spec["inputs"][0]["color_space"] == "RGB"
+    # the outputs it reads: classLabel (string) and the probabilities dictionary (what Vision turns into observations)
+    outputs = {o["name"]: o["type"] for o in spec["outputs"]}
+    assert outputs == {names["labelOutput"]: "stringType", names["probabilitiesOutput"]: "dictionaryType"}
+    assert spec["predicted_feature"] == names["labelOutput"]
+    assert spec["predicted_probabilities"] == names["probabilitiesOutput"]
+    # the metadata it reads: class names (JSON list equal to the classifier's labels) and input size
+    meta = spec["user_defined_metadata"]
+    assert json.loads(meta[names["classesKey"]]) == spec["labels"] and len(spec["labels"]) == 8
+    assert int(meta[names["inputSizeKey"]]) == spec["inputs"][0]["width"] == spec["inputs"][0]["height"]
+
+    # every EdgebloodCoreML.<name> the code uses is one of the checked constants; Vision classification is used
+    used = set(re.findall(r"EdgebloodCoreML\.(\w+)", source))
+    assert used and used <= set(names)
+    for api in ("VNCoreMLRequest", "VNClassificationObservation", "imageCropAndScaleOption = .centerCrop", ".creatorDefinedKey"):
+        assert api in source
+    # no class name or input size is hard-coded in the app
+    assert not any(f'"{label}"' in source for label in spec["labels"])
+    assert f"{spec['inputs'][0]['width']}" not in re.sub(r"//.*", "", source)

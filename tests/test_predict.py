@@ -1,0 +1,162 @@
+"""`edgeblood predict` and edgeblood.inference on images written from the embedded sample."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeblood.errors import EdgebloodError
+from edgeblood.inference import open_model, predict_files
+from exported_sample import exported, sample_images, write_pngs
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def run_dir(sample_run) -> Path:
+    return Path(sample_run)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(run_dir, tmp_path_factory) -> Path:
+    return exported(run_dir, tmp_path_factory.getbasetemp(), ("onnx",))["onnx"]
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory) -> Path:
+    """16 sample PNGs + an odd-size RGBA copy of one, a corrupt PNG and a 5-channel TIFF, in one folder."""
+    folder = tmp_path_factory.mktemp("cells")
+    pngs = write_pngs(folder)
+    first = np.asarray(Image.open(pngs[0]).convert("RGBA").resize((61, 50), Image.Resampling.NEAREST))
+    Image.fromarray(first).save(folder / "odd_size_rgba.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    import tifffile
+
+    tifffile.imwrite(folder / "five_channels.tif", np.zeros((28, 28, 5), np.uint8), photometric="minisblack", planarconfig="contig")
+    return folder
+
+
+def run_cli(*args, timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeblood", "predict", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+
+
+def test_probabilities_equal_the_array_pipeline(onnx_model, run_dir, cells):
+    """PNG -> load_image -> runtime gives exactly what the in-memory sample gives, in ONNX and in PyTorch."""
+    images, labels = sample_images()
+    model = open_model(onnx_model)
+    assert model.input_size == 28 and len(model.classes) == 8
+    report = predict_files(model, sorted(cells.glob("cell_*.png")), top_k=8)
+    assert report.n_files == 16 and report.n_failed == 0
+    got = np.array([[dict(r.top_k)[c] for c in model.classes] for r in report.rows])
+    want = model.loaded.predict(images.transpose(0, 3, 1, 2).astype(np.float32))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+    torch_report = predict_files(open_model(run_dir), sorted(cells.glob("cell_*.png")), top_k=8)
+    assert torch_report.runtime == "pytorch"
+    got_torch = np.array([[dict(r.top_k)[c] for c in model.classes] for r in torch_report.rows])
+    np.testing.assert_allclose(got_torch, got, atol=1e-4)
+    assert [r.predicted for r in torch_report.rows] == [r.predicted for r in report.rows]
+
+
+def test_bad_files_are_failed_rows_and_the_batch_goes_on(onnx_model, cells):
+    report = predict_files(open_model(onnx_model), [cells], top_k=3, reject_below=0.5)
+    by_name = {Path(r.file).name: r for r in report.rows}
+    assert report.n_files == 19 and report.n_failed == 2 and report.n_predicted == 17
+    assert "corrupt.png: not an image" in by_name["corrupt.png"].error and by_name["corrupt.png"].predicted is None
+    assert "5 channels" in by_name["five_channels.tif"].error
+    odd = by_name["odd_size_rgba.png"]
+    assert odd.error is None and odd.predicted in report.classes
+    for r in report.rows:
+        if r.error is None:
+            probs = [p for _, p in r.top_k]
+            assert len(probs) == 3 and probs == sorted(probs, reverse=True) and r.probability == probs[0]
+            assert r.review == (r.probability < 0.5)
+
+
+def test_cli_csv_top_k_and_review_flag(onnx_model, cells, run_dir):
+    top = sorted(r.probability for r in predict_files(open_model(onnx_model), [cells]).rows if r.probability is not None)
+    threshold = (top[len(top) // 2 - 1] + top[len(top) // 2]) / 2  # between two cells: some flagged, some not
+    res = run_cli(onnx_model, cells, "--top-k", "2", "--format", "csv", "--reject-below", f"{threshold:.6f}")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(rows) == 19
+    assert list(rows[0]) == ["file", "status", "predicted", "probability", "review", "top1_class", "top1_probability", "top2_class", "top2_probability", "error"]
+    ok = [r for r in rows if r["status"] != "error"]
+    flagged = [r for r in ok if r["review"] == "yes"]
+    assert 0 < len(flagged) < len(ok)
+    for r in ok:
+        p = float(r["probability"])
+        assert r["predicted"] == r["top1_class"] and float(r["top1_probability"]) >= float(r["top2_probability"])
+        assert (r["review"] == "yes") == (p < threshold) and r["status"] == ("review" if p < threshold else "ok")
+    errors = {Path(r["file"]).name: r["error"] for r in rows if r["status"] == "error"}
+    assert set(errors) == {"corrupt.png", "five_channels.tif"}
+    # the summary goes to stderr, so stdout stays clean CSV
+    assert f"19 files: 17 predicted, {len(flagged)} flagged for review" in res.stderr and "2 failed" in res.stderr
+    assert "onnxruntime/cpu" in res.stderr
+
+
+def test_cli_json_to_file_and_table(onnx_model, cells, tmp_path):
+    out = tmp_path / "predictions.json"
+    res = run_cli(onnx_model, cells / "cell_00_class0.png", cells / "cell_01_class0.png", cells / "corrupt.png", "--out", out)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(out.read_text())
+    assert data["runtime"] == "onnxruntime" and data["input_size"] == 28 and data["top_k"] == 3
+    assert data["summary"] == {**data["summary"], "files": 3, "predicted": 2, "failed": 1, "flagged": 0}
+    ok = [p for p in data["predictions"] if p["status"] == "ok"]
+    assert len(ok) == 2 and all(len(p["top_k"]) == 3 and p["top_k"][0]["class"] == p["predicted"] for p in ok)
+    assert not list(tmp_path.glob(".predictions.json*"))  # atomic write left no temp file
+
+    table = run_cli(onnx_model, cells / "cell_00_class0.png", "--reject-below", "1.0")
+    assert table.returncode == 0 and "REVIEW" in table.stdout and "cell_00_class0.png" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("empty_folder", "no images to classify"),
+        ("unknown_format", "unknown model format"),
+        ("table_to_file", "written as csv or json"),
+        ("bad_top_k", "--top-k must be between 1 and 8"),
+    ],
+)
+def test_bad_input_is_one_line(case, expect, onnx_model, cells, tmp_path):
+    args = {
+        "empty_folder": [onnx_model, tmp_path],
+        "unknown_format": [cells / "cell_00_class0.png", cells],
+        "table_to_file": [onnx_model, cells, "--out", tmp_path / "x.txt"],
+        "bad_top_k": [onnx_model, cells, "--top-k", "9"],
+    }[case]
+    res = run_cli(*args)
+    assert res.returncode == 2, res.stdout + res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expect in errors[0] and "Traceback" not in res.stderr
+
+
+def test_empty_folder_beside_images_is_skipped_not_fatal(onnx_model, cells, tmp_path):
+    (tmp_path / "empty").mkdir()
+    report = predict_files(open_model(onnx_model), [tmp_path / "empty", cells / "cell_00_class0.png", tmp_path / "missing.png"])
+    assert report.n_predicted == 1
+    assert [Path(p).name for p, _ in report.skipped_inputs] == ["empty", "missing.png"]
+    assert "2 input path(s) skipped" in report.summary()
+
+
+def test_library_errors(onnx_model, tmp_path):
+    model = open_model(onnx_model)
+    with pytest.raises(EdgebloodError, match="between 0 and 1"):
+        predict_files(model, [tmp_path], reject_below=1.5)
+    with pytest.raises(EdgebloodError, match="does not exist"):
+        open_model(tmp_path / "nope.onnx")
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with pytest.raises(EdgebloodError, match="could not load"):
+        open_model(tmp_path / "broken.onnx")
