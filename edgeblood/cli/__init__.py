@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from edgeblood.cli.app import app, console, err_console
 from edgeblood.errors import EdgebloodError
 
@@ -29,5 +31,6 @@ def main() -> None:
     try:
         app()
     except EdgebloodError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape(): messages name extras like "edgeblood[openvino]", which rich would eat as markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
