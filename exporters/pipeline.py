@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeblood.errors import EdgebloodError
+from edgeblood.provenance import utc_now
 from edgeblood.exporters import manifest as mf
 from edgeblood.exporters.model_card import write_model_card
 from edgeblood.exporters.parity import DEFAULT_IMAGES, ParityData, ParityResult, check_parity, load_parity_data, require_parity, thresholds_for
@@ -78,10 +79,16 @@ def plan(targets: Sequence[str], precisions: Sequence[str]) -> tuple[list[tuple[
     return pairs, notes
 
 
-def check_request(run, targets: Sequence[str], precisions: Sequence[str], *, force: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
+def check_request(
+    run, targets: Sequence[str], precisions: Sequence[str], *, force: bool = False, min_target: str = "iOS16"
+) -> tuple[list[tuple[str, str]], list[str]]:
     """Every check that needs no work: targets, precisions, converters installed, outputs free, folder writable."""
     pairs, notes = plan(targets, precisions)
     _require_libraries({t for t, _ in pairs})
+    if any(t == "coreml" for t, _ in pairs):
+        from edgeblood.exporters.coreml import deployment_target
+
+        deployment_target(min_target)
     existing = [run.export_dir / ARTIFACT_PATHS[p] for p in pairs if (run.export_dir / ARTIFACT_PATHS[p]).exists()]
     if existing and not force:
         shown = ", ".join(str(d) for d in existing[:3])
@@ -112,7 +119,7 @@ def export_run(
     from edgeblood.runs import Run, open_run
 
     run = run if isinstance(run, Run) else open_run(run)
-    pairs, notes = check_request(run, targets, precisions, force=force)
+    pairs, notes = check_request(run, targets, precisions, force=force, min_target=min_target)
     export_dir = run.export_dir
     dests = {pair: export_dir / ARTIFACT_PATHS[pair] for pair in pairs}
 
@@ -176,6 +183,41 @@ def export_run(
     if strict:
         for failed in report.failures:
             require_parity(ParityResult(**{k: v for k, v in failed["parity"].items()}), export_dir / failed["path"])
+    return report
+
+
+def verify_exports(
+    run,
+    *,
+    parity_images: int | None = DEFAULT_IMAGES,
+    data_dir: str | os.PathLike | None = None,
+    strict: bool = True,
+) -> ExportReport:
+    """Re-run the parity check of every fp32/fp16 artifact recorded in the run's manifest and record
+    the new results (e.g. after copying a run, or after the checkpoint changed under its exports)."""
+    from edgeblood.runs import Run, open_run
+
+    run = run if isinstance(run, Run) else open_run(run)
+    manifest = mf.load_manifest(run.export_dir)
+    entries = [a for a in manifest["artifacts"] if a.get("precision") in PRECISIONS and a.get("target") in TARGETS]
+    if not entries:
+        raise EdgebloodError(f"{run.export_dir} has no exported artifacts to verify; run `edgeblood export {run.dir}` first")
+    data = load_parity_data(run, parity_images, data_dir=data_dir)
+    report = ExportReport(run_dir=run.dir, export_dir=run.export_dir)
+    for entry in entries:
+        path = run.export_dir / entry["path"]
+        if not path.exists():
+            parity = ParityResult(status="failed", reason=f"{path} is missing; re-export with `edgeblood export --force`")
+        else:
+            parity = _check(entry["target"], entry["precision"], path, data, run)
+        updated = {**entry, "parity": parity.to_dict(), "verified": utc_now()}
+        for key in ("files", "size_bytes", "sha256"):  # recomputed from the files on disk
+            updated.pop(key, None)
+        mf.record_artifact(run.export_dir, updated)
+        report.artifacts.append(mf.find_artifact(run.export_dir, entry["path"]) or updated)
+    if strict:
+        for failed in report.failures:
+            require_parity(ParityResult(**failed["parity"]), run.export_dir / failed["path"])
     return report
 
 
@@ -253,8 +295,10 @@ def _require_libraries(targets: set[str]) -> None:
 
 def _require_writable(export_dir: Path) -> None:
     """Refuse early when the export folder (or the run folder that will hold it) is not writable."""
+    if export_dir.exists() and not export_dir.is_dir():
+        raise EdgebloodError(f"{export_dir} is a file, not a folder; move it away so the artifacts can be written there")
     probe = export_dir if export_dir.exists() else export_dir.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    if not os.access(probe, os.W_OK | os.X_OK):
         raise EdgebloodError(f"cannot write to {probe} (permission denied); make it writable or copy the run somewhere writable")
 
 

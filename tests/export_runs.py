@@ -64,3 +64,42 @@ def copy_run(src: Path, dst: Path) -> Path:
     for name in ("checkpoint.pt", "run.json"):
         shutil.copy2(Path(src) / name, dst / name)
     return dst
+
+
+_EXPORTS: dict[str, object] = {}
+
+
+def exported_once(run_dir: Path, workdir: Path):
+    """``edgeblood export COPY --target all --precision fp32,fp16 --parity-images 64`` through the CLI, on a
+    private copy of ``run_dir``, once per session however many test files ask. Returns the ExportReport
+    rebuilt from manifest.json, with the command's printed output in ``report.notes[0]``."""
+    from typer.testing import CliRunner
+
+    from edgeblood.cli import app
+    from edgeblood.exporters.manifest import load_manifest
+    from edgeblood.exporters.pipeline import ExportReport
+
+    key = str(run_dir)
+    if key not in _EXPORTS:
+        run_copy = copy_run(run_dir, Path(workdir) / "exported-run")
+        result = CliRunner().invoke(app, ["export", str(run_copy), "--target", "all", "--precision", "fp32,fp16", "--parity-images", "64"])
+        if result.exit_code != 0:
+            raise RuntimeError(f"edgeblood export failed: {result.output}") from result.exception
+        export_dir = run_copy / "export"
+        _EXPORTS[key] = ExportReport(run_copy, export_dir, load_manifest(export_dir)["artifacts"], notes=[result.output])
+    return _EXPORTS[key]
+
+
+def perturbed_copy(run_dir: Path, dst: Path, seed: int = 1) -> Path:
+    """A copy of ``run_dir`` whose weights are re-drawn: the same architecture and metadata, a different model."""
+    from edgeblood.runs import open_run, save_checkpoint
+
+    dst = copy_run(run_dir, dst)
+    run = open_run(dst)
+    model = run.model
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * p.std().clamp(min=1e-3))
+    save_checkpoint(dst, model, run.metadata)
+    return dst

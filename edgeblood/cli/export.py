@@ -21,6 +21,7 @@ def export(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the BloodMNIST .npz files (default: $EDGEBLOOD_DATA, ~/.medmnist)."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default 21)."),
     no_simplify: bool = typer.Option(False, "--no-simplify", help="Skip the onnxslim pass (by default it runs and is kept only when it measurably helps)."),
+    verify: bool = typer.Option(False, "--verify", help="Export nothing: re-check the artifacts already in export/ against the run's PyTorch model and update manifest.json."),
 ) -> None:
     """Export a run's model with its contract inside, then check each artifact against PyTorch.
 
@@ -39,14 +40,16 @@ def export(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from edgeblood.errors import EdgebloodError
-    from edgeblood.exporters.parity import ParityResult, require_parity
-    from edgeblood.exporters.pipeline import check_request, export_run
+    from edgeblood.exporters.pipeline import check_request, export_run, verify_exports
     from edgeblood.runs import open_run
 
     n_images = _parse_images(parity_images)
     opened = open_run(run)
-    check_request(opened, _split(target), _split(precision), force=force)  # bad input fails before any work
+    if verify:
+        with err_console.status("re-checking exported artifacts against PyTorch"):
+            report = verify_exports(opened, parity_images=n_images, data_dir=data_dir, strict=False)
+        return _show(report)
+    check_request(opened, _split(target), _split(precision), force=force, min_target=min_target)  # bad input fails before any work
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,
@@ -60,9 +63,17 @@ def export(
             opened, _split(target), _split(precision), force=force, parity_images=n_images, data_dir=data_dir,
             min_target=min_target, opset=opset, simplify=False if no_simplify else "auto", strict=False, progress=progress,
         )
+    _show(report)
+
+
+def _show(report) -> None:
+    """Print the table and parity notes; then fail (exit 2, with the figures) if any artifact failed."""
+    from edgeblood.errors import EdgebloodError
+    from edgeblood.exporters.parity import ParityResult, require_parity
+
     console.print(artifact_table(report))
     for line in parity_lines(report) + [n for n in report.notes if not n.startswith("parity:")]:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"manifest: {report.export_dir / 'manifest.json'}", highlight=False)
     for failed in report.failures:
         require_parity(ParityResult(**failed["parity"]), report.export_dir / failed["path"])
@@ -87,7 +98,7 @@ def artifact_table(report):
     for a in report.artifacts:
         p = a["parity"]
         status = {"ok": "[green]ok[/]", "failed": "[bold red]FAILED[/]"}.get(p["status"], "[yellow]skipped[/]")
-        agree = f"{p['agreement'] * 100:.2f}" if p.get("agreement") is not None else "-"
+        agree = f"{p['agreement'] * 100:.2f}" + ("*" if p.get("near_tie_flips") else "") if p.get("agreement") is not None else "-"
         diff = f"{p['max_abs_diff']:.1e}" if p.get("max_abs_diff") is not None else "-"
         table.add_row(a["target"], a["precision"], a["path"], _size(a.get("size_bytes", 0)), status, agree, diff, f"{a['export_seconds']:.1f}")
     return table
@@ -105,6 +116,11 @@ def parity_lines(report) -> list[str]:
         p = a["parity"]
         if p["status"] != "ok" and p.get("reason"):
             lines.append(f"{a['path']}: {p['reason']}")
+        if p.get("near_tie_flips"):
+            lines.append(
+                f"* {a['path']}: {p['near_tie_flips']} top-1 flip(s) on near-ties (PyTorch's top two within "
+                f"{p['thresholds'].get('tie_margin', 0):.0e}); {p['decisive_agreement'] * 100:.2f} % agreement excluding them"
+            )
     return lines
 
 
