@@ -327,7 +327,7 @@ def plot_class_grid(
     right = np.sort(rng.choice(right, min(per_side, len(right)), replace=False)) if len(right) else right
     wrong = np.sort(rng.choice(wrong, min(per_side, len(wrong)), replace=False)) if len(wrong) else wrong
     rows = max(1, len(right), len(wrong))
-    fig = _figure(8.2, 2.0 * rows + 0.6)
+    fig = _figure(8.2, 2.1 * rows + 0.8, grid=True)
     axes = np.asarray(fig.subplots(rows, 4)).reshape(rows, 4)
     for ax in axes.ravel():
         ax.axis("off")
@@ -387,7 +387,7 @@ def plot_overview_grid(
     n = min(len(images), limit)
     pairs_per_row = 3
     rows = max(1, math.ceil(n / pairs_per_row))
-    fig = _figure(2.0 * 2 * pairs_per_row, 2.1 * rows + 0.5)
+    fig = _figure(2.0 * 2 * pairs_per_row, 2.2 * rows + 0.8, grid=True)
     axes = np.asarray(fig.subplots(rows, 2 * pairs_per_row)).reshape(rows, 2 * pairs_per_row)
     for ax in axes.ravel():
         ax.axis("off")

@@ -30,9 +30,15 @@ def save_figure(fig, dest: str | os.PathLike) -> Path:
     return dest
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, *, grid: bool = False):
+    """A Figure; ``grid=True`` for image mosaics, laid out by fixed spacing because constrained
+    layout costs ~2.5x the rendering time on grids of many small axes."""
     from matplotlib.figure import Figure
 
+    if grid:
+        fig = Figure(figsize=(width, height))
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / height, wspace=0.08, hspace=0.45)
+        return fig
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -197,7 +203,7 @@ def plot_sample_predictions(
     idx = pick_examples(y_true, y_pred, n, seed)
     cols = 8
     rows = max(1, math.ceil(len(idx) / cols))
-    fig = _figure(cols * 1.55, rows * 1.85 + 0.3)
+    fig = _figure(cols * 1.55, rows * 1.85 + 0.5, grid=True)
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
     for ax in axes:
         ax.axis("off")
