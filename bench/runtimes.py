@@ -397,7 +397,10 @@ class CoreMLRuntime(Runtime):
             for img in np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1):
                 out = mlmodel.predict({input_name: Image.fromarray(img, "RGB")})
                 probs = out[prob_name]
-                rows.append([probs[c] for c in classes] if isinstance(probs, dict) else np.ravel(probs))
+                if isinstance(probs, dict):  # classifier output: {label: probability}, ordered as the metadata's classes
+                    rows.append([probs[c] for c in (classes or list(probs))])
+                else:
+                    rows.append(np.ravel(probs))
             return np.asarray(rows, dtype=np.float32)
 
         size = spec.description.input[0].type.imageType.width or None
