@@ -104,14 +104,24 @@ def merge_reports(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- writing
+def check_writable(out_dir: str | os.PathLike) -> None:
+    """Fail before a long bench, not after it, when the report folder cannot be written (creates nothing)."""
+    out_dir = Path(out_dir).absolute()
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a folder" if existing is not None and not existing.is_dir() else "is not writable"
+        raise EdgebloodError(f"cannot write the report to {out_dir} ({existing} {what}); pass a writable folder with --out")
+
+
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path]:
     """report.json, report.md and report.html in ``out_dir`` (each written atomically)."""
     validate_report(report, "the new report")
     out_dir = Path(out_dir)
+    check_writable(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EdgebloodError(f"cannot create {out_dir} ({exc.strerror}); pass a writable folder with --out") from None
+        raise EdgebloodError(f"cannot create {out_dir} ({exc.strerror or exc}); pass a writable folder with --out") from None
     return {
         "json": write_json(out_dir / REPORT_FILES["json"], report),
         "md": write_text(out_dir / REPORT_FILES["md"], markdown_report(report)),
@@ -199,7 +209,7 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     sections = []
     for batch in sorted({r["batch"] for r in measured}):
         rows = [r for r in measured if r["batch"] == batch]
-        what = "latency (accuracy vs latency; ★ = Pareto front)" if batch == 1 else "throughput"
+        what = "latency (accuracy vs latency; ★ = Pareto front)" if batch == 1 else f"throughput (latency columns are per call of {batch} images)"
         sections.append((f"Batch {batch}: {what}", rows))
     return sections
 
@@ -288,29 +298,58 @@ def _md_row(cells: list[str]) -> str:
 
 # ---------------------------------------------------------------------------------------------- rich
 def rich_tables(report: dict[str, Any]) -> list[Any]:
-    """rich renderables for the console: one table per batch size, then the rows that are not ok."""
+    """Compact console tables (one per batch size, then the rows that are not ok).
+
+    Columns that hold one value for every row (run, device, threads, machine) move into the title so
+    the table fits a terminal; the saved Markdown/HTML keep every column.
+    """
+    from rich import box
     from rich.table import Table
 
     out: list[Any] = []
-    keep = {"", "machine", "run", "variant", "runtime", "device", "threads", "status", "test acc % (Δ pts vs fp32)", "macro-F1",
-            "p50 ms", "p99 ms", "× vs PyTorch", "img/s", "GMAC/s (% of peak)", "peak RSS MB (runtime)", "size"}
-    cols = [c for c in _columns(report) if c[0] in keep]
+    rows_all = report["rows"]
     for title, rows in _sections(report):
-        table = Table(title=f"{title} — test split", title_justify="left", header_style="bold")
-        for header, _ in cols:
-            table.add_column(header, justify="left" if header in ("run", "variant", "runtime", "device", "status", "machine") else "right")
+        const = {k: {r[k] for r in rows} for k in ("machine", "run", "device", "threads")}
+        fixed = [f"{k} {next(iter(v)) if v != {None} else '-'}" for k, v in const.items() if len(v) == 1]
+        spec: list[tuple[str, Any]] = [("", lambda r: "★" if r["pareto"] else "")]
+        spec += [(k if k != "threads" else "thr", (lambda k: lambda r: str(r[k] if r[k] is not None else "-"))(k))
+                 for k, v in const.items() if len(v) > 1]
+        spec.append(("variant", lambda r: r["variant"] or "-"))
+        runtimes_per_target: dict[Any, set] = {}
+        for r in rows:
+            runtimes_per_target.setdefault(r["target"], set()).add(r["runtime"])
+        if any(len(v) > 1 for v in runtimes_per_target.values()):  # else the variant's target names the runtime
+            spec.append(("runtime", lambda r: r["runtime"]))
+        spec += [
+            ("status", lambda r: "MISMATCH" if r["status"] == MISMATCH else r["status"]),
+            ("acc %", lambda r: f"{r['accuracy'] * 100:.2f}" if r["accuracy"] is not None else "-"),
+            ("Δ pt", lambda r: f"{r['accuracy_delta'] * 100:+.2f}" if r.get("accuracy_delta") is not None else "-"),
+            ("p50 ms", lambda r: _fmt_ms(r["latency_ms"]["p50"]) + ("" if r["latency_ms"]["converged"] else "~") if r["latency_ms"] else "-"),
+            ("× torch", lambda r: f"{r['speedup_vs_pytorch']:.2f}" if r.get("speedup_vs_pytorch") else "-"),
+            ("img/s", lambda r: f"{r['throughput_ips']:.0f}" if r["throughput_ips"] else "-"),
+            ("GMAC/s (peak)", lambda r: "-" if r["gmacs"] is None else f"{r['gmacs']:.1f}"
+             + (f" ({r['peak_fraction'] * 100:.0f}%)" if r["peak_fraction"] is not None else "")),
+            ("RSS MB", lambda r: f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-"),
+            ("size MB", lambda r: f"{r['size_bytes'] / 1e6:.2f}" if r["size_bytes"] else "-"),
+        ]
+        table = Table(title=f"{title}\ntest split; {', '.join(fixed)}", title_justify="left", header_style="bold",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for header, _ in spec:
+            table.add_column(header, justify="left" if header in ("variant", "runtime", "status", "machine", "run", "device") else "right",
+                             no_wrap=True, min_width=len(header) or 1)
         for r in rows:
             style = "bold green" if r["pareto"] else ("yellow" if r["status"] == MISMATCH else None)
-            table.add_row(*[f(r) for _, f in cols], style=style)
+            table.add_row(*[f(r) for _, f in spec], style=style)
         out.append(table)
-    problems = [r for r in report["rows"] if r["status"] in (FAILED, SKIPPED)]
+    problems = [r for r in rows_all if r["status"] != OK]
     if problems:
-        table = Table(title="Not measured", title_justify="left", header_style="bold")
-        for h in ("run", "variant", "runtime", "device", "status", "reason"):
-            table.add_column(h, overflow="fold")
+        table = Table(title="Rows that are not ok", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+        for h in ("run", "variant", "runtime", "device", "thr", "batch", "status"):
+            table.add_column(h, no_wrap=True)
+        table.add_column("reason", overflow="fold", ratio=1)
         for r in problems:
-            table.add_row(r["run"], r["variant"] or "-", r["runtime"], r["device"], r["status"], r["reason"] or "",
-                          style="red" if r["status"] == FAILED else "dim")
+            table.add_row(r["run"], r["variant"] or "-", r["runtime"], r["device"], str(r["threads"] or "-"), str(r["batch"] or "-"),
+                          r["status"], r["reason"] or "", style={FAILED: "red", SKIPPED: "dim", MISMATCH: "yellow"}[r["status"]])
         out.append(table)
     return out
 

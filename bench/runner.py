@@ -203,8 +203,9 @@ def plan_rows(run, artifacts: list[Artifact], config: BenchConfig, machine_label
                         reason = f"device '{dev}' not available to {rt_name} here (available: {', '.join(available_devices) or 'none'})"
                         planned.append(Planned(_row(base, art, device=dev, status=SKIPPED, reason=reason), art))
                         continue
-                    # Core ML has no thread knob; GPUs/NPUs are not driven by CPU threads.
-                    thread_list: list[int | None] = [None] if rt_name == "coreml" else list(threads)
+                    # Core ML has no thread knob; GPUs/NPUs are not driven by CPU threads (and OpenVINO
+                    # rejects a CPU thread count for them): one row per batch with the runtime's default.
+                    thread_list: list[int | None] = list(threads) if (dev == "cpu" and rt_name != "coreml") else [None]
                     group = (art.path, rt_name, dev)
                     for t in thread_list:
                         for b in batches:

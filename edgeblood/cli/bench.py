@@ -41,7 +41,7 @@ def bench(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from edgeblood.bench.measure import TimingConfig
-    from edgeblood.bench.report import rich_tables, write_report
+    from edgeblood.bench.report import check_writable, rich_tables, write_report
     from edgeblood.bench.runner import BenchConfig, bench_runs
     from edgeblood.runs import open_run
 
@@ -54,6 +54,7 @@ def bench(
         threads=_ints(threads, "--threads"), timing=TimingConfig.quick() if quick else TimingConfig(),
         data_dir=str(data_dir) if data_dir else None, sample=True if sample else "auto", label=label, row_timeout_s=timeout,
     )
+    check_writable(out_dir)
     if export:
         _export_missing(opened, data_dir)
 

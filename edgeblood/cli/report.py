@@ -24,9 +24,10 @@ def merge(
 
         edgeblood report merge laptop.json cuda-box.json m2-mac.json --out reports/fleet
     """
-    from edgeblood.bench.report import merge_reports, rich_tables, write_report
+    from edgeblood.bench.report import check_writable, merge_reports, rich_tables, write_report
 
     merged = merge_reports(reports)
+    check_writable(out)
     paths = write_report(merged, out)
     for table in rich_tables(merged):
         console.print(table)
