@@ -90,6 +90,11 @@ def quantize_dynamic(fp32_path: str | os.PathLike, out_path: str | os.PathLike) 
     with tempfile.TemporaryDirectory(prefix="edgeblood-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         q.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        # The dynamic quantizer re-runs shape inference over the exporter's value_info and trips on
+        # entries it rewrote itself ("inferred shape and existing shape differ"); start it clean.
+        clean = onnx.load(str(prepared))
+        del clean.graph.value_info[:]
+        onnx.save(clean, str(prepared))
         quantized = Path(tmp) / "quantized.onnx"
         # ORT's CPU ConvInteger kernel only takes uint8 weights; int8 weights fail at load time.
         q.quantize_dynamic(str(prepared), str(quantized), weight_type=q.QuantType.QUInt8, per_channel=False)

@@ -1,4 +1,4 @@
-"""OpenVINO int8 with NNCF post-training quantization, and fp16 weight compression.
+"""OpenVINO int8 with NNCF post-training quantization (fp16 IRs come from ``edgeblood export``).
 
 ``nncf.quantize(model, nncf.Dataset(...))`` inserts FakeQuantize ops calibrated on the stratified
 train subset; OpenVINO's CPU plugin then runs the convolutions in int8 (VNNI/AMX when present).
@@ -85,14 +85,6 @@ def quantize(
     return save_ir(quantized, out_xml, compress_to_fp16=False), info
 
 
-def compress_fp16(fp32_xml: str | os.PathLike, out_xml: str | os.PathLike) -> Path:
-    """fp16 IR: weights stored as float16 (decompressed at load; the CPU plugin computes in f32)."""
-    ov, _ = _modules()
-    model = ov.Core().read_model(str(fp32_xml))
-    _set_precision(model, "fp16")
-    return save_ir(model, out_xml, compress_to_fp16=True)
-
-
 def save_ir(model, out_xml: str | os.PathLike, compress_to_fp16: bool) -> Path:
     """Write .xml + .bin atomically: both into a temp folder beside the target, then moved (bin first)."""
     import openvino as ov
@@ -127,13 +119,15 @@ def _set_precision(model, precision: str) -> None:
 
 @contextlib.contextmanager
 def _quiet_nncf(nncf):
-    """NNCF logs every step at INFO and draws its own progress bars; keep the CLI's output readable."""
+    """NNCF logs every step at INFO and draws its own progress bars on stdout; the CLI has its own."""
+    import io
     import logging
 
     logger = logging.getLogger("nncf")
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logger.setLevel(level)

@@ -1,0 +1,108 @@
+"""Re-measuring every variant: full test split, its own runtime, deltas against fp32.
+
+A compressed model's accuracy is never assumed from the fp32 figure. ``measure_artifact`` loads the
+artifact with the runtime that reads it (ONNX Runtime, OpenVINO, Core ML on macOS) and predicts
+the whole split; ``measure_model`` does the same for a PyTorch model (pruned runs). ``delta``
+compares two measurements class by class, because which cell types lose recall matters
+clinically (monocytes vs immature granulocytes are the classic confusion).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch.nn as nn
+
+from edgeblood.errors import EdgebloodError
+
+
+def data_for_run(run, data_dir: str | os.PathLike | None = None):
+    """The dataset the run was trained on: the embedded sample for sample runs, else the full file."""
+    from edgeblood.data import load_bloodmnist
+
+    ds = run.metadata.get("dataset", {})
+    if ds.get("source") == "sample":
+        return load_bloodmnist(run.in_size, data_dir, sample=True)
+    return load_bloodmnist(run.in_size, data_dir, sample=False)
+
+
+def summarize(labels: np.ndarray, probs: np.ndarray, classes: list[str], **context) -> dict:
+    """The figures compress records per variant: accuracy, macro-F1, per-class recall (+ where measured)."""
+    from edgeblood.evaluation.metrics import compute_metrics
+
+    m = compute_metrics(labels, probs, classes)
+    return {
+        "status": "ok",
+        **context,
+        "n_images": int(m["num_samples"]),
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "balanced_accuracy": m["balanced_accuracy"],
+        "per_class_recall": {name: row["recall"] for name, row in m["per_class"].items()},
+        "predictions": probs.argmax(1),  # dropped before writing JSON; used for agreement figures
+    }
+
+
+def measure_artifact(
+    path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, classes: list[str], *,
+    split: str = "test", device: str = "cpu", threads: int | None = None,
+) -> dict:
+    """Predict ``images`` (float32 NCHW 0-255) with the artifact's own runtime; 'skipped' with a reason where it cannot run."""
+    from edgeblood.bench.runtimes import runtime_for_artifact
+
+    runtime = runtime_for_artifact(path)
+    ok, why = runtime.available()
+    context = {"split": split, "runtime": runtime.name, "device": device}
+    if not ok:
+        return {"status": "skipped", "reason": why, **context}
+    model = runtime.load(path, device=device, threads=threads)
+    probs = model.predict(images)
+    if probs.shape != (len(labels), len(classes)) or not np.all(np.isfinite(probs)):
+        return {"status": "failed", "reason": f"outputs of shape {probs.shape} (finite: {bool(np.all(np.isfinite(probs)))}), "
+                f"expected ({len(labels)}, {len(classes)})", **context}
+    return summarize(labels, probs, classes, **context)
+
+
+def measure_model(model: nn.Module, images_u8_nhwc: np.ndarray, labels: np.ndarray, classes: list[str], mean, std, *,
+                  split: str = "test", device: str = "cpu") -> dict:
+    """PyTorch predictions of ``model`` (normalised inputs) on uint8 NHWC ``images``."""
+    from edgeblood.evaluation.predict import predict_probs
+
+    probs = predict_probs(model, images_u8_nhwc, mean, std, device=device)
+    return summarize(labels, probs, classes, split=split, runtime="pytorch", device=device)
+
+
+def delta(variant: dict, baseline: dict) -> dict | None:
+    """Percentage-point changes of ``variant`` vs ``baseline``; None unless both were measured."""
+    if variant.get("status") != "ok" or baseline.get("status") != "ok":
+        return None
+    if variant["n_images"] != baseline["n_images"]:
+        raise EdgebloodError("variant and fp32 were measured on different image sets; re-run compress on one split")
+    per_class = {c: 100 * (variant["per_class_recall"][c] - baseline["per_class_recall"][c]) for c in baseline["per_class_recall"]}
+    worst = min(per_class, key=per_class.get)
+    out = {
+        "accuracy_pt": 100 * (variant["accuracy"] - baseline["accuracy"]),
+        "macro_f1_pt": 100 * (variant["macro_f1"] - baseline["macro_f1"]),
+        "per_class_recall_pt": per_class,
+        "worst_class": worst,
+        "worst_class_recall_pt": per_class[worst],
+    }
+    if "predictions" in variant and "predictions" in baseline:
+        out["top1_agreement"] = float(np.mean(np.asarray(variant["predictions"]) == np.asarray(baseline["predictions"])))
+    return out
+
+
+def jsonable(measurement: dict) -> dict:
+    """A measurement without its raw predictions (for manifests and reports)."""
+    return {k: v for k, v in measurement.items() if k != "predictions"}
+
+
+def gzip_size(path: str | os.PathLike) -> int:
+    """Bytes of the artifact's files after gzip -9 (what sparsity buys in a compressed download)."""
+    import gzip
+
+    from edgeblood.exporters.manifest import artifact_files
+
+    return sum(len(gzip.compress(p.read_bytes(), compresslevel=9, mtime=0)) for p in artifact_files(Path(path)))

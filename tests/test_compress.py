@@ -1,0 +1,324 @@
+"""edgeblood compress: quantized/pruned variants load, predict, are smaller, and are re-measured for real.
+
+Everything runs the real libraries (onnxruntime, OpenVINO + NNCF, coremltools, torch-pruning) on the
+se-cnn trained briefly on the embedded sample (``sample_run``); each compress call happens once per
+module (fixtures below) and several tests read its result.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from edgeblood.compression.calibration import stratified_indices, to_contract
+from edgeblood.compression.pipeline import CompressOptions, compress
+from edgeblood.errors import EdgebloodError
+from edgeblood.runs import open_run
+
+
+def _copy(run_dir: Path, dest_root: Path) -> Path:
+    dest = dest_root / Path(run_dir).name
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def _exported_copy(sample_run: Path, tmp_path_factory, dest_root: Path, targets=("onnx",)) -> Path:
+    """A private copy of the sample run with its fp32 artifacts already exported (once per session)."""
+    from exported_sample import exported
+
+    entry = exported(sample_run, tmp_path_factory.mktemp("exported"), targets)
+    return _copy(entry["run"], dest_root)
+
+
+def _rows(report) -> dict[str, object]:
+    return {f"{r.target} {r.variant}": r for r in report.rows}
+
+
+def _test_split(run):
+    from edgeblood.data.bloodmnist import load_sample
+
+    data = load_sample(run.in_size)
+    return to_contract(data.images("test")), data.labels("test")
+
+
+def _accuracy_with_own_runtime(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
+    from edgeblood.bench.runtimes import runtime_for_artifact
+
+    probs = runtime_for_artifact(path).load(path).predict(images)
+    assert probs.shape == (len(labels), 8)
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-3)
+    return float((probs.argmax(1) == labels).mean())
+
+
+# --------------------------------------------------------------------------------- calibration
+
+def test_stratified_calibration_subset_keeps_class_shares_and_is_deterministic():
+    labels = np.repeat(np.arange(8), [10, 40, 20, 30, 15, 12, 50, 23])
+    idx = stratified_indices(labels, 40, seed=1)
+    assert len(idx) == 40 and len(set(idx.tolist())) == 40
+    counts = np.bincount(labels[idx], minlength=8)
+    assert counts.min() >= 1  # every class represented, even the rarest
+    expected = np.bincount(labels) / len(labels) * 40
+    assert np.all(np.abs(counts - expected) <= 1.5)
+    assert np.array_equal(idx, stratified_indices(labels, 40, seed=1))
+    assert len(stratified_indices(labels, 10_000)) == len(labels)  # more than available: all of them
+    with pytest.raises(EdgebloodError, match="at least 1"):
+        stratified_indices(labels, 0)
+    with pytest.raises(EdgebloodError, match="no calibration data"):
+        stratified_indices(np.array([], dtype=np.int64), 16)
+
+
+# ---------------------------------------------------------------------------------- ONNX Runtime
+
+@pytest.fixture(scope="module")
+def onnx_compressed(sample_run, tmp_path_factory):
+    run_dir = _exported_copy(sample_run, tmp_path_factory, tmp_path_factory.mktemp("onnx"))
+    opts = CompressOptions(quantize=("int8", "fp16"), targets=("onnx",), calibration_images=64,
+                           calibration_methods=("minmax", "percentile"))
+    return run_dir, compress(run_dir, opts)
+
+
+def test_onnx_int8_and_fp16_variants_load_predict_and_are_smaller(onnx_compressed):
+    run_dir, reports = onnx_compressed
+    assert len(reports) == 1
+    rows = _rows(reports[0])
+    assert {"pytorch fp32", "onnx fp32", "onnx int8 static (minmax)", "onnx int8 static (percentile)", "onnx int8 dynamic", "onnx fp16"} <= set(rows)
+    export = run_dir / "export"
+    fp32_size = (export / "model.onnx").stat().st_size
+    images, labels = _test_split(open_run(run_dir))
+    fp32_acc = _accuracy_with_own_runtime(export / "model.onnx", images, labels)
+    for label, rel, max_share in (("onnx int8 static (minmax)", "model-int8.onnx", 0.40),
+                                  ("onnx int8 static (percentile)", "model-int8-percentile.onnx", 0.40),
+                                  ("onnx int8 dynamic", "model-int8-dynamic.onnx", 0.40),
+                                  ("onnx fp16", "model-fp16.onnx", 0.60)):
+        row = rows[label]
+        path = export / rel
+        assert row.path == rel and path.is_file()
+        assert path.stat().st_size < max_share * fp32_size, f"{rel} is {path.stat().st_size / fp32_size:.0%} of fp32"
+        assert row.size_pct == pytest.approx(100 * path.stat().st_size / fp32_size)
+        # the table's figures are those of real predictions on the whole test split
+        acc = _accuracy_with_own_runtime(path, images, labels)
+        assert row.measured["status"] == "ok" and row.measured["runtime"] == "onnxruntime"
+        assert row.measured["n_images"] == len(labels)
+        assert row.measured["accuracy"] == pytest.approx(acc)
+        assert row.delta["accuracy_pt"] == pytest.approx(100 * (acc - fp32_acc))
+        assert set(row.delta["per_class_recall_pt"]) == set(open_run(run_dir).classes)
+        assert row.delta["worst_class_recall_pt"] == min(row.delta["per_class_recall_pt"].values())
+    assert rows["onnx fp16"].measured["parity"]["status"] == "ok"  # fp16 is held to the exporter's fp16 parity bar
+
+
+def test_onnx_variants_are_in_the_manifest_with_contract_metadata(onnx_compressed):
+    import onnx
+
+    run_dir, _ = onnx_compressed
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    entries = {a["path"]: a for a in manifest["artifacts"]}
+    assert {"model.onnx", "model-int8.onnx", "model-int8-dynamic.onnx", "model-fp16.onnx"} <= set(entries)
+    int8 = entries["model-int8.onnx"]
+    assert int8["precision"] == "int8" and int8["runtime"] == "onnxruntime"
+    assert int8["compression"]["calibration"] == {"images": 64, "split": "train", "stratified": True, "seed": 0, "method": "minmax"}
+    assert int8["evaluation"]["split"] == "test" and "per_class_recall" in int8["evaluation"]
+    assert "accuracy_pt" in int8["delta_vs_fp32"] and len(int8["sha256"]) == 64
+    assert "evaluation" in entries["model.onnx"]  # the fp32 baseline is measured the same way
+    props = {p.key: p.value for p in onnx.load(run_dir / "export" / "model-int8.onnx").metadata_props}
+    assert props["precision"] == "int8-static-minmax" and json.loads(props["classes"]) == open_run(run_dir).classes
+    # QDQ: integer weights really are in the graph
+    ops = {n.op_type for n in onnx.load(run_dir / "export" / "model-int8.onnx").graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_existing_variants_are_not_overwritten_without_force(onnx_compressed):
+    run_dir, _ = onnx_compressed
+    before = (run_dir / "export" / "model-int8.onnx").stat().st_mtime_ns
+    with pytest.raises(EdgebloodError, match="--force"):
+        compress(run_dir, CompressOptions(quantize=("int8",), targets=("onnx",), calibration_images=16))
+    assert (run_dir / "export" / "model-int8.onnx").stat().st_mtime_ns == before
+
+
+# -------------------------------------------------------------------------------------- OpenVINO
+
+def test_openvino_int8_nncf_and_accuracy_control(sample_run, tmp_path, tmp_path_factory):
+    run_dir = _exported_copy(sample_run, tmp_path_factory, tmp_path, ("onnx", "openvino"))
+    reports = compress(run_dir, CompressOptions(quantize=("int8",), targets=("openvino",), calibration_images=48, max_drop=5.0))
+    rows = _rows(reports[0])
+    images, labels = _test_split(open_run(run_dir))
+    ir = run_dir / "export" / "openvino"
+    fp32_bytes = (ir / "model.bin").stat().st_size
+    for label, xml in (("openvino int8 NNCF", "model-int8.xml"), ("openvino int8 NNCF acc-control 5pt", "model-int8-acc.xml")):
+        row = rows[label]
+        assert (ir / xml).is_file() and (ir / xml).with_suffix(".bin").is_file()
+        assert (ir / xml).with_suffix(".bin").stat().st_size < 0.5 * fp32_bytes
+        acc = _accuracy_with_own_runtime(ir / xml, images, labels)
+        assert row.measured["runtime"] == "openvino" and row.measured["accuracy"] == pytest.approx(acc)
+        assert row.delta is not None and row.baseline.startswith("openvino fp32")
+    entry = next(a for a in json.loads((run_dir / "export" / "manifest.json").read_text())["artifacts"] if a["path"] == "openvino/model-int8-acc.xml")
+    assert entry["compression"]["max_drop_pt"] == 5.0 and entry["compression"]["validation"] == "val split"
+    import openvino as ov
+
+    model = ov.Core().read_model(str(ir / "model-int8.xml"))
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    assert model.get_rt_info(["edgeblood", "precision"]).astype(str) == "int8"
+
+
+# --------------------------------------------------------------------------------------- Core ML
+
+def test_coreml_weight_compression_is_smaller_valid_and_honest_about_measurement(sample_run, tmp_path, tmp_path_factory):
+    from edgeblood.compression.coreml_compress import activation_skip_reason
+    from edgeblood.exporters.coreml import can_predict, validate_coreml
+    from edgeblood.exporters.manifest import artifact_size
+
+    run_dir = _exported_copy(sample_run, tmp_path_factory, tmp_path, ("coreml",))
+    opts = CompressOptions(quantize=("int8",), targets=("coreml",), calibration_images=16, palettize_bits=(4,))
+    report = compress(run_dir, opts)[0]
+    rows = _rows(report)
+    run = open_run(run_dir)
+    export = run_dir / "export"
+    fp32 = artifact_size(export / "model.mlpackage")
+    for label, rel in (("coreml int8 weights", "model-int8.mlpackage"), ("coreml 4-bit palette", "model-palettized4.mlpackage")):
+        path = export / rel
+        validate_coreml(path, run.classes, run.in_size)  # inputs, outputs, labels, metadata intact
+        assert artifact_size(path) < 0.6 * fp32
+        if can_predict():
+            assert rows[label].measured["status"] == "ok"
+        else:  # never assumed: not measured, with the reason
+            assert rows[label].measured["status"] == "skipped" and "macOS" in rows[label].measured["reason"]
+            assert rows[label].delta is None
+    assert artifact_size(export / "model-palettized4.mlpackage") < artifact_size(export / "model-int8.mlpackage")
+    if activation_skip_reason():
+        assert any("activation" in n and "macOS" in n for n in report.notes)
+
+
+# --------------------------------------------------------------------------------------- pruning
+
+@pytest.fixture(scope="module")
+def pruned(sample_run, tmp_path_factory):
+    run_dir = _exported_copy(sample_run, tmp_path_factory, tmp_path_factory.mktemp("prune"))
+    reports = compress(run_dir, CompressOptions(prune=0.5, finetune_epochs=1, targets=("onnx",)))
+    # unstructured: PyTorch rows only (its ONNX is the same dense graph; the export costs ~10 s here)
+    reports += compress(run_dir, CompressOptions(unstructured=0.5, finetune_epochs=0, targets=()))[1:]
+    return run_dir, reports
+
+
+def test_structured_pruning_makes_a_smaller_run_that_reopens_exports_and_is_measured(pruned):
+    run_dir, reports = pruned
+    parent = open_run(run_dir)
+    child_dir = run_dir.parent / f"{run_dir.name}-pruned50"
+    child = open_run(child_dir)  # rebuilt from JSON metadata + weights (no pickled modules)
+    comp = child.metadata["compression"]
+    assert comp["method"] == "structured-channel-pruning" and comp["target"] == "macs" and comp["parent_run"] == str(run_dir)
+    assert child.metadata["model"]["macs"] <= 0.5 * parent.metadata["model"]["macs"]
+    assert child.metadata["model"]["params"] < parent.metadata["model"]["params"]
+    from edgeblood.models import count_macs, count_params
+
+    assert count_params(child.model) == comp["params_after"] < count_params(parent.model) == comp["params_before"]
+    assert count_macs(child.model, child.in_size) == comp["macs_after"]
+    x = torch.rand(3, 3, child.in_size, child.in_size)
+    with torch.no_grad():
+        assert torch.allclose(child.model(x), open_run(child_dir).model(x))  # weights really restored
+    assert (child_dir / "metrics.json").is_file() and child.metadata["metrics"]["test"]["n_images"] == 96
+    assert comp["finetune"]["epochs"] == 1 and (child_dir / "history.csv").is_file()
+
+    report = next(r for r in reports if r.run_dir == child_dir)
+    rows = _rows(report)
+    onnx_path = child_dir / "export" / "model.onnx"
+    images, labels = _test_split(child)
+    acc = _accuracy_with_own_runtime(onnx_path, images, labels)
+    parent_acc = _accuracy_with_own_runtime(run_dir / "export" / "model.onnx", images, labels)
+    assert rows["onnx fp32"].measured["accuracy"] == pytest.approx(acc)
+    assert rows["onnx fp32"].delta["accuracy_pt"] == pytest.approx(100 * (acc - parent_acc))
+    assert rows["onnx fp32"].size_pct < 70
+    assert rows["pytorch fp32"].macs == child.metadata["model"]["macs"]
+
+
+def test_unstructured_pruning_reports_sparsity_and_gzip_size_honestly(pruned):
+    run_dir, reports = pruned
+    child_dir = run_dir.parent / f"{run_dir.name}-sparse50"
+    child, parent = open_run(child_dir), open_run(run_dir)
+    comp = child.metadata["compression"]
+    assert comp["method"] == "unstructured-magnitude-pruning"
+    assert comp["weight_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert comp["params_after"] == comp["params_before"] and comp["macs_after"] == comp["macs_before"]  # dense tensors
+    assert comp["weights_gzip_bytes_after"] < 0.85 * comp["weights_gzip_bytes_before"]
+    weights = [m.weight for m in child.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert zeros == pytest.approx(0.5, abs=0.01)
+    row = _rows(next(r for r in reports if r.run_dir == child_dir))["pytorch fp32"]
+    assert row.gzip_bytes == comp["weights_gzip_bytes_after"] and any("sparsity" in n for n in row.notes)
+    assert row.measured["status"] == "ok" and row.delta is not None
+    images, labels = _test_split(child)
+    from edgeblood.evaluation.predict import predict_probs
+    from edgeblood.data.bloodmnist import load_sample
+
+    probs = predict_probs(child.model, load_sample(28).images("test"), child.mean, child.std)
+    assert row.measured["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
+    assert parent.metadata["model"]["params"] == child.metadata["model"]["params"]
+
+
+def test_pruning_ratio_and_unprunable_models_fail_with_one_line():
+    from edgeblood.compression.prune import structured_prune
+
+    class ReadsItsWidth(nn.Module):
+        """Hard-codes its channel count in forward, so removing channels breaks it."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, padding=1)
+            self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+            self.fc = nn.Linear(16, 8)
+
+        def forward(self, x):
+            x = self.conv2(torch.relu(self.conv(x)))
+            return self.fc(x.reshape(x.shape[0], 16, -1).mean(-1))
+
+    with pytest.raises(EdgebloodError, match="cannot prune") as err:
+        structured_prune(ReadsItsWidth(), 28, 0.5)
+    assert "\n" not in str(err.value)
+    for bad in (0.0, 1.0, 1.5, -0.2):
+        with pytest.raises(EdgebloodError, match=r"between 0 and 1"):
+            structured_prune(ReadsItsWidth(), 28, bad)
+
+
+def test_bad_options_fail_before_any_work(sample_run, tmp_path):
+    run_dir = _copy(sample_run, tmp_path)
+    cases = [
+        (CompressOptions(), "nothing to do"),
+        (CompressOptions(quantize=("int4",)), "int8 or fp16"),
+        (CompressOptions(quantize=("int8",), calibration_images=0), "calibration-images"),
+        (CompressOptions(quantize=("int8",), calibration_methods=("kl",)), "calibration-method"),
+        (CompressOptions(quantize=("int8",), targets=("tflite",)), "target"),
+        (CompressOptions(prune=1.2), "between 0 and 1"),
+        (CompressOptions(unstructured=0), "between 0 and 1"),
+        (CompressOptions(prune=0.5, prune_by="flops"), "prune-by"),
+        (CompressOptions(quantize=("int8",), targets=("openvino",), max_drop=-1), "max-drop"),
+    ]
+    for opts, message in cases:
+        with pytest.raises(EdgebloodError, match=message):
+            compress(run_dir, opts)
+    assert not (run_dir / "export").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [run_dir.name]  # no pruned run half-made
+
+
+def test_missing_runtime_is_one_line_naming_the_extra(sample_run, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "nncf" else real(name, *a, **k))
+    with pytest.raises(EdgebloodError, match=r'pip install "edgeblood\[openvino\]"'):
+        compress(_copy(sample_run, tmp_path), CompressOptions(quantize=("int8",), targets=("openvino",)))
+
+
+def test_cli_prints_one_red_line_for_bad_input(sample_run):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "edgeblood", "compress", str(sample_run), "--prune", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "between 0 and 1" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
