@@ -188,11 +188,11 @@ def check_parity(
     return result
 
 
-def require_parity(result: ParityResult, artifact: str | os.PathLike) -> None:
+def require_parity(result: ParityResult, artifact: str | os.PathLike, fix: str = "report the model config or try another --precision/target") -> None:
     """Raise an EdgebloodError with the numbers when ``result`` failed."""
     if result.status == "failed":
         figures = f" ({result.summary()})" if result.agreement is not None else ""
         raise EdgebloodError(
             f"{artifact} does not match the PyTorch model: {result.reason}{figures}; it is marked failed in manifest.json "
-            "- do not ship it; report the model config or try another --precision/target"
+            f"- do not ship it; {fix}"
         )

@@ -36,6 +36,7 @@ ARTIFACT_PATHS = {
     ("coreml", "fp32"): "model.mlpackage",
     ("coreml", "fp16"): "model-fp16.mlpackage",
 }
+STALE_FIX = "re-export it from this run with `edgeblood export {run} --force`"
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "coreml": "coreml"}
 
 Progress = Callable[[str, int, int], None]  # (what is happening, steps done, steps in all)
@@ -47,6 +48,7 @@ class ExportReport:
     export_dir: Path
     artifacts: list[dict] = field(default_factory=list)  # manifest entries, in export order
     notes: list[str] = field(default_factory=list)
+    verified: bool = False  # made by verify_exports (a failure means stale/wrong files, not a bad export)
 
     @property
     def failures(self) -> list[dict]:
@@ -203,7 +205,7 @@ def verify_exports(
     if not entries:
         raise EdgebloodError(f"{run.export_dir} has no exported artifacts to verify; run `edgeblood export {run.dir}` first")
     data = load_parity_data(run, parity_images, data_dir=data_dir)
-    report = ExportReport(run_dir=run.dir, export_dir=run.export_dir)
+    report = ExportReport(run_dir=run.dir, export_dir=run.export_dir, verified=True)
     for entry in entries:
         path = run.export_dir / entry["path"]
         if not path.exists():
@@ -217,7 +219,7 @@ def verify_exports(
         report.artifacts.append(mf.find_artifact(run.export_dir, entry["path"]) or updated)
     if strict:
         for failed in report.failures:
-            require_parity(ParityResult(**failed["parity"]), run.export_dir / failed["path"])
+            require_parity(ParityResult(**failed["parity"]), run.export_dir / failed["path"], STALE_FIX.format(run=run.dir))
     return report
 
 

@@ -156,20 +156,18 @@ def test_coreml_spec_is_a_vision_ready_classifier(report):
     assert inspect_coreml(report.export_dir / "model.mlpackage")["specification_version"] == 7  # iOS16
 
 
-def test_coreml_min_target_and_spec_validation_failures(report, tmp_path):
-    from edgeblood.exporters.contract import artifact_metadata
-    from edgeblood.exporters.coreml import deployment_target, export_coreml, inspect_coreml, validate_coreml
+def test_coreml_min_target_and_spec_validation_failures(report):
+    from edgeblood.exporters.coreml import deployment_target, validate_coreml
 
     run = open_run(report.run_dir)
-    out = tmp_path / "m17.mlpackage"
-    model = wrap_for_deployment(run.model, run.metadata, with_label=False)
-    details = export_coreml(model, artifact_metadata(run.metadata), run.classes, out, in_size=28, min_target="ios17")
-    assert details["minimum_deployment_target"] == "iOS17"
-    assert inspect_coreml(out)["specification_version"] == 8
+    out = report.export_dir / "model.mlpackage"
+    assert deployment_target("ios17").name == "iOS17"  # case-insensitive, as typed on the command line
     with pytest.raises(EdgebloodError, match="labels should be"):
         validate_coreml(out, list(reversed(run.classes)), 28)
     with pytest.raises(EdgebloodError, match="RGB 64x64"):
         validate_coreml(out, run.classes, 64)
+    with pytest.raises(EdgebloodError, match="metadata keys missing: not_there"):
+        validate_coreml(out, run.classes, 28, {"not_there": "x"})
     with pytest.raises(EdgebloodError, match="iOS15/macOS12 or newer, not iOS14"):
         deployment_target("iOS14")
     with pytest.raises(EdgebloodError, match="unknown Core ML deployment target 'iOS99'"):

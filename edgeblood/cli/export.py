@@ -76,8 +76,11 @@ def _show(report) -> None:
     for line in parity_lines(report) + [n for n in report.notes if not n.startswith("parity:")]:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"manifest: {report.export_dir / 'manifest.json'}", highlight=False)
+    from edgeblood.exporters.pipeline import STALE_FIX
+
     for failed in report.failures:
-        require_parity(ParityResult(**failed["parity"]), report.export_dir / failed["path"])
+        fix = {"fix": STALE_FIX.format(run=report.run_dir)} if report.verified else {}
+        require_parity(ParityResult(**failed["parity"]), report.export_dir / failed["path"], **fix)
     if not report.artifacts:
         raise EdgebloodError("nothing was exported")
 
