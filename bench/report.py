@@ -429,13 +429,16 @@ def charts(report: dict[str, Any]) -> list[tuple[str, str]]:
             devices = sorted({r["device"] for r in rows})
             fig, ax = plt.subplots(figsize=(7.2, 4.6))
             cmap = plt.get_cmap("tab10")
+            multi_run = len({x["run"] for x in rows}) > 1
+            # alternate label offsets along the latency axis so neighbouring labels do not overprint
+            offsets = {id(r): (4, 4 if k % 2 == 0 else -10) for k, r in enumerate(sorted(rows, key=lambda r: r["latency_ms"]["p50"]))}
             for i, rt in enumerate(runtimes):
                 for r in (r for r in rows if r["runtime"] == rt):
-                    m = markers.get(str(r["precision"]).lower(), "D")
+                    m = markers.get(str(r["precision"]).lower().split("-")[0], "D")
                     face = cmap(i) if r["status"] == OK else "none"
                     ax.scatter(r["latency_ms"]["p50"], r["accuracy"] * 100, marker=m, s=60, color=cmap(i), facecolors=face, zorder=3)
-                    ax.annotate(f"{r['run']}: {r['variant']}" if len({x['run'] for x in rows}) > 1 else r["variant"],
-                                (r["latency_ms"]["p50"], r["accuracy"] * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
+                    ax.annotate(f"{r['run']}: {r['variant']}" if multi_run else r["variant"], (r["latency_ms"]["p50"], r["accuracy"] * 100),
+                                fontsize=7, xytext=offsets[id(r)], textcoords="offset points")
                 ax.scatter([], [], color=cmap(i), label=rt)
             ok = [r for r in rows if r["status"] == OK]
             flags = pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in ok])
