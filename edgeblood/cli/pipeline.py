@@ -1,0 +1,88 @@
+"""`edgeblood pipeline`: the main job in one command - train -> export -> int8 -> bench."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeblood.cli.app import app, console, err_console
+
+
+@app.command()
+def pipeline(
+    model: str = typer.Option("se-cnn", "--model", "-m", help="Registry name (see `edgeblood models`)."),
+    size: int = typer.Option(28, "--size", "-s", help="Input size in px."),
+    recipe: str = typer.Option("default", help="Training recipe (default, best, published)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (recipe default otherwise; the sample run uses 15)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with bloodmnist*.npz (else $EDGEBLOOD_DATA, else ~/.medmnist)."),
+    download: bool = typer.Option(False, "--download", help="Download the official file if missing."),
+    sample: bool = typer.Option(False, "--sample", help="Force the embedded sample even when the full data is present."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run directories."),
+    name: Optional[str] = typer.Option(None, help="Run directory name."),
+    targets: str = typer.Option("onnx,openvino,coreml", help="Export targets (those whose library is missing are skipped with a note)."),
+    quick_bench: bool = typer.Option(False, "--quick-bench", help="Shorter timing budget in the benchmark (rough figures)."),
+) -> None:
+    """Train a model on the data it finds (full BloodMNIST when present, else the embedded sample,
+    saying which), export it with parity checks, make int8 variants, and benchmark everything.
+
+    Ends by printing the report's path and its table.
+    """
+    from edgeblood.bench.measure import TimingConfig
+    from edgeblood.bench.report import rich_tables, write_report
+    from edgeblood.bench.runner import BenchConfig, bench_runs
+    from edgeblood.cli.compress import variant_table
+    from edgeblood.cli.train import build_config
+    from edgeblood.compression.pipeline import CompressOptions, compress
+    from edgeblood.data import load_bloodmnist
+    from edgeblood.exporters.pipeline import export_run
+    from edgeblood.runs import open_run
+    from edgeblood.training import train
+
+    data = load_bloodmnist(size, data_dir, download=download, sample=True if sample else "auto")
+    use_sample = data.is_sample
+    console.rule("[bold]1/4 train")
+    if use_sample:
+        console.print("[yellow]full BloodMNIST not found: running the whole path on the embedded sample "
+                      "(figures are smoke tests; pass --data-dir or --download for real results)[/]")
+        epochs = epochs or 15
+    cfg = build_config(model=model, size=size, recipe=recipe, model_opts={}, overrides=dict(epochs=epochs), augment_overrides={},
+                       fixed=dict(data_dir=str(data_dir) if data_dir else None, sample=use_sample, out_dir=str(out), name=name))
+    run_dir = train(cfg, console=console)
+    run = open_run(run_dir)
+
+    console.rule("[bold]2/4 export")
+    wanted = _available_targets(targets)
+    report = export_run(run, wanted, ("fp32",), data_dir=data_dir, strict=True)
+    for art in report.artifacts:
+        console.print(f"  {art.get('target')} {art.get('precision')}: {art.get('path')} - parity {art.get('parity', {}).get('status')}",
+                      highlight=False)
+
+    console.rule("[bold]3/4 int8")
+    int8_targets = tuple(t for t in wanted if t in ("onnx", "openvino"))
+    for rep in compress(run, CompressOptions(quantize=("int8",), targets=int8_targets, data_dir=str(data_dir) if data_dir else None),
+                        say=lambda m: console.print(m, highlight=False)):
+        console.print(variant_table(rep))
+
+    console.rule("[bold]4/4 bench")
+    config = BenchConfig(devices=["cpu"], batches=[1, 64], threads=[1, 2],
+                         timing=TimingConfig.quick() if quick_bench else TimingConfig(),
+                         data_dir=str(data_dir) if data_dir else None, sample=True if use_sample else "auto")
+    with err_console.status("benchmarking every artifact (one subprocess per row)"):
+        bench = bench_runs([run], config)
+    paths = write_report(bench, run.bench_dir)
+    for table in rich_tables(bench):
+        console.print(table)
+    console.print(f"[bold]report:[/] {paths['md']}  (also {paths['json'].name}, {paths['html'].name})", highlight=False)
+
+
+def _available_targets(text: str) -> tuple[str, ...]:
+    import importlib.util
+
+    needs = {"onnx": "onnxruntime", "openvino": "openvino", "coreml": "coremltools"}
+    wanted = tuple(t.strip() for t in text.split(",") if t.strip())
+    keep = tuple(t for t in wanted if importlib.util.find_spec(needs.get(t, t)) is not None)
+    for t in set(wanted) - set(keep):
+        console.print(f"[yellow]skipping {t}: {needs.get(t, t)} is not installed (pip install \"edgeblood[{t}]\")[/]")
+    return keep

@@ -1,0 +1,145 @@
+"""Training: the run directory contract, resume after Ctrl-C, DDP on 2 CPU processes, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from edgeblood.errors import EdgebloodError
+from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run
+from edgeblood.training import TrainConfig, train
+from edgeblood.training.recipes import get_recipe
+
+QUIET = Console(quiet=True)
+SMALL = {"widths": [8, 16, 32, 64]}
+
+
+def _cfg(tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(model="se-cnn", size=28, sample=True, epochs=2, batch_size=64, out_dir=str(tmp_path), name="r", model_cfg=SMALL)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_sample_run_directory_contract(sample_run):
+    for name in (CHECKPOINT, "run.json", "history.csv", "metrics.json"):
+        assert (sample_run / name).is_file(), name
+    assert not (sample_run / TRAIN_STATE).exists(), "train_state.pt is removed once training completes"
+    run = open_run(sample_run)
+    meta = run.metadata
+    assert meta["dataset"]["source"] == "sample"
+    assert meta["input"]["size"] == 28 and len(meta["input"]["mean"]) == 3 and meta["input"]["channel_order"] == "RGB"
+    assert meta["training"]["status"] == "complete" and meta["training"]["best_epoch"] >= 1
+    assert len(meta["classes"]) == 8 and meta["model"]["params"] > 0 and meta["model"]["macs"] > 0
+    assert 0 <= meta["metrics"]["test"]["accuracy"] <= 1
+    rows = list(csv.DictReader(open(sample_run / "history.csv")))
+    assert len(rows) == 6 and {"train_loss", "val_acc", "lr", "seconds"} <= set(rows[0])
+    best = max(float(r["val_acc"]) for r in rows)
+    assert meta["training"]["best_val_accuracy"] == pytest.approx(best)
+    assert json.loads((sample_run / "run.json").read_text())["model"]["name"] == "se-cnn"
+    # the saved weights load with weights_only=True and reproduce the model
+    payload = torch.load(sample_run / CHECKPOINT, weights_only=True)
+    assert set(payload["state_dict"]) == set(run.model.state_dict())
+
+
+def test_training_learns_on_sample(tmp_path):
+    run_dir = train(_cfg(tmp_path, epochs=8, lr=5e-3), console=QUIET, evaluate=False)
+    rows = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) * 0.8
+    assert float(rows[-1]["train_acc"]) > 0.4  # 8 classes: chance is 0.125
+
+
+def test_interrupt_then_resume_loses_at_most_one_epoch(tmp_path, monkeypatch):
+    import edgeblood.training.engine as engine
+
+    real_write = engine._write_history
+
+    def interrupt_at_epoch_3(run_dir, history):
+        real_write(run_dir, history)
+        if len(history) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_write_history", interrupt_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, epochs=5), console=QUIET, evaluate=False)
+    run_dir = tmp_path / "r"
+    assert (run_dir / CHECKPOINT).is_file() and (run_dir / TRAIN_STATE).is_file()
+    assert open_run(run_dir).metadata["training"]["status"] == "interrupted"
+    state = torch.load(run_dir / TRAIN_STATE, weights_only=True)
+    assert state["epoch"] == 2  # the interrupted epoch 3 is the only one lost
+
+    monkeypatch.setattr(engine, "_write_history", real_write)
+    train(TrainConfig(), resume=run_dir, console=QUIET, evaluate=False)
+    rows = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert not (run_dir / TRAIN_STATE).exists()
+    assert open_run(run_dir).metadata["training"]["status"] == "complete"
+
+
+def test_resume_errors(tmp_path, sample_run):
+    with pytest.raises(EdgebloodError, match="finished training"):
+        train(TrainConfig(), resume=sample_run, console=QUIET)
+    with pytest.raises(EdgebloodError, match="no train_state.pt"):
+        train(TrainConfig(), resume=tmp_path, console=QUIET)
+
+
+def test_existing_named_run_is_refused(tmp_path, sample_run):
+    cfg = _cfg(sample_run.parent, name=sample_run.name)
+    with pytest.raises(EdgebloodError, match="already exists"):
+        train(cfg, console=QUIET)
+
+
+def test_ema_mixup_bf16_options_run(tmp_path):
+    run_dir = train(_cfg(tmp_path, epochs=1, ema_decay=0.9, mixup=0.2, cutmix=1.0, precision="bf16", channels_last=True,
+                         schedule="cosine", class_weights="balanced", weighted_sampler=True, grad_clip=1.0),
+                    console=QUIET, evaluate=False)
+    assert open_run(run_dir).metadata["training"]["config"]["ema_decay"] == 0.9
+
+
+@pytest.mark.parametrize("bad", [dict(optimizer="lion"), dict(schedule="step"), dict(epochs=0), dict(precision="fp8")])
+def test_invalid_config_is_one_clear_error(tmp_path, bad):
+    with pytest.raises(EdgebloodError):
+        train(_cfg(tmp_path, **bad), console=QUIET)
+
+
+def test_recipes_layering():
+    assert get_recipe("default", "se-cnn", 28)["schedule"] == "onecycle"
+    assert get_recipe("published", "cnn-baseline", 28)["augment"]["rot90"] is False
+    with pytest.raises(EdgebloodError, match="unknown recipe"):
+        get_recipe("fastest", "se-cnn", 28)
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-m", "edgeblood", "train", "--model", "nope", "--sample", "--out", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert "unknown model 'nope'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_torchrun_ddp_two_cpu_processes(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "edgeblood", "train",
+           "--sample", "--epochs", "1", "--batch-size", "32", "--no-evaluate", "--out", str(tmp_path), "--name", "ddp",
+           "--model-opt", "widths=[8,16,32,64]", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    run = open_run(tmp_path / "ddp")
+    assert run.metadata["training"]["epochs_run"] == 1
+    rows = list(csv.DictReader(open(tmp_path / "ddp" / "history.csv")))
+    assert len(rows) == 1
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_one_epoch_on_full_28px_reaches_60_percent(tmp_path, data_dir):
+    cfg = TrainConfig(model="se-cnn", size=28, epochs=1, data_dir=str(data_dir), out_dir=str(tmp_path), name="real")
+    run_dir = train(cfg, console=QUIET, evaluate=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.60
