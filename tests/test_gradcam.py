@@ -89,6 +89,28 @@ def test_default_layer_is_last_spatial_conv_stage_and_layers_can_be_chosen():
         default_target_layer(mlp, 28)
 
 
+@pytest.mark.slow
+def test_every_conv_model_in_the_registry_gets_a_spatial_default_layer():
+    from edgeblood.models import list_models
+
+    explained = 0
+    for name in list_models():
+        model = create(name, in_size=28)
+        if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            with pytest.raises(EdgebloodError, match="no convolution"):
+                default_target_layer(model, 28)
+            continue
+        layer = default_target_layer(model, 28)
+        shapes = []
+        hook = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: shapes.append(o.shape))
+        maps, logits = GradCAM(model, 28, layer=layer)(torch.rand(2, 3, 28, 28) * 2 - 1)
+        hook.remove()
+        assert len(shapes[0]) == 4 and shapes[0][1] > 1 and shapes[0][2] * shapes[0][3] > 1, (name, layer, shapes)
+        assert maps.shape == (2, 28, 28) and torch.isfinite(maps).all() and logits.shape == (2, 8), name
+        explained += 1
+    assert explained >= 1
+
+
 def test_in_place_activation_after_the_hooked_layer_does_not_corrupt_maps(trained_run, sample):
     from edgeblood.runs import open_run
 

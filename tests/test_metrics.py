@@ -113,6 +113,9 @@ def test_bad_inputs_raise_one_clear_error():
         compute_metrics(Y3, np.full_like(P3, np.nan), CLASSES3)
     with pytest.raises(EdgebloodError, match="labels"):
         compute_metrics(Y3 + 1, P3, CLASSES3)
+    with pytest.raises(EdgebloodError, match="softmax"):
+        compute_metrics(Y3, np.log(P3), CLASSES3)  # logits instead of probabilities
+    compute_metrics(Y3, P3.astype(np.float16) * 1.01, CLASSES3)  # rounding of low-precision runtimes is fine
 
 
 def test_table_renders_every_class():

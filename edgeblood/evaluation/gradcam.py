@@ -9,8 +9,9 @@ broken in this environment). The implementation is small and checked by the sani
 Adebayo et al. (NeurIPS 2018): maps must change when the weights are randomised, and on a trained
 model they must sit on the stained cell rather than the slide background (``sanity_check``).
 
-The default layer is the last ``Conv2d`` whose output still has a spatial extent > 1 px (later 1x1
-maps - e.g. inside squeeze-excitation gates - carry no "where").
+The default layer is the last convolutional stage whose output still has a spatial extent > 1 px
+(later 1x1 maps - e.g. inside squeeze-excitation gates - carry no "where"); see
+``default_target_layer``. Any module can be chosen by name instead.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ class Explanation:
         return self.probs.argmax(1)
 
 
-def conv_layers(model: nn.Module, in_size: int) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, output shape) of every Conv2d in execution order for one ``in_size`` px input."""
-    found: list[tuple[str, tuple[int, ...]]] = []
-    hooks = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            hooks.append(module.register_forward_hook(lambda m, i, o, name=name: found.append((name, tuple(o.shape)))))
+def _probe(model: nn.Module, in_size: int) -> list[tuple[str, nn.Module, object]]:
+    """(name, module, output) of every submodule, in the order they finish, for one blank image."""
+    done: list[tuple[str, nn.Module, object]] = []
+    hooks = [
+        module.register_forward_hook(lambda m, i, o, name=name: done.append((name, m, o)))
+        for name, module in model.named_modules()
+        if name
+    ]
     was_training = model.training
     try:
         device = next(model.parameters()).device
@@ -65,33 +67,48 @@ def conv_layers(model: nn.Module, in_size: int) -> list[tuple[str, tuple[int, ..
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return found
+    return done
+
+
+def conv_layers(model: nn.Module, in_size: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, output shape) of every Conv2d in execution order for one ``in_size`` px input."""
+    return [(n, tuple(o.shape)) for n, m, o in _probe(model, in_size) if isinstance(m, nn.Conv2d)]
 
 
 def default_target_layer(model: nn.Module, in_size: int) -> str:
-    """The last Conv2d (in execution order) whose output map is larger than 1x1 - or, when that
-    conv opens a conv-BN-activation unit (an ``nn.Sequential`` of the conv followed only by
-    normalisation/activation layers), that unit, so the maps are the rectified features Grad-CAM
-    is defined on. Measured on se-cnn at 28 px: the raw conv output gave all-zero maps for 6 % of
-    test images, the rectified unit output for none.
+    """The last convolutional stage that still has a spatial map, as a module name.
+
+    Start from the last Conv2d whose output is larger than 1x1 and has more than one channel
+    (one-channel convs are spatial-attention gates, not features), then climb to the largest
+    enclosing module whose output keeps that spatial size - the conv-BN-activation unit, the
+    residual block after its addition, the whole inception module after its concatenation. Those
+    are the rectified, complete features Grad-CAM is defined on; on se-cnn at 28 px the raw conv
+    output gave all-zero maps for 6 % of test images, the unit output for none.
     """
-    spatial = [name for name, shape in conv_layers(model, in_size) if len(shape) == 4 and shape[2] * shape[3] > 1]
-    if not spatial:
+    probe = _probe(model, in_size)
+    out_of = {name: out for name, _m, out in probe}
+    kids = {name: [n for n, _m, _o in probe if n.rpartition(".")[0] == name] for name, _m, _o in probe}
+    convs = [n for n, m, o in probe if isinstance(m, nn.Conv2d) and _spatial(o) and o.shape[1] > 1]
+    if not convs:
         name = getattr(model, "edgeblood_config", {}).get("name", type(model).__name__)
         raise EdgebloodError(f"model '{name}' has no convolution with a spatial output at {in_size} px, so Grad-CAM has nothing to map; explain a conv-based model")
-    conv = spatial[-1]
-    parent_name = conv.rpartition(".")[0]
-    parent = dict(model.named_modules()).get(parent_name) if parent_name else None
-    if isinstance(parent, nn.Sequential) and len(parent) > 1 and parent[0] is dict(model.named_modules())[conv]:
-        if all(isinstance(m, _NORM_ACT) for m in list(parent)[1:]):
-            return parent_name
-    return conv
+    target = convs[-1]
+    size = tuple(out_of[target].shape[-2:])
+    parent = target.rpartition(".")[0]
+    while parent and parent in out_of and _spatial(out_of[parent]) and tuple(out_of[parent].shape[-2:]) == size:
+        target, parent = parent, parent.rpartition(".")[0]
+    # A Sequential that just hands on its last block's output (e.g. ``features``) is named by that block.
+    modules = dict(model.named_modules())
+    while isinstance(modules[target], nn.Sequential):
+        same = [k for k in kids.get(target, []) if out_of[k] is out_of[target] and kids.get(k)]
+        if not same:
+            break
+        target = same[-1]
+    return target
 
 
-_NORM_ACT = (
-    nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d, nn.Identity,
-    nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.LeakyReLU, nn.ELU, nn.Hardswish, nn.Mish, nn.PReLU,
-)
+def _spatial(out) -> bool:
+    return isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
 
 
 class GradCAM:

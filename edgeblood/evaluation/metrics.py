@@ -181,6 +181,13 @@ def _validated(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) ->
         raise EdgebloodError(f"need one probability row per label (got {len(probs)} rows for {len(y_true)} labels); evaluate on a non-empty split")
     if not np.all(np.isfinite(probs)):
         raise EdgebloodError("the model produced NaN/inf probabilities; the weights or the export are broken - re-train or re-export")
+    sums = probs.sum(1)
+    # Loose bounds: int8/fp16 runtimes round probabilities; logits (the usual mistake) are far off.
+    if probs.min() < -1e-3 or np.abs(sums - 1.0).max() > 0.05:
+        raise EdgebloodError(
+            f"expected probabilities (rows summing to 1, none negative), got rows summing to {sums.min():.3g}..{sums.max():.3g}; "
+            "apply softmax to the model's logits first"
+        )
     if y_true.dtype.kind not in "iu" or y_true.min() < 0 or y_true.max() >= k:
         raise EdgebloodError(f"labels must be integers 0..{k - 1}; got {y_true.dtype} in [{y_true.min()}, {y_true.max()}]")
     return y_true.astype(np.int64), probs
