@@ -151,6 +151,17 @@ def run_artifacts(run) -> list[Artifact]:
     return arts
 
 
+def require_artifacts(run) -> list[Artifact]:
+    """``run_artifacts``, or the one-line error that offers to export when the run has none."""
+    artifacts = run_artifacts(run)
+    if len(artifacts) == 1:
+        raise EdgebloodError(
+            f"{run.dir} has no exported artifacts (no entries in {run.export_dir / 'manifest.json'}); "
+            f"export them first with `edgeblood export {run.dir} --target all` (or add --export to `edgeblood bench`)"
+        )
+    return artifacts
+
+
 def sha256_mismatch(art: Artifact) -> bool:
     """True when the file on disk is not the one export/manifest.json recorded (changed or corrupt)."""
     from edgeblood.exporters.manifest import artifact_sha256
@@ -264,12 +275,7 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
     machine = machine_info(config.label)
     prepared = []
     for run in runs:
-        artifacts = run_artifacts(run)
-        if len(artifacts) == 1:
-            raise EdgebloodError(
-                f"{run.dir} has no exported artifacts (no entries in {run.export_dir / 'manifest.json'}); "
-                f"export them first with `edgeblood export {run.dir} --target all` (or add --export to `edgeblood bench`)"
-            )
+        artifacts = require_artifacts(run)
         prepared.append((run, artifacts, plan_rows(run, artifacts, config, machine["label"])))
     total = sum(len(p) for _, _, p in prepared)
     done = 0

@@ -20,6 +20,7 @@ def bench(
     threads: str = typer.Option("1,2", "--threads", "-t", help="CPU thread counts, comma-separated; each runtime's thread pool is pinned per row."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder. Default: runs/<name>/bench/ for one run; required for several."),
     quick: bool = typer.Option(False, "--quick", help="Short warm-up and timing budget (smoke tests; the figures are rough)."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Seconds of timing per row before giving up on the 5 % spread target (default 3; more helps on a busy machine)."),
     export: bool = typer.Option(False, "--export", help="Export runs that have no artifacts yet (as `edgeblood export RUN --target all`)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the BloodMNIST .npz files (default: $EDGEBLOOD_DATA, ~/.medmnist)."),
     sample: bool = typer.Option(False, "--sample", help="Use the embedded sample's test split even when the full data is here."),
@@ -40,9 +41,8 @@ def bench(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from edgeblood.bench.measure import TimingConfig
     from edgeblood.bench.report import check_writable, rich_tables, write_report
-    from edgeblood.bench.runner import BenchConfig, bench_runs
+    from edgeblood.bench.runner import BenchConfig, bench_runs, require_artifacts
     from edgeblood.runs import open_run
 
     opened = [open_run(r) for r in runs]
@@ -51,12 +51,14 @@ def bench(
     out_dir = out if out is not None else opened[0].bench_dir
     config = BenchConfig(
         runtimes=_split(runtimes) or None, devices=_split(devices) or ["cpu"], batches=_ints(batch, "--batch"),
-        threads=_ints(threads, "--threads"), timing=TimingConfig.quick() if quick else TimingConfig(),
+        threads=_ints(threads, "--threads"), timing=_timing(quick, budget),
         data_dir=str(data_dir) if data_dir else None, sample=True if sample else "auto", label=label, row_timeout_s=timeout,
     )
     check_writable(out_dir)
     if export:
         _export_missing(opened, data_dir)
+    for run in opened:
+        require_artifacts(run)  # before the progress bar: the error stays one line
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -98,6 +100,19 @@ def _export_missing(opened, data_dir: Optional[Path]) -> None:
         with console.status(f"exporting {run.dir} (onnx, openvino, coreml; fp32) ..."):
             report = export_run(run, ("all",), ("fp32",), data_dir=data_dir, strict=False)
         console.print(f"exported {len(report.artifacts)} artifacts to {report.export_dir}", highlight=False)
+
+
+def _timing(quick: bool, budget: Optional[float]):
+    import dataclasses
+
+    from edgeblood.bench.measure import TimingConfig
+
+    timing = TimingConfig.quick() if quick else TimingConfig()
+    if budget is not None:
+        if budget <= 0:
+            raise EdgebloodError(f"--budget takes a positive number of seconds (got {budget})")
+        timing = dataclasses.replace(timing, max_s=budget)
+    return timing
 
 
 def _split(text: Optional[str]) -> list[str]:
