@@ -42,7 +42,7 @@ def explain(
         err_console.print(f"[yellow]skipped:[/] {escape(why)}", highlight=False, soft_wrap=True)
 
     r = result.run
-    table = Table(title=f"Grad-CAM of {r.name} ({r.model_name}), layer {result.layer} · runtime pytorch · device {device}",
+    table = Table(title=f"Grad-CAM of {r.name} ({r.model_name}), layer {result.layer} · runtime pytorch · device {result.device}",
                   title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("file", overflow="fold")
     if result.labels is not None:

@@ -33,6 +33,7 @@ class ExplainResult:
     grids: list[Path]
     labels: np.ndarray | None  # true classes from folder names, when every folder is a class name
     out_dir: Path
+    device: str = "cpu"
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
@@ -80,7 +81,8 @@ def explain_images(
         targets = np.full(len(batch), _class_index(target, run), dtype=np.int64)
     from edgeblood.training.distributed import resolve_device
 
-    expl = explain(run.model, batch, run.mean, run.std, targets=targets, layer=layer, device=str(resolve_device(device)))
+    device = str(resolve_device(device))
+    expl = explain(run.model, batch, run.mean, run.std, targets=targets, layer=layer, device=device)
     run.model.cpu()
     on_cell = mass_on_mask(expl.cams, cell_mask(batch))
 
@@ -100,7 +102,7 @@ def explain_images(
         grids = [plot_overview_grid(batch, expl, run.classes, [p.name for p in files], out / "gradcam_overview.png",
                                     title=f"Grad-CAM ({expl.layer}) of {'class ' + target if target else 'the predicted class'}\n{label}")]
     return ExplainResult(run=run, files=files, probs=expl.probs, targets=expl.targets, layer=expl.layer, on_cell=on_cell,
-                         overlays=overlays, grids=grids, labels=labels, out_dir=out, skipped=skipped)
+                         overlays=overlays, grids=grids, labels=labels, out_dir=out, device=device, skipped=skipped)
 
 
 def folder_labels(files: list[Path], run: Run) -> np.ndarray | None:
