@@ -221,7 +221,9 @@ def test_structured_pruning_makes_a_smaller_run_that_reopens_exports_and_is_meas
     x = torch.rand(3, 3, child.in_size, child.in_size)
     with torch.no_grad():
         assert torch.allclose(child.model(x), open_run(child_dir).model(x))  # weights really restored
-    assert (child_dir / "metrics.json").is_file() and child.metadata["metrics"]["test"]["n_images"] == 96
+    metrics = json.loads((child_dir / "metrics.json").read_text())  # written by edgeblood's evaluate_run, as for trained runs
+    assert metrics["test"]["num_samples"] == 96 and metrics["val"]["num_samples"] == 96
+    assert child.metadata["metrics"]["test"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert comp["finetune"]["epochs"] == 1 and (child_dir / "history.csv").is_file()
 
     report = next(r for r in reports if r.run_dir == child_dir)

@@ -19,13 +19,10 @@ from edgeblood.errors import EdgebloodError
 
 
 def data_for_run(run, data_dir: str | os.PathLike | None = None):
-    """The dataset the run was trained on: the embedded sample for sample runs, else the full file."""
-    from edgeblood.data import load_bloodmnist
+    """The data the run was trained on (the evaluation module's rules: a full-data run never falls back to the sample)."""
+    from edgeblood.evaluation.evaluate import load_eval_data
 
-    ds = run.metadata.get("dataset", {})
-    if ds.get("source") == "sample":
-        return load_bloodmnist(run.in_size, data_dir, sample=True)
-    return load_bloodmnist(run.in_size, data_dir, sample=False)
+    return load_eval_data(run, data_dir=data_dir)
 
 
 def summarize(labels: np.ndarray, probs: np.ndarray, classes: list[str], **context) -> dict:

@@ -53,9 +53,12 @@ def finetune(
     lr: float | None = None,
     device: str = "cpu",
     seed: int = 0,
-    on_batch: Callable[[int, int], None] | None = None,
+    on_batch: Callable[[int, int, int], None] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune ``model`` in place for ``epochs`` on ``train`` (uint8 NHWC, labels); returns what happened."""
+    """Fine-tune ``model`` in place for ``epochs`` on ``train`` (uint8 NHWC, labels); returns what happened.
+
+    ``on_batch(epoch, batch, batches_per_epoch)`` is called after every optimizer step (progress bars).
+    """
     cfg = dict(train_config or {})
     lr = float(lr if lr is not None else cfg.get("lr", 3e-3) * FINETUNE_LR_FACTOR)
     augment = AugmentConfig.from_dict(cfg["augment"]) if isinstance(cfg.get("augment"), dict) else AugmentConfig()
@@ -92,7 +95,7 @@ def finetune(
             scheduler.step()
             loss_sum, n = loss_sum + loss.item() * len(yb), n + len(yb)
             if on_batch is not None:
-                on_batch(epoch, step)
+                on_batch(epoch, step, len(stream))
         acc = val_accuracy(model, val_x, val_y, norm)
         history.append({"epoch": epoch, "train_loss": loss_sum / max(n, 1), "val_acc": acc, "lr": optimizer.param_groups[0]["lr"]})
         if acc > best_acc:

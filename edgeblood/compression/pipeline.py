@@ -271,7 +271,8 @@ class _Session:
         o = self.options
         self.step(f"structured pruning to {1 - o.prune:.0%} of the {o.prune_by} + {o.finetune_epochs} fine-tune epoch(s)")
         path = structured_run(self.run, self.data, o.prune, by=o.prune_by, importance=o.importance, round_to=o.round_to,
-                              finetune_epochs=o.finetune_epochs, lr=o.finetune_lr, device=o.device, force=o.force, say=self.say)
+                              finetune_epochs=o.finetune_epochs, lr=o.finetune_lr, device=o.device, force=o.force, say=self.say,
+                              on_batch=self._finetune_progress("structured pruning"))
         return open_run(path)
 
     def sparse_run(self):
@@ -281,8 +282,14 @@ class _Session:
         o = self.options
         self.step(f"unstructured pruning of {o.unstructured:.0%} of the weights + {o.finetune_epochs} fine-tune epoch(s)")
         path = unstructured_run(self.run, self.data, o.unstructured, finetune_epochs=o.finetune_epochs, lr=o.finetune_lr,
-                                device=o.device, force=o.force, say=self.say)
+                                device=o.device, force=o.force, say=self.say, on_batch=self._finetune_progress("unstructured pruning"))
         return open_run(path)
+
+    def _finetune_progress(self, what: str):
+        def on_batch(epoch: int, batch: int, batches: int) -> None:
+            if self.progress is not None:
+                self.progress(f"{what}: fine-tune epoch {epoch}/{self.options.finetune_epochs}, batch {batch}/{batches}", self.done, self.total)
+        return on_batch
 
     # ---------------------------------------------------------------------------------- measure
     def measure_run(self, run, variants: list[_Variant], *, source: bool) -> RunReport:

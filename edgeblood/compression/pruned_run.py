@@ -18,12 +18,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch.nn as nn
 
-from edgeblood.atomic import write_json, write_text
+from edgeblood.atomic import write_text
 from edgeblood.compression import prune as P
-from edgeblood.compression.evaluate import jsonable, measure_model
 from edgeblood.compression.finetune import FinetuneResult, finetune
 from edgeblood.compression.structure import describe_structure
 from edgeblood.errors import EdgebloodError
@@ -146,27 +144,28 @@ def _write_run(parent: Run, model: nn.Module, data, dest: Path, compression: dic
     meta["versions"] = library_versions()
     meta["git_commit"] = git_commit()
 
-    metrics, headline = {}, {}
-    for split in ("val", "test"):
-        measured = measure_model(model, data.images(split), data.labels(split), parent.classes, parent.mean, parent.std, split=split)
-        metrics[split] = jsonable(measured)
-        headline[split] = {k: measured[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "n_images")}
-    meta["metrics"] = headline
+    meta["metrics"] = {}  # the parent's figures do not describe this model; evaluate_run fills them in
 
+    # Assemble in <runs>/.tmp-XXXX/<name> so that the run already has its final name while it is
+    # evaluated (plots and tables carry it), then move it into place in one rename.
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    holder = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = holder / dest.name
     try:
+        tmp.mkdir()
         save_checkpoint(tmp, model, meta)
-        write_json(tmp / "metrics.json", {"source": "edgeblood compress (PyTorch, CPU)", **metrics})
         if ft is not None:
             write_text(tmp / "history.csv", _history_csv(ft.history))
+        from edgeblood.evaluation.evaluate import evaluate_run
+
+        for split in ("val", "test"):  # metrics.json, headline metrics and (test) plots, as `edgeblood evaluate` writes them
+            entry = evaluate_run(tmp, split, data=data, plots=split == "test")
         if dest.exists():  # --force: replace the previous derived run
             shutil.rmtree(dest)
         os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    say(f"wrote {dest} (test accuracy {headline['test']['accuracy']:.4f}, macro-F1 {headline['test']['macro_f1']:.4f}, PyTorch CPU)")
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+    say(f"wrote {dest} (test accuracy {entry['accuracy']:.4f}, macro-F1 {entry['macro_f1']:.4f}, PyTorch CPU, {entry['num_samples']} images)")
     return dest
 
 
