@@ -141,6 +141,7 @@ class _Variant:
     rel_path: str
     make: Callable[[Path, Path], dict]  # (fp32 artifact, destination) -> details for the manifest
     via_exporter: bool = False  # made by edgeblood.exporters (fp16 OpenVINO/Core ML): path decided there
+    tag: str = ""  # manifest "variant": what tells it apart from other artifacts of the same precision (bench labels)
 
 
 def compress(run, options: CompressOptions, *, say: Say | None = None, progress: Progress | None = None) -> list[RunReport]:
@@ -212,27 +213,30 @@ class _Session:
                 for method in o.calibration_methods:
                     rel = "model-int8.onnx" if method == o.calibration_methods[0] else f"model-int8-{method}.onnx"
                     out.append(_Variant(f"int8 static ({method})", "onnx", "int8", rel,
-                                        self._onnx_static(method)))
+                                        self._onnx_static(method), tag=f"static QDQ {method}"))
                 if o.dynamic:
                     out.append(_Variant("int8 dynamic", "onnx", "int8-dynamic",
                                         "model-int8-dynamic.onnx", lambda src, dst: _timed(oq.quantize_dynamic, src, dst,
-                                                                                           details={"method": "onnxruntime quantize_dynamic", "weights": "uint8 (ConvInteger)"})))
+                                                                                           details={"method": "onnxruntime quantize_dynamic", "weights": "uint8 (ConvInteger)"}),
+                                        tag="dynamic"))
             if "fp16" in o.quantize and target == "onnx":
                 out.append(_Variant("fp16", "onnx", "fp16", "model-fp16.onnx",
                                     lambda src, dst: _timed(oq.convert_fp16, src, dst, details={"method": "onnxruntime.transformers.float16, keep_io_types"})))
             if "int8" in o.quantize and target == "openvino":
-                out.append(_Variant("int8 NNCF", "openvino", "int8", "openvino/model-int8.xml", self._openvino(None)))
+                out.append(_Variant("int8 NNCF", "openvino", "int8", "openvino/model-int8.xml", self._openvino(None), tag="nncf"))
                 if o.max_drop is not None:
                     out.append(_Variant(f"int8 NNCF acc-control {o.max_drop:g}pt", "openvino", "int8",
-                                        "openvino/model-int8-acc.xml", self._openvino(o.max_drop)))
+                                        "openvino/model-int8-acc.xml", self._openvino(o.max_drop), tag=f"nncf accuracy-control {o.max_drop:g}pt"))
             if "fp16" in o.quantize and target == "openvino":
                 out.append(_Variant("fp16", "openvino", "fp16", "openvino/model-fp16.xml", None, via_exporter=True))
             if "int8" in o.quantize and target == "coreml":
                 out.append(_Variant("int8 weights", "coreml", "int8-weights", "model-int8.mlpackage",
-                                    lambda src, dst: _timed(cm.quantize_weights_int8, src, dst, details={"method": "coremltools linear_quantize_weights int8 per-channel symmetric"})))
+                                    lambda src, dst: _timed(cm.quantize_weights_int8, src, dst, details={"method": "coremltools linear_quantize_weights int8 per-channel symmetric"}),
+                                    tag="linear weights"))
                 for bits in o.palettize_bits:
                     out.append(_Variant(f"{bits}-bit palette", "coreml", f"palettized-{bits}bit", f"model-palettized{bits}.mlpackage",
-                                        (lambda b: lambda src, dst: _timed(cm.palettize, src, dst, b, details={"method": f"coremltools palettize_weights kmeans {b} bit"}))(bits)))
+                                        (lambda b: lambda src, dst: _timed(cm.palettize, src, dst, b, details={"method": f"coremltools palettize_weights kmeans {b} bit"}))(bits),
+                                        tag="k-means"))
             if "fp16" in o.quantize and target == "coreml":
                 out.append(_Variant("fp16", "coreml", "fp16", "model-fp16.mlpackage", None, via_exporter=True))
         if "int8" in o.quantize and o.max_drop is not None and "openvino" not in o.targets:
@@ -372,6 +376,7 @@ class _Session:
             mf.record_artifact(run.export_dir, {
                 "target": v.target,
                 "precision": v.precision,
+                **({"variant": v.tag} if v.tag else {}),
                 "path": v.rel_path,
                 "runtime": RUNTIME_OF[v.target],
                 "parity": m.get("parity") or {"status": "skipped", "reason": m.get("reason", "")},
