@@ -44,6 +44,8 @@ def create(name: str, num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Modu
         model = entry.factory(num_classes=num_classes, in_size=in_size, **cfg)
     except TypeError as exc:
         raise EdgebloodError(f"model '{name}' does not take these options ({exc}); see `edgeblood models`") from None
+    except ValueError as exc:  # e.g. an input size too small for the model's pooling stages
+        raise EdgebloodError(f"model '{name}' cannot be built at {in_size} px with {cfg or 'its defaults'}: {exc}") from None
     model.edgeblood_config = {"name": name, "num_classes": num_classes, "in_size": in_size, **cfg}
     return model
 

@@ -1,7 +1,11 @@
-"""SE-CNN: the squeeze-excitation CNN of the BloodMNIST attention study (0.46 M params at 64 px).
+"""SE-CNN, SA-CNN and CBAM-CNN: the attention CNNs of the BloodMNIST attention study.
 
-Four conv-BN-ReLU + max-pool blocks (32-64-128-256), each followed by an SE block, dropout 0.2 and a
-linear head on the flattened features (as published) or on global-average-pooled features.
+Four conv-BN-ReLU + max-pool blocks (32-64-128-256), each followed by an attention block, dropout
+0.2 and a linear head on the flattened features (as published) or on global-average-pooled
+features (``head="gap"``). The three models differ only in the attention block:
+squeeze-excitation (``se-cnn``, 0.46 M params at 64 px in the study), spatial attention
+(``sa-cnn``) or CBAM, channel then spatial (``cbam-cnn``); ``se_ratio`` is the channel reduction
+of SE and of CBAM's channel gate.
 """
 
 from __future__ import annotations
@@ -9,11 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgeblood.models.blocks import SqueezeExcite, conv_bn_act
+from edgeblood.models.blocks import conv_bn_act, make_attention
 from edgeblood.models.registry import register_model
 
 
-class SECNN(nn.Module):
+class AttentionCNN(nn.Module):
     def __init__(
         self,
         num_classes: int = 8,
@@ -23,6 +27,7 @@ class SECNN(nn.Module):
         dropout: float = 0.2,
         head: str = "flatten",
         convs_per_block: int = 1,
+        attention: str = "se",
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -33,7 +38,7 @@ class SECNN(nn.Module):
             c_in = width
             layers.append(nn.MaxPool2d(2))
             size //= 2
-            layers.append(SqueezeExcite(width, se_ratio))
+            layers.append(make_attention(attention, width, se_ratio))
         if size < 1:
             raise ValueError(f"{len(widths)} pooling stages need inputs of at least {2 ** len(widths)} px")
         self.features = nn.Sequential(*layers)
@@ -45,14 +50,43 @@ class SECNN(nn.Module):
         return self.head(self.pool(self.features(x)))
 
 
+SECNN = AttentionCNN  # the name the SE-CNN had first
+
+
+def _build(attention: str, num_classes: int, in_size: int, cfg: dict) -> nn.Module:
+    cfg.setdefault("widths", (32, 64, 128, 256))
+    cfg["widths"] = tuple(cfg["widths"])
+    return AttentionCNN(num_classes=num_classes, in_size=in_size, attention=attention, **cfg)
+
+
 @register_model(
     "se-cnn",
-    family="se-cnn",
+    family="attention-cnn",
     description="4 conv blocks 32-64-128-256 with squeeze-excitation, dropout 0.2 (attention study SE-CNN)",
-    reference="attention-CNN BloodMNIST study: SE-CNN 97.92 % at 64 px, 0.46 M params",
+    reference="attention study: SE-CNN 97.92 % at 64 px, 0.46 M params",
     published={"params": 460_000, "in_size": 64, "accuracy": 97.92},
 )
 def se_cnn(num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Module:
-    cfg.setdefault("widths", (32, 64, 128, 256))
-    cfg["widths"] = tuple(cfg["widths"])
-    return SECNN(num_classes=num_classes, in_size=in_size, **cfg)
+    return _build("se", num_classes, in_size, cfg)
+
+
+@register_model(
+    "sa-cnn",
+    family="attention-cnn",
+    description="4 conv blocks 32-64-128-256 with spatial attention (7x7 gate), dropout 0.2",
+    reference="attention study: SA-CNN at 64 px",
+    published={"in_size": 64},
+)
+def sa_cnn(num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Module:
+    return _build("sa", num_classes, in_size, cfg)
+
+
+@register_model(
+    "cbam-cnn",
+    family="attention-cnn",
+    description="4 conv blocks 32-64-128-256 with CBAM (channel + spatial attention), dropout 0.2",
+    reference="attention study: CBAM-CNN at 64 px",
+    published={"in_size": 64},
+)
+def cbam_cnn(num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Module:
+    return _build("cbam", num_classes, in_size, cfg)
