@@ -20,8 +20,9 @@ _PUBLISHED = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="plateau
                   epochs=50, early_stopping=10, augment=dict(rot90=True, flips=True, crop_area=(0.9, 1.0)))
 
 RECIPES: dict[str, dict[str, dict]] = {
-    "default": {"*": _BASE_DEFAULT},
-    "best": {"*": _BASE_BEST},
+    # Two-phase models get their autoencoder pre-training (phase 1) in every recipe.
+    "default": {"*": _BASE_DEFAULT, "autoclassifier": dict(_BASE_DEFAULT, pretrain_epochs=5)},
+    "best": {"*": _BASE_BEST, "autoclassifier": dict(_BASE_BEST, pretrain_epochs=10)},
     "published": {
         "*": _PUBLISHED,
         "cnn-baseline": dict(_PUBLISHED, augment=dict(rot90=False, flips=False, crop_area=(1.0, 1.0)), epochs=30),

@@ -1,0 +1,152 @@
+"""The published results table: rows collected from run directories into bench/results.json, and the
+README section rendered from it.
+
+    python scripts/results_table.py add runs/se-cnn-28px [RUN ...]   # (re)collect rows from finished runs
+    python scripts/results_table.py render                            # rewrite the README table from bench/results.json
+
+A row is only as good as its run directory: fp32 accuracy from metrics.json (PyTorch, full test split),
+int8 accuracy from export/manifest.json (the int8 artifact re-measured with its own runtime on the full
+test split), latency from bench/report.json (1 thread, batch 1). Missing pieces stay empty, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+# Published anchors on the official BloodMNIST test split (issue 6); sources as cited there.
+ANCHORS = [
+    {"model": "ResNet-18 (28)", "size": 28, "params": 11_200_000, "accuracy": 95.8, "source": "MedMNIST v2 benchmark (Yang et al., Sci. Data 2023)"},
+    {"model": "Google AutoML Vision", "size": 28, "params": None, "accuracy": 96.6, "source": "MedMNIST v2 benchmark (Yang et al., Sci. Data 2023)"},
+    {"model": "VGG16 (end-to-end)", "size": 28, "params": 138_000_000, "accuracy": 94.85, "source": "MedMNIST+ (Doerrich et al. 2024)"},
+    {"model": "3-layer CNN", "size": 28, "params": 422_344, "accuracy": 86.52, "source": "422 K-param CNN study"},
+    {"model": "CBAM-VGG15", "size": 64, "params": 7_270_000, "accuracy": 98.33, "source": "attention-CNN BloodMNIST study"},
+    {"model": "SE-CNN", "size": 64, "params": 460_000, "accuracy": 97.92, "source": "attention-CNN BloodMNIST study"},
+    {"model": "VGG16", "size": 64, "params": 138_000_000, "accuracy": 98.20, "source": "MedMNIST+ (Doerrich et al. 2024)"},
+    {"model": "DenseNet-121", "size": 128, "params": 8_000_000, "accuracy": 98.90, "source": "MedMNIST+ (Doerrich et al. 2024)"},
+    {"model": "skip-connection CNN", "size": 128, "params": 310_000, "accuracy": 96.78, "source": "Padova skip-connection CNN study"},
+]
+
+
+def collect(run_dir: Path) -> dict:
+    run = json.loads((run_dir / "run.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    recalls = _per_class_recall(test)
+    worst = min(recalls.items(), key=lambda kv: kv[1]) if recalls else (None, None)
+    row = {
+        "run": run_dir.name,
+        "model": run["model"]["name"],
+        "model_config": {k: v for k, v in run["model"]["config"].items() if k not in ("name", "num_classes", "in_size")},
+        "size": run["input"]["size"],
+        "data": _data_label(run["dataset"]),
+        "params": run["model"]["params"],
+        "macs": run["model"]["macs"],
+        "fp32_accuracy": test["accuracy"],
+        "macro_f1": test.get("macro_f1"),
+        "worst_class": worst[0],
+        "worst_class_recall": worst[1],
+        "val_accuracy": metrics.get("val", {}).get("accuracy"),
+        "epochs": run["training"].get("epochs_run"),
+        "train_minutes": round(run["training"].get("wall_time_s", 0) / 60, 1),
+        "train_device": run["training"].get("device"),
+        "train_precision": run["training"].get("precision"),
+        "command": run["training"].get("command"),
+        "int8": _int8(run_dir),
+        "latency": _latency(run_dir),
+    }
+    return row
+
+
+def _per_class_recall(test: dict) -> dict:
+    return {name: stats["recall"] for name, stats in (test.get("per_class") or {}).items()}
+
+
+def _data_label(ds: dict) -> str:
+    if ds.get("source") == "sample":
+        return "embedded sample"
+    return f"{ds['size']} px (regenerated)" if ds.get("variant") == "regenerated" else f"{ds['size']} px official"
+
+
+def _int8(run_dir: Path) -> dict | None:
+    path = run_dir / "export" / "manifest.json"
+    if not path.is_file():
+        return None
+    best = None
+    for art in json.loads(path.read_text())["artifacts"]:
+        ev = art.get("evaluation") or {}
+        if art.get("precision") == "int8" and ev.get("status") == "ok":
+            cand = {"artifact": art["path"], "runtime": ev["runtime"], "accuracy": ev["accuracy"], "macro_f1": ev.get("macro_f1"),
+                    "size_bytes": art.get("size_bytes")}
+            if best is None or cand["accuracy"] > best["accuracy"]:
+                best = cand
+    return best
+
+
+def _latency(run_dir: Path) -> dict | None:
+    path = run_dir / "bench" / "report.json"
+    if not path.is_file():
+        return None
+    rows = [r for r in json.loads(path.read_text())["rows"] if r["status"] == "ok" and r["threads"] == 1 and r["batch"] == 1]
+    if not rows:
+        return None
+    fastest = min(rows, key=lambda r: r["latency_ms"]["p50"])
+    torch_rows = [r for r in rows if r["runtime"] == "pytorch"]
+    return {"variant": fastest["variant"], "runtime": fastest["runtime"], "p50_ms": fastest["latency_ms"]["p50"],
+            "pytorch_p50_ms": torch_rows[0]["latency_ms"]["p50"] if torch_rows else None, "machine": fastest["machine"]}
+
+
+def render(rows: list[dict]) -> str:
+    out = ["Official BloodMNIST test split (3,421 images); model selection on val only. fp32 accuracy: PyTorch; int8: the best "
+           "int8 artifact re-measured with its own runtime on the full test split; latency: fastest variant, 1 thread, batch 1 "
+           "(`edgeblood bench`, this 2-core Xeon; ratios within one report are what to compare). Regenerate: "
+           "`python scripts/results_table.py add RUN && python scripts/results_table.py render`.", "",
+           "| model | data | params | MACs | test acc fp32 | int8 acc | macro-F1 | worst-class recall | latency p50 (variant) | train time | command |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: (r["size"], -r["fp32_accuracy"])):
+        int8 = f"{100 * r['int8']['accuracy']:.2f} % ({r['int8']['runtime']})" if r.get("int8") else "-"
+        lat = r.get("latency")
+        lat_s = f"{lat['p50_ms']:.3f} ms ({lat['variant']}, {lat['runtime']})" if lat else "-"
+        seeds = r.get("seeds")
+        acc = f"{100 * r['fp32_accuracy']:.2f} %" + (f" (mean {100 * seeds['mean']:.2f} ± {100 * seeds['std']:.2f}, {seeds['n']} seeds)" if seeds else "")
+        worst = f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} %" if r.get("worst_class") else "-"
+        out.append(f"| {r['model']} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {int8} | "
+                   f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
+                   f"{r['train_precision']}) | `{r['command']}` |")
+    out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",
+            "| model | input | params | test acc | source |", "| --- | --- | ---: | ---: | --- |"]
+    for a in ANCHORS:
+        params = f"{a['params'] / 1e6:.2f} M" if a["params"] else "-"
+        out.append(f"| {a['model']} | {a['size']} px | {params} | {a['accuracy']:.2f} % | {a['source']} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> None:
+    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"schema": "edgeblood.results/1", "rows": []}
+    if argv[:1] == ["add"]:
+        by_run = {r["run"]: r for r in data["rows"]}
+        for arg in argv[1:]:
+            row = collect(Path(arg))
+            row["seeds"] = by_run.get(row["run"], {}).get("seeds")
+            by_run[row["run"]] = row
+            print(f"collected {row['run']}: {100 * row['fp32_accuracy']:.2f} %")
+        data["rows"] = list(by_run.values())
+        data["anchors"] = ANCHORS
+        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+    elif argv[:1] == ["render"]:
+        text = README.read_text()
+        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+        README.write_text(text[:start] + "\n" + render(data["rows"]) + "\n" + text[end:])
+        print(f"rendered {len(data['rows'])} rows into {README}")
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
