@@ -23,6 +23,7 @@ from edgeblood.cli import export as _export  # noqa: E402,F401
 from edgeblood.cli import compress as _compress  # noqa: E402,F401
 from edgeblood.cli import bench as _bench  # noqa: E402,F401
 from edgeblood.cli import report as _report  # noqa: E402,F401
+from edgeblood.cli import pipeline as _pipeline  # noqa: E402,F401
 
 __all__ = ["app", "console", "main"]
 
