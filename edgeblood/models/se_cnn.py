@@ -28,6 +28,7 @@ class AttentionCNN(nn.Module):
         head: str = "flatten",
         convs_per_block: int = 1,
         attention: str = "se",
+        ceil_pool: bool = True,
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -36,8 +37,10 @@ class AttentionCNN(nn.Module):
             for i in range(convs_per_block):
                 layers.append(conv_bn_act(c_in if i == 0 else width, width))
             c_in = width
-            layers.append(nn.MaxPool2d(2))
-            size //= 2
+            # ceil_mode keeps the last row/column of odd maps (28 px: 28-14-7-4-2); floor pooling would drop
+            # them silently (7->3->1 uses only the top-left 2x2 of the 3x3 map). No change at 64/128 px.
+            layers.append(nn.MaxPool2d(2, ceil_mode=ceil_pool))
+            size = -(-size // 2) if ceil_pool else size // 2
             layers.append(make_attention(attention, width, se_ratio))
         if size < 1:
             raise ValueError(f"{len(widths)} pooling stages need inputs of at least {2 ** len(widths)} px")
