@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgeblood.models.blocks import conv_bn_act, downsample_plan
+from edgeblood.models.blocks import FeaturesPoolHead, conv_bn_act, downsample_plan, dropout_linear, global_pool
 from edgeblood.models.registry import register_model
 
 
@@ -56,7 +56,7 @@ class _AutoEncoderView(nn.Module):
         return out
 
 
-class AutoClassifier(nn.Module):
+class AutoClassifier(FeaturesPoolHead):
     def __init__(
         self,
         num_classes: int = 8,
@@ -84,8 +84,8 @@ class AutoClassifier(nn.Module):
         self.features = nn.Sequential()
         self.features.add_module("encoder", encoder)
         self.features.add_module("neck", neck)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(head_width, num_classes))
+        self.pool = global_pool()
+        self.head = dropout_linear(head_width, num_classes, dropout)
         self.encoder_frozen = False
         # Not registered as a submodule (it would list the encoder twice in the state dict).
         object.__setattr__(self, "_autoencoder", _AutoEncoderView(encoder, self.decoder))
@@ -97,9 +97,6 @@ class AutoClassifier(nn.Module):
     @property
     def autoencoder(self) -> nn.Module:
         return self._autoencoder
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """The autoencoder's reconstruction of a (normalised) batch, same shape as ``x``."""

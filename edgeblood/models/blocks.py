@@ -4,6 +4,8 @@ Attention: :class:`SqueezeExcite` (channel), :class:`SpatialAttention`, :class:`
 spatial) and :func:`make_attention` to pick one by name. Bodies: :func:`conv_bn_act`,
 :class:`MBConv` (inverted residual with SE and stochastic depth), :class:`ResidualBlock` (basic
 block with a 1x1 projection shortcut), :class:`InceptionBlock` (four-branch, optional residual).
+Classifier plumbing: :class:`FeaturesPoolHead` (the ``head(pool(features(x)))`` convention every
+convolutional family follows), :func:`global_pool` and :func:`dropout_linear`.
 :func:`downsample_plan` decides where a family may halve the resolution so that 28 px inputs are
 not pooled away while 224 px inputs keep the published strides.
 """
@@ -18,6 +20,32 @@ _INPLACE = (nn.ReLU, nn.SiLU, nn.ReLU6)
 
 def _act(act: type[nn.Module]) -> nn.Module:
     return act(inplace=True) if act in _INPLACE else act()
+
+
+class FeaturesPoolHead(nn.Module):
+    """Base of the convolutional families: ``forward`` is exactly ``head(pool(features(x)))``.
+
+    Subclasses assign ``self.features``, ``self.pool`` and ``self.head`` (in that order, so the
+    state-dict keys stay ``features.*``, ``pool.*``, ``head.*``); Grad-CAM, pruning and export rely
+    on these names.
+    """
+
+    features: nn.Module
+    pool: nn.Module
+    head: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+def global_pool() -> nn.Sequential:
+    """Global average pooling to a flat ``[N, C]`` vector (no parameters)."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def dropout_linear(c_in: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """The usual classifier head: dropout, then one linear layer (keys ``1.weight``/``1.bias``)."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, num_classes))
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 import torch.nn as nn
 
-from edgeblood.models.blocks import MBConv, conv_bn_act, downsample_plan, make_divisible
+from edgeblood.models.blocks import FeaturesPoolHead, MBConv, conv_bn_act, downsample_plan, dropout_linear, global_pool, make_divisible
 from edgeblood.models.registry import register_model
 
 # (expand, channels, repeats, kernel, stride) per stage, EfficientNet-B0's first four stages.
@@ -34,7 +33,7 @@ LITE_STAGES = ((1, 32, 1, 3, 1), (6, 64, 2, 3, 2), (6, 128, 2, 3, 2))
 _ACTS = {"silu": nn.SiLU, "relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(FeaturesPoolHead):
     def __init__(
         self,
         num_classes: int = 8,
@@ -81,11 +80,8 @@ class EfficientNet(nn.Module):
             layers.append(conv_bn_act(c_in, c_head, 1, act=act_cls))
             c_in = c_head
         self.features = nn.Sequential(*layers)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
+        self.pool = global_pool()
+        self.head = dropout_linear(c_in, num_classes, dropout)
 
 
 @register_model(

@@ -11,17 +11,16 @@ so the 4a module sees >= 7 px (28 px: modules at 14 and 7 px; 64 px: 16 and 8 px
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from edgeblood.models.blocks import InceptionBlock, conv_bn_act, downsample_plan
+from edgeblood.models.blocks import FeaturesPoolHead, InceptionBlock, conv_bn_act, downsample_plan, dropout_linear, global_pool
 from edgeblood.models.registry import register_model
 
 # (c1, c3_reduce, c3, c5_reduce, c5, pool_proj) of GoogLeNet's 3a, 3b and 4a modules.
 GOOGLENET_MODULES = ((64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64), (192, 96, 208, 16, 48, 64))
 
 
-class Inception(nn.Module):
+class Inception(FeaturesPoolHead):
     def __init__(
         self,
         num_classes: int = 8,
@@ -46,11 +45,8 @@ class Inception(nn.Module):
             layers.append(block)
             c_in = block.out_channels
         self.features = nn.Sequential(*layers)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
+        self.pool = global_pool()
+        self.head = dropout_linear(c_in, num_classes, dropout)
 
 
 @register_model(

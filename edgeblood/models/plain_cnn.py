@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn as nn
 
-from edgeblood.models.blocks import conv_bn_act
+from edgeblood.models.blocks import FeaturesPoolHead, conv_bn_act, global_pool
 from edgeblood.models.registry import register_model
 
 
-class PlainCNN(nn.Module):
+class PlainCNN(FeaturesPoolHead):
     """Conv blocks (``convs_per_block`` convs, optional BN, optional max-pool and dropout) + dense head.
 
     ``head`` is "flatten" (the published form; the dense layer grows with the input size), "gap"
@@ -78,7 +77,7 @@ class PlainCNN(nn.Module):
             self.pool: nn.Module = nn.Flatten()
             feat = c_in * size * size
         elif head == "gap":
-            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.pool = global_pool()
             feat = c_in
         else:
             self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten())
@@ -91,9 +90,6 @@ class PlainCNN(nn.Module):
             feat = h
         dense.append(nn.Linear(feat, num_classes))
         self.head = nn.Sequential(*dense)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
 
 
 def _build(defaults: dict, num_classes: int, in_size: int, cfg: dict) -> PlainCNN:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn as nn
 
-from edgeblood.models.blocks import ResidualBlock, conv_bn_act, downsample_plan
+from edgeblood.models.blocks import FeaturesPoolHead, ResidualBlock, conv_bn_act, downsample_plan, dropout_linear, global_pool
 from edgeblood.models.registry import register_model
 
 
-class SkipCNN(nn.Module):
+class SkipCNN(FeaturesPoolHead):
     def __init__(
         self,
         num_classes: int = 8,
@@ -41,14 +40,11 @@ class SkipCNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             c_in = width
         self.features = nn.Sequential(*layers)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = global_pool()
         self.head = nn.Sequential(nn.Linear(c_in, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
 
-
-class ResNet(nn.Module):
+class ResNet(FeaturesPoolHead):
     def __init__(
         self,
         num_classes: int = 8,
@@ -85,11 +81,8 @@ class ResNet(nn.Module):
                 blocks.append(ResidualBlock(c_in, width, stride, attention=attention, drop_path=drop_path * k / max(1, total - 1)))
                 c_in, k = width, k + 1
         self.features = nn.Sequential(self.stem, *blocks)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, num_classes)) if dropout else nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
+        self.pool = global_pool()
+        self.head = dropout_linear(c_in, num_classes, dropout) if dropout else nn.Linear(c_in, num_classes)
 
 
 @register_model(

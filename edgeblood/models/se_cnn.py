@@ -10,14 +10,13 @@ of SE and of CBAM's channel gate.
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from edgeblood.models.blocks import conv_bn_act, make_attention
+from edgeblood.models.blocks import FeaturesPoolHead, conv_bn_act, dropout_linear, global_pool, make_attention
 from edgeblood.models.registry import register_model
 
 
-class AttentionCNN(nn.Module):
+class AttentionCNN(FeaturesPoolHead):
     def __init__(
         self,
         num_classes: int = 8,
@@ -45,12 +44,9 @@ class AttentionCNN(nn.Module):
         if size < 1:
             raise ValueError(f"{len(widths)} pooling stages need inputs of at least {2 ** len(widths)} px")
         self.features = nn.Sequential(*layers)
-        self.pool = nn.Flatten() if head == "flatten" else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = nn.Flatten() if head == "flatten" else global_pool()
         feat = c_in * size * size if head == "flatten" else c_in
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feat, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
+        self.head = dropout_linear(feat, num_classes, dropout)
 
 
 SECNN = AttentionCNN  # the name the SE-CNN had first

@@ -8,14 +8,13 @@ first two stages at full resolution and still ends at 2x2 instead of vanishing.
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from edgeblood.models.blocks import conv_bn_act, downsample_plan
+from edgeblood.models.blocks import FeaturesPoolHead, conv_bn_act, downsample_plan, dropout_linear, global_pool
 from edgeblood.models.registry import register_model
 
 
-class UNetEncoder(nn.Module):
+class UNetEncoder(FeaturesPoolHead):
     def __init__(self, num_classes: int = 8, in_size: int = 28, base_width: int = 32, depth: int = 5, dropout: float = 0.3):
         super().__init__()
         n_pools = downsample_plan(in_size, depth - 1, min_final=2)
@@ -29,11 +28,8 @@ class UNetEncoder(nn.Module):
             layers += [conv_bn_act(c_in, width, 3), conv_bn_act(width, width, 3)]
             c_in = width
         self.features = nn.Sequential(*layers)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
+        self.pool = global_pool()
+        self.head = dropout_linear(c_in, num_classes, dropout)
 
 
 @register_model(

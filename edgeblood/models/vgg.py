@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn as nn
 
-from edgeblood.models.blocks import conv_bn_act, downsample_plan, make_attention
+from edgeblood.models.blocks import FeaturesPoolHead, conv_bn_act, downsample_plan, make_attention
 from edgeblood.models.registry import register_model
 
 
-class VGG(nn.Module):
+class VGG(FeaturesPoolHead):
     def __init__(
         self,
         num_classes: int = 8,
@@ -56,9 +55,6 @@ class VGG(nn.Module):
             feat = h
         dense.append(nn.Linear(feat, num_classes))
         self.head = nn.Sequential(*dense)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
 
 
 def _variant(name: str, attention: str, label: str, published: dict | None = None) -> None:
