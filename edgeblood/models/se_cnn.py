@@ -41,7 +41,7 @@ class AttentionCNN(FeaturesPoolHead):
             layers.append(nn.MaxPool2d(2, ceil_mode=ceil_pool))
             size = -(-size // 2) if ceil_pool else size // 2
             layers.append(make_attention(attention, width, se_ratio))
-        if size < 1:
+        if in_size < 2 ** len(widths):  # ceil pooling never reaches 0 px, so check the input itself
             raise ValueError(f"{len(widths)} pooling stages need inputs of at least {2 ** len(widths)} px")
         self.features = nn.Sequential(*layers)
         self.pool = nn.Flatten() if head == "flatten" else global_pool()
