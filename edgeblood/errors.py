@@ -4,6 +4,9 @@ The CLI turns an ``EdgebloodError`` into a single red line (no traceback), so ev
 say what was wrong *and* how to fix it.
 """
 
+import importlib
+from types import ModuleType
+
 
 class EdgebloodError(Exception):
     """A user-fixable problem: bad input, missing file, absent optional runtime."""
@@ -12,3 +15,11 @@ class EdgebloodError(Exception):
 def missing_extra(package: str, extra: str) -> EdgebloodError:
     """The error for an optional runtime that is not installed."""
     return EdgebloodError(f"{package} is not installed; install it with: pip install \"edgeblood[{extra}]\"")
+
+
+def import_extra(module: str, package: str, extra: str) -> ModuleType:
+    """Import an optional runtime's ``module``, or raise :func:`missing_extra` naming ``package`` and the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise missing_extra(package, extra) from None

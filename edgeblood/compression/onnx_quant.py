@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeblood.atomic import atomic_path
 from edgeblood.compression.calibration import batches
-from edgeblood.errors import EdgebloodError, missing_extra
+from edgeblood.errors import EdgebloodError, import_extra
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 FLOAT_ONLY_OPS = ("Softmax", "ArgMax")
@@ -33,12 +33,7 @@ CALIBRATION_BATCH = 32
 
 
 def _modules():
-    try:
-        import onnx
-        import onnxruntime.quantization as q
-    except ImportError:
-        raise missing_extra("onnxruntime", "onnx") from None
-    return onnx, q
+    return import_extra("onnx", "onnx", "onnx"), import_extra("onnxruntime.quantization", "onnxruntime", "onnx")
 
 
 def quantize_static(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeblood.errors import EdgebloodError, missing_extra
+from edgeblood.errors import EdgebloodError, import_extra
 
 PRESETS = ("performance", "mixed")
 
@@ -33,12 +33,7 @@ class OpenVinoQuantInfo:
 
 
 def _modules():
-    try:
-        import nncf
-        import openvino as ov
-    except ImportError:
-        raise missing_extra("openvino and nncf", "openvino") from None
-    return ov, nncf
+    return import_extra("openvino", "openvino", "openvino"), import_extra("nncf", "nncf", "openvino")
 
 
 def quantize(

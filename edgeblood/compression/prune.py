@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from edgeblood.errors import EdgebloodError, missing_extra
+from edgeblood.errors import EdgebloodError, import_extra
 from edgeblood.models import count_macs, count_params
 
 PRUNE_BY = ("macs", "params")
@@ -70,7 +70,7 @@ def structured_prune(
         raise EdgebloodError(f"--prune-by must be one of {', '.join(PRUNE_BY)} (got '{by}')")
     if importance not in IMPORTANCES:
         raise EdgebloodError(f"--importance must be one of {', '.join(IMPORTANCES)} (got '{importance}')")
-    _torch_pruning()
+    import_extra("torch_pruning", "torch-pruning", "prune")
     model = copy.deepcopy(model).cpu().eval()
     params0, macs0 = count_params(model), count_macs(model, in_size)
     budget = (1.0 - ratio) * (macs0 if by == "macs" else params0)
@@ -192,10 +192,3 @@ def weights_bytes(model: nn.Module) -> tuple[int, int]:
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     raw = buf.getvalue()
     return len(raw), len(gzip.compress(raw, compresslevel=9, mtime=0))
-
-
-def _torch_pruning():
-    try:
-        import torch_pruning  # noqa: F401
-    except ImportError:
-        raise missing_extra("torch-pruning", "prune") from None
