@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.cli.options import positive_ints, split_list
 from edgeblood.errors import EdgebloodError
 
 
@@ -50,8 +51,8 @@ def bench(
         raise EdgebloodError(f"{len(opened)} runs share one report; pass --out DIR (e.g. --out reports/zoo)")
     out_dir = out if out is not None else opened[0].bench_dir
     config = BenchConfig(
-        runtimes=_split(runtimes) or None, devices=_split(devices) or ["cpu"], batches=_ints(batch, "--batch"),
-        threads=_ints(threads, "--threads"), timing=_timing(quick, budget),
+        runtimes=split_list(runtimes) or None, devices=split_list(devices) or ["cpu"], batches=positive_ints(batch, "--batch"),
+        threads=positive_ints(threads, "--threads"), timing=_timing(quick, budget),
         data_dir=str(data_dir) if data_dir else None, sample=True if sample else "auto", label=label, row_timeout_s=timeout,
     )
     check_writable(out_dir)
@@ -113,17 +114,3 @@ def _timing(quick: bool, budget: Optional[float]):
             raise EdgebloodError(f"--budget takes a positive number of seconds (got {budget})")
         timing = dataclasses.replace(timing, max_s=budget)
     return timing
-
-
-def _split(text: Optional[str]) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
-
-
-def _ints(text: str, option: str) -> list[int]:
-    try:
-        values = [int(t) for t in _split(text)]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise EdgebloodError(f"{option} takes positive integers separated by commas, e.g. {option} 1,64 (got {text!r})")
-    return values

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.cli.options import file_size, split_list
 
 
 @app.command()
@@ -52,8 +53,8 @@ def compress(
     from edgeblood.compression.pipeline import CompressOptions, compress as run_compress
 
     options = CompressOptions(
-        quantize=tuple(_split(quantize or "")), targets=tuple(_split(target)), calibration_images=calibration_images,
-        calibration_methods=tuple(_split(calibration_method)), max_drop=max_drop, dynamic=not no_dynamic,
+        quantize=tuple(split_list(quantize)), targets=tuple(split_list(target)), calibration_images=calibration_images,
+        calibration_methods=tuple(split_list(calibration_method)), max_drop=max_drop, dynamic=not no_dynamic,
         prune=prune, prune_by=prune_by, importance=importance, round_to=round_to, finetune_epochs=finetune_epochs,
         finetune_lr=finetune_lr, unstructured=unstructured, force=force, data_dir=str(data_dir) if data_dir else None,
         device=device, seed=seed,
@@ -96,7 +97,7 @@ def variant_table(report):
         m, d = r.measured, r.delta
         status = m.get("status")
         acc = f"{100 * m['accuracy']:.2f}" if status == "ok" else ("[bold red]FAILED[/]" if status == "failed" else "[yellow]skipped[/]")
-        size = _size(r.size_bytes) + ("" if r.size_pct is None else f" ({r.size_pct:.0f}%)")
+        size = file_size(r.size_bytes) + ("" if r.size_pct is None else f" ({r.size_pct:.0f}%)")
         table.add_row(
             f"{r.target} {r.variant}", size, _count(r.params), _count(r.macs), acc,
             f"{100 * m['macro_f1']:.2f}" if status == "ok" else "-",
@@ -143,13 +144,3 @@ def _signed(x: float) -> str:
 
 def _count(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
-
-
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.cli.options import file_size, split_list
 
 
 @app.command()
@@ -50,7 +51,7 @@ def export(
         with err_console.status("re-checking exported artifacts against PyTorch"):
             report = verify_exports(opened, parity_images=n_images, data_dir=data_dir, strict=False)
         return _show(report)
-    check_request(opened, _split(target), _split(precision), force=force, min_target=min_target)  # bad input fails before any work
+    check_request(opened, split_list(target), split_list(precision), force=force, min_target=min_target)  # bad input fails before any work
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,
@@ -61,7 +62,7 @@ def export(
             bar.update(task, description=msg, completed=done, total=total)
 
         report = export_run(
-            opened, _split(target), _split(precision), force=force, parity_images=n_images, data_dir=data_dir,
+            opened, split_list(target), split_list(precision), force=force, parity_images=n_images, data_dir=data_dir,
             min_target=min_target, opset=opset, simplify=False if no_simplify else "auto", strict=False, progress=progress,
         )
     _show(report)
@@ -104,7 +105,7 @@ def artifact_table(report):
         status = {"ok": "[green]ok[/]", "failed": "[bold red]FAILED[/]"}.get(p["status"], "[yellow]skipped[/]")
         agree = f"{p['agreement'] * 100:.2f}" + ("*" if p.get("near_tie_flips") else "") if p.get("agreement") is not None else "-"
         diff = f"{p['max_abs_diff']:.1e}" if p.get("max_abs_diff") is not None else "-"
-        table.add_row(a["target"], a["precision"], a["path"], _size(a.get("size_bytes", 0)), status, agree, diff, f"{a['export_seconds']:.1f}")
+        table.add_row(a["target"], a["precision"], a["path"], file_size(a.get("size_bytes", 0)), status, agree, diff, f"{a['export_seconds']:.1f}")
     return table
 
 
@@ -126,14 +127,6 @@ def parity_lines(report) -> list[str]:
                 f"{p['thresholds'].get('tie_margin', 0):.0e}); {p['decisive_agreement'] * 100:.2f} % agreement excluding them"
             )
     return lines
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
-
-
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _parse_images(value: str) -> int | None:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.cli.options import split_list
 
 
 @app.command()
@@ -81,7 +82,7 @@ def _available_targets(text: str) -> tuple[str, ...]:
     import importlib.util
 
     needs = {"onnx": "onnxruntime", "openvino": "openvino", "coreml": "coremltools"}
-    wanted = tuple(t.strip() for t in text.split(",") if t.strip())
+    wanted = tuple(split_list(text))
     keep = tuple(t for t in wanted if importlib.util.find_spec(needs.get(t, t)) is not None)
     for t in set(wanted) - set(keep):
         console.print(f"[yellow]skipping {t}: {needs.get(t, t)} is not installed (pip install \"edgeblood[{t}]\")[/]")
