@@ -75,7 +75,14 @@ def build_model(metadata: dict, state_dict: dict[str, torch.Tensor] | None = Non
         try:
             model.load_state_dict(state_dict)
         except RuntimeError as exc:
-            raise EdgebloodError(f"checkpoint weights do not fit model '{name}' ({str(exc).splitlines()[0]})") from None
+            # torch's first line is only "Error(s) in loading state_dict for X:"; the first mismatch follows it
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            detail = (lines[1] if len(lines) > 1 else lines[0]).rstrip(".")
+            commit = metadata.get("git_commit") or "unknown"
+            raise EdgebloodError(
+                f"checkpoint weights do not fit model '{name}' ({detail[:240]}); the model code changed since this run "
+                f"was trained (git commit {commit}): retrain it, or open it with that edgeblood version"
+            ) from None
     return model.eval()
 
 
