@@ -214,10 +214,6 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     return sections
 
 
-def _not_measured(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in report["rows"] if r["status"] in (FAILED, SKIPPED)]
-
-
 def _dataset_line(report: dict[str, Any]) -> str:
     parts = []
     for run in report["runs"]:
