@@ -191,6 +191,8 @@ def predict_files(
 
     Raises ``EdgebloodError`` only when there is nothing to predict (no files at all) or an option is invalid.
     """
+    from edgeblood.bench.runtimes import to_model_input
+
     if not 1 <= top_k <= len(model.classes):
         raise EdgebloodError(f"--top-k must be between 1 and {len(model.classes)} (the model's class count), got {top_k}")
     if reject_below is not None and not 0.0 <= reject_below <= 1.0:
@@ -210,7 +212,7 @@ def predict_files(
     def flush() -> None:
         if not pending:
             return
-        batch = np.stack([img for _, img in pending]).transpose(0, 3, 1, 2).astype(np.float32)
+        batch = to_model_input(np.stack([img for _, img in pending]))
         probs = model.loaded.predict(batch)
         if probs.ndim != 2 or probs.shape[1] != len(model.classes):
             raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeblood.bench.runtimes import to_model_input as to_contract  # uint8 NHWC -> float32 NCHW 0-255
 from edgeblood.errors import EdgebloodError
 
 DEFAULT_CALIBRATION_IMAGES = 512
@@ -48,11 +49,6 @@ def calibration_set(images: np.ndarray, labels: np.ndarray, n: int = DEFAULT_CAL
         raise EdgebloodError("no calibration data: the train split has no images; point EDGEBLOOD_DATA/--data-dir at the BloodMNIST files")
     idx = stratified_indices(labels, n, seed)
     return to_contract(images[idx])
-
-
-def to_contract(images_u8_nhwc: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> the exported models' input: float32 NCHW RGB in 0-255."""
-    return np.ascontiguousarray(images_u8_nhwc.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
 def batches(x: np.ndarray, batch_size: int):
