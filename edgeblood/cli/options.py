@@ -21,7 +21,7 @@ def positive_ints(text: str, option: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise EdgebloodError(f"{option} takes positive integers separated by commas, e.g. {option} 1,64 (got {text!r})")
+        raise EdgebloodError(f"{option} takes positive integers separated by commas, e.g. {option} 1,2 (got {text!r})")
     return values
 
 

@@ -31,7 +31,7 @@ from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.errors import EdgebloodError
 from edgeblood.info import CLASS_NAMES, CREDIT, LICENSE, SHORT_CLASS_NAMES
-from edgeblood.models import count_macs, count_params, create
+from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, save_checkpoint
 from edgeblood.training.config import TrainConfig
@@ -49,6 +49,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     if resume is not None:
         run_dir, state, cfg = _load_resume_state(Path(resume))
     cfg.validate()
+    get_entry(cfg.model)  # an unknown model name fails before any data is loaded
     device = resolve_device(cfg.device, ctx)
     ctx.init(device)
     if cfg.threads > 0:
