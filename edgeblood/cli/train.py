@@ -54,7 +54,7 @@ def train(
     pretrain_epochs: Optional[int] = typer.Option(None, help="Autoencoder pre-training epochs (two-phase models)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
-    precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast; AMX on recent Xeons, tensor cores on CUDA)."),
+    precision: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU computes it natively: AMX/AVX512-BF16, CUDA; else fp32), fp32 or bf16 (autocast)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="Use channels_last memory format."),
     threads: int = typer.Option(0, help="PyTorch CPU threads (0 = default)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with bloodmnist*.npz (else $EDGEBLOOD_DATA, else ~/.medmnist)."),

@@ -9,7 +9,7 @@ from edgeblood.errors import EdgebloodError
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "plateau", "constant")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -38,7 +38,10 @@ class TrainConfig:
     early_stopping: int = 0  # patience in epochs on val accuracy (0 disables); best weights restored
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"  # "bf16" = autocast bf16 (CPU AMX / CUDA)
+    # "auto": bf16 autocast where the hardware computes bf16 natively (CPU with AMX or AVX512-BF16, CUDA
+    # with bf16 tensor cores), else fp32. Measured on BloodMNIST 28 px se-cnn: ~2x training throughput
+    # on a 2-core AMX Xeon, val accuracy identical (97.31 % both), test 96.38 % vs 96.64 % (within 1 SE).
+    precision: str = "auto"
     channels_last: bool = False
     threads: int = 0  # torch intra-op threads (0 = torch default)
     data_dir: str | None = None

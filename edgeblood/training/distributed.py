@@ -76,3 +76,26 @@ def resolve_device(name: str, ctx: DistContext | None = None) -> torch.device:
     if name != "cpu":
         raise EdgebloodError(f"unknown device '{name}'; use auto, cpu, cuda or mps")
     return torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' where bf16 is native (CPU AMX/AVX512-BF16, CUDA bf16), else 'fp32'."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if _cpu_has_native_bf16() else "fp32"
+    return "fp32"
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"amx_bf16", "avx512_bf16"} & flags)
+    except OSError:
+        pass
+    return False

@@ -35,7 +35,7 @@ from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, save_checkpoint
 from edgeblood.training.config import TrainConfig
-from edgeblood.training.distributed import DistContext, resolve_device
+from edgeblood.training.distributed import DistContext, resolve_device, resolve_precision
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
@@ -51,6 +51,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     cfg.validate()
     get_entry(cfg.model)  # an unknown model name fails before any data is loaded
     device = resolve_device(cfg.device, ctx)
+    cfg.precision = resolve_precision(cfg.precision, device)  # recorded resolved, so --resume keeps it
     ctx.init(device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
