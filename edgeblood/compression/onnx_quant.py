@@ -64,18 +64,64 @@ def quantize_static(
         exclude = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in FLOAT_ONLY_OPS]
         reader = _reader(q.CalibrationDataReader, input_name, calibration)
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
-        if method == "percentile":
-            extra["CalibPercentile"] = percentile
         quantized = Path(tmp) / "quantized.onnx"
+        kwargs = {}
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress lines
+            if method != "minmax":
+                cache = _histogram_ranges(prepared, Path(tmp), calib_method, reader, percentile)
+                if cache is not None:
+                    reader, kwargs = None, {"calibration_cache_path": str(cache)}
+                elif method == "percentile":
+                    extra["CalibPercentile"] = percentile
             q.quantize_static(
                 str(prepared), str(quantized), reader,
                 quant_format=q.QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
                 activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                nodes_to_exclude=exclude, calibrate_method=calib_method, extra_options=extra,
+                nodes_to_exclude=exclude, calibrate_method=calib_method, extra_options=extra, **kwargs,
             )
         label = f"int8-static-{method}"
         return _save_with_metadata(onnx.load(str(quantized)), src, out_path, label)
+
+
+def _histogram_ranges(model: Path, tmp: Path, calib_method, reader, percentile: float) -> Path | None:
+    """Entropy/Percentile activation ranges computed with explicit histogram settings, as a calibration cache.
+
+    ``quantize_static`` passes no histogram options to its calibrator, and ORT's Entropy default
+    (128 histogram bins searched for 128 quantized bins) leaves one candidate threshold - the full
+    range - so "entropy" would silently equal MinMax (measured: identical scales). We calibrate here
+    with 2048 histogram bins and 128 quantized bins (TensorRT's entropy calibration setting), clamp
+    each range to the values observed, and hand the ranges to ``quantize_static`` through its
+    calibration cache. (Measured on se-cnn 28 px: entropy clips long activation tails and loses
+    ~0.9 pt where MinMax and Percentile lose nothing; it stays selectable, not the default.)
+    Returns None on onnxruntime versions without calibration caches (their defaults then apply).
+    """
+    from onnxruntime.quantization import calibrate
+
+    if not hasattr(calibrate, "save_tensors_data"):
+        return None
+    options = {"num_bins": 2048, "symmetric": False}
+    if calib_method == calibrate.CalibrationMethod.Entropy:
+        options["num_quantized_bins"] = 128
+    else:
+        options["percentile"] = percentile
+    calibrator = calibrate.create_calibrator(model, None, augmented_model_path=str(tmp / "augmented.onnx"),
+                                             calibrate_method=calib_method, extra_options=options)
+    calibrator.collect_data(reader)
+    ranges = calibrator.compute_data()
+    # ORT's histograms are symmetric about zero, so the thresholds come back as [-t, t]; for tensors
+    # that are never negative (everything after a ReLU) that would waste half of the uint8 levels.
+    # Clamp each range to what was observed.
+    observed = calibrator.collector.histogram_dict
+    for name, data in ranges.items():
+        if name in observed:
+            low, high = data.range_value
+            seen_min, seen_max = observed[name][2], observed[name][3]
+            ranges[name] = calibrate.TensorData(lowest=np.maximum(low, seen_min).astype(np.float32),
+                                                highest=np.minimum(high, seen_max).astype(np.float32),
+                                                hist=data.hist, bins=data.bins)
+    cache = tmp / "calibration.json"
+    calibrate.save_tensors_data(ranges, cache)
+    return cache
 
 
 def quantize_dynamic(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
