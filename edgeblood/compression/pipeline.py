@@ -12,7 +12,6 @@ Compressed artifacts are recorded in the run's ``export/manifest.json`` next to 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
