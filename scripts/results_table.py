@@ -116,7 +116,8 @@ def render(rows: list[dict]) -> str:
         seeds = r.get("seeds")
         acc = f"{100 * r['fp32_accuracy']:.2f} %" + (f" (mean {100 * seeds['mean']:.2f} ± {100 * seeds['std']:.2f}, {seeds['n']} seeds)" if seeds else "")
         worst = f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} %" if r.get("worst_class") else "-"
-        out.append(f"| {r['model']} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {int8} | "
+        cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
+        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {int8} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
                    f"{r['train_precision']}) | `{r['command']}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",

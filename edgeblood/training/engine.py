@@ -120,6 +120,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
         history = list(state["history"])
         wall_before = float(state.get("wall_time_s", 0.0))
         torch.set_rng_state(state["rng_torch"])
+        metadata["training"].update(command=state.get("command", metadata["training"]["command"]), resumed_with=command_line())
         say(f"[bold]resuming[/] after epoch {start_epoch - 1} (best val accuracy so far {best_acc:.4f} at epoch {best_epoch})")
 
     autocast = _autocast(cfg.precision, device)
@@ -187,7 +188,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
                     if improved:
                         save_checkpoint(run_dir, eval_model, metadata)
                     _write_history(run_dir, history)
-                    _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall)
+                    _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall,
+                                      metadata["training"]["command"])
                 progress.update(epochs_task, advance=1, info=f"val acc {val_acc:.4f} (best {best_acc:.4f} @ {best_epoch})")
                 if not console.is_terminal:  # logs and CI get one line per epoch instead of a live bar
                     say(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
@@ -403,8 +405,8 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
     write_text(run_dir / "history.csv", buf.getvalue())
 
 
-def _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall) -> None:
-    state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+def _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall, command) -> None:
+    state = {"config": cfg.to_dict(), "command": command, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
              "stale": stale, "history": history, "wall_time_s": wall, "rng_torch": torch.get_rng_state()}
     if ema is not None:
