@@ -58,9 +58,16 @@ def collect(run_dir: Path) -> dict:
         "train_device": run["training"].get("device"),
         "train_precision": run["training"].get("precision"),
         "command": run["training"].get("command"),
+        "derived": None,
         "int8": _int8(run_dir),
         "latency": _latency(run_dir),
     }
+    comp = run.get("compression")
+    if comp:  # a pruned/sparse child run: its cost is the fine-tune, its command the compress call
+        row["derived"] = f"{comp['method']} of {Path(comp['parent_run']).name}"
+        row["command"] = comp.get("command", row["command"])
+        row["epochs"] = comp.get("finetune", {}).get("epochs", 0)
+        row["train_minutes"] = round(comp.get("finetune", {}).get("wall_time_s", 0) / 60, 1)
     return row
 
 
@@ -105,7 +112,9 @@ def _latency(run_dir: Path) -> dict | None:
 def render(rows: list[dict]) -> str:
     out = ["Official BloodMNIST test split (3,421 images); model selection on val only. fp32 accuracy: PyTorch; int8: the best "
            "int8 artifact re-measured with its own runtime on the full test split; latency: fastest variant, 1 thread, batch 1 "
-           "(`edgeblood bench`, this 2-core Xeon; ratios within one report are what to compare). Regenerate: "
+           "(`edgeblood bench`, 2-core AMD EPYC with AVX-512/VNNI/BF16; ratios within one report are what to compare). Train "
+           "times are wall-clock on that 2-core machine while several trainings and test suites shared it (expect them "
+           "2-4x shorter on an idle one); a pruned row's time is its fine-tune. Regenerate: "
            "`python scripts/results_table.py add RUN && python scripts/results_table.py render`.", "",
            "| model | data | params | MACs | test acc fp32 | int8 acc | macro-F1 | worst-class recall | latency p50 (variant) | train time | command |",
            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
@@ -117,7 +126,8 @@ def render(rows: list[dict]) -> str:
         acc = f"{100 * r['fp32_accuracy']:.2f} %" + (f" (mean {100 * seeds['mean']:.2f} ± {100 * seeds['std']:.2f}, {seeds['n']} seeds)" if seeds else "")
         worst = f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} %" if r.get("worst_class") else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
-        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {int8} | "
+        derived = f" [{r['derived']}]" if r.get("derived") else ""
+        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {int8} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
                    f"{r['train_precision']}) | `{r['command']}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",
