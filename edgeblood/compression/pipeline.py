@@ -178,6 +178,11 @@ def compress(run, options: CompressOptions, *, say: Say | None = None, progress:
         derived.append(session.sparse_run())
     for child in derived:
         reports.append(session.measure_run(child, variants, source=False))
+    from edgeblood.exporters.model_card import write_model_card
+
+    for child in [run, *derived]:  # the card lists the artifacts and compression: keep it in step with the manifest
+        if child.export_dir.is_dir():
+            write_model_card(child)
     session.step("done")
     return reports
 
