@@ -36,20 +36,21 @@ def pipeline(
     from edgeblood.cli.compress import variant_table
     from edgeblood.cli.train import build_config
     from edgeblood.compression.pipeline import CompressOptions, compress
-    from edgeblood.data import load_bloodmnist
+    from edgeblood.data import find_dataset_file
     from edgeblood.exporters.pipeline import export_run
     from edgeblood.runs import open_run
     from edgeblood.training import train
 
-    data = load_bloodmnist(size, data_dir, download=download, sample=True if sample else "auto")
-    use_sample = data.is_sample
+    # Only look for the file here: train() loads (and MD5-checks) it once; --download lets train() fetch it.
+    use_sample = sample or (find_dataset_file(size, data_dir) is None and not download)
+    data_arg = str(data_dir) if data_dir else None
     console.rule("[bold]1/4 train")
     if use_sample:
         console.print("[yellow]full BloodMNIST not found: running the whole path on the embedded sample "
                       "(figures are smoke tests; pass --data-dir or --download for real results)[/]")
         epochs = epochs or 15
     cfg = build_config(model=model, size=size, recipe=recipe, model_opts={}, overrides=dict(epochs=epochs), augment_overrides={},
-                       fixed=dict(data_dir=str(data_dir) if data_dir else None, sample=use_sample, out_dir=str(out), name=name))
+                       fixed=dict(data_dir=data_arg, download=download, sample=use_sample, out_dir=str(out), name=name))
     run_dir = train(cfg, console=console)
     run = open_run(run_dir)
 
@@ -62,14 +63,14 @@ def pipeline(
 
     console.rule("[bold]3/4 int8")
     int8_targets = tuple(t for t in wanted if t in ("onnx", "openvino"))
-    for rep in compress(run, CompressOptions(quantize=("int8",), targets=int8_targets, data_dir=str(data_dir) if data_dir else None),
+    for rep in compress(run, CompressOptions(quantize=("int8",), targets=int8_targets, data_dir=data_arg),
                         say=lambda m: console.print(m, highlight=False)):
         console.print(variant_table(rep))
 
     console.rule("[bold]4/4 bench")
     config = BenchConfig(devices=["cpu"], batches=[1, 64], threads=[1, 2],
                          timing=TimingConfig.quick() if quick_bench else TimingConfig(),
-                         data_dir=str(data_dir) if data_dir else None, sample=True if use_sample else "auto")
+                         data_dir=data_arg, sample=True if use_sample else "auto")
     with err_console.status("benchmarking every artifact (one subprocess per row)"):
         bench = bench_runs([run], config)
     paths = write_report(bench, run.bench_dir)
