@@ -19,10 +19,11 @@ def parse_model_opts(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise EdgebloodError(f"--model-opt takes key=value (e.g. width_mult=0.5), got '{pair}'")
         key, value = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
         try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
+            out[key] = value
     return out
 
 

@@ -97,7 +97,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     criterion = nn.CrossEntropyLoss(weight=class_w, label_smoothing=cfg.label_smoothing)
 
     if cfg.pretrain_epochs > 0 and state is None:
-        _pretrain_autoencoder(model, stream, norm, cfg, device, say, quiet)
+        _pretrain_autoencoder(model, stream, norm, cfg, device, say)
 
     train_model: nn.Module = model
     if ctx.enabled:
@@ -327,7 +327,7 @@ def _oversample(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return images[idx], labels[idx]
 
 
-def _pretrain_autoencoder(model, stream, norm, cfg, device, say, quiet) -> None:
+def _pretrain_autoencoder(model, stream, norm, cfg, device, say) -> None:
     """Phase 1 of two-phase models (autoclassifier): reconstruction training, then freeze the encoder."""
     if not hasattr(model, "reconstruct") or not hasattr(model, "freeze_encoder"):
         raise EdgebloodError(f"--pretrain-epochs needs a model with an autoencoder (e.g. autoclassifier), not {cfg.model}")
