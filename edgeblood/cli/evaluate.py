@@ -32,6 +32,7 @@ def evaluate(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write confusion matrices, per-class bars, calibration and sample grids to RUN/plots/."),
     explain: bool = typer.Option(False, "--explain", help="Also write Grad-CAM grids per class (correct vs misclassified) and a Grad-CAM sanity check."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Grad-CAM layer (module name); default: the last conv stage with a spatial map."),
+    tta: bool = typer.Option(False, "--tta", help="Also report test-time augmentation (mean over 8 rotations/flips, 8x compute), apart from the single-pass figures."),
 ) -> None:
     """Accuracy, balanced accuracy, macro/weighted precision-recall-F1, per-class sensitivity and
     specificity, one-vs-rest AUC, calibration (ECE, NLL) and the confusion matrix of a run.
@@ -41,6 +42,7 @@ def evaluate(
 
         edgeblood evaluate runs/se-cnn-28 --split test
         edgeblood evaluate runs/se-cnn-28 --split val --explain
+        edgeblood evaluate runs/se-cnn-28 --tta
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -54,5 +56,5 @@ def evaluate(
                   console=err_console, transient=True, disable=n <= batch_size) as bar:
         task = bar.add_task("evaluate", total=n)
         entry = evaluate_run(opened, split.value, data=data, device=device, batch_size=batch_size, plots=plots, explain=explain,
-                             gradcam_layer=layer, progress=lambda k: bar.advance(task, k))
+                             gradcam_layer=layer, tta=tta, progress=lambda k: bar.advance(task, k))
     print_evaluation(entry, opened, console)

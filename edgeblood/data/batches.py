@@ -86,6 +86,11 @@ class BatchStream:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y, _ in self.indexed():
+            yield x, y
+
+    def indexed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Like iterating, plus the sample indices of each batch (to look up per-sample targets)."""
         order = self._order()
         g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch * 31 + self.rank)
         for start in range(0, len(order), self.batch_size):
@@ -95,4 +100,4 @@ class BatchStream:
             x = self.images[idx].float().div_(255.0)
             if self.augment is not None:
                 x = augment_batch(x, self.augment, g)
-            yield x, self.labels[idx]
+            yield x, self.labels[idx], idx

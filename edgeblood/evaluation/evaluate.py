@@ -47,6 +47,7 @@ def evaluate_run(
     plots: bool = True,
     explain: bool = False,
     gradcam_layer: str | None = None,
+    tta: bool = False,
     console=None,
     progress=None,
 ) -> dict:
@@ -55,7 +56,8 @@ def evaluate_run(
     ``sample``: "auto" uses the data the run was trained on; True forces the embedded sample (only
     for sample-trained runs); False forces the full files. ``data`` skips loading (the trainer
     passes what it trained on). ``console`` (rich) prints the table and where files went;
-    ``progress(n_images)`` is called as batches finish. Returns the metrics.json entry.
+    ``progress(n_images)`` is called as batches finish. ``tta`` adds an entry["tta"] block with the
+    8-view test-time-augmentation figures; the headline numbers stay single-pass. Returns the entry.
     """
     from edgeblood.evaluation.metrics import compute_metrics
     from edgeblood.evaluation.predict import predict_probs
@@ -98,6 +100,8 @@ def evaluate_run(
         entry["gradcam"], grid_files = explain_split(run, images, labels, probs, split, device=device, layer=gradcam_layer, label=label)
         files += grid_files
     entry["plots"] = [str(p.relative_to(run.dir)) for p in files]
+    if tta:
+        entry["tta"] = _tta_metrics(model, images, labels, run, device, batch_size)
 
     _merge_metrics_json(run.dir / METRICS_JSON, split, entry)
     headline = run.metadata.setdefault("metrics", {})
@@ -106,6 +110,19 @@ def evaluate_run(
     if console is not None:
         print_evaluation(entry, run, console)
     return entry
+
+
+def _tta_metrics(model: nn.Module, images: np.ndarray, labels: np.ndarray, run: Run, device: str, batch_size: int) -> dict:
+    """Accuracy with the mean prediction over 8 rotations/flips (8x the compute of one pass)."""
+    from edgeblood.evaluation.metrics import compute_metrics
+    from edgeblood.evaluation.predict import TTA_VIEWS, predict_probs
+
+    probs = predict_probs(model, images, run.mean, run.std, batch_size=batch_size, device=device, tta=True)
+    model.cpu()
+    m = compute_metrics(labels, probs, run.classes)
+    worst = min(m["per_class"], key=lambda c: m["per_class"][c]["recall"])
+    return {"views": TTA_VIEWS, "method": "mean logits over 4 rotations x 2 flips", "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+            "balanced_accuracy": m["balanced_accuracy"], "worst_class": worst, "worst_class_recall": m["per_class"][worst]["recall"]}
 
 
 def load_eval_data(run: Run, *, data_dir=None, sample: bool | str = "auto", download: bool = False) -> BloodMNIST:
@@ -179,6 +196,10 @@ def print_evaluation(entry: dict, run: Run, console) -> None:
     if entry["top_confusions"]:
         top = ", ".join(f"{c['true']}→{c['predicted']} {c['count']}" for c in entry["top_confusions"][:3])
         console.print(f"most frequent confusions ({entry['split']}, true→predicted): {top}", highlight=False)
+    if "tta" in entry:
+        t = entry["tta"]
+        console.print(f"test-time augmentation ({t['views']} views, {t['views']}x compute; reported apart from the single-pass figures): "
+                      f"accuracy {100 * t['accuracy']:.2f}%  macro F1 {100 * t['macro_f1']:.2f}%", highlight=False, soft_wrap=True)
     if "gradcam" in entry:
         s = entry["gradcam"]["sanity"]
         verdict = "[green]passed[/]" if s["passed"] else "[red]FAILED[/]"

@@ -51,6 +51,10 @@ class TrainConfig:
     name: str | None = None
     eval_batch_size: int = 512
     pretrain_epochs: int = 0  # autoencoder phase for two-phase models (autoclassifier)
+    # Knowledge distillation: a trained run (any input size) whose 8-view averaged logits are soft targets.
+    teacher: str | None = None
+    kd_alpha: float = 0.7  # weight of the soft-target term; (1 - kd_alpha) stays on the hard labels
+    kd_temperature: float = 2.0
 
     def validate(self) -> None:
         checks = [
@@ -63,6 +67,8 @@ class TrainConfig:
             (self.lr > 0, "--lr must be positive"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (0 <= self.ema_decay < 1, "--ema must be in [0, 1)"),
+            (0 <= self.kd_alpha <= 1, "--kd-alpha must be in [0, 1]"),
+            (self.kd_temperature > 0, "--kd-temperature must be positive"),
         ]
         for ok, message in checks:
             if not ok:

@@ -35,6 +35,7 @@ from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, save_checkpoint
 from edgeblood.training.config import TrainConfig
+from edgeblood.training.distill import distillation_loss, teacher_logits
 from edgeblood.training.distributed import DistContext, resolve_device, resolve_precision
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
 
@@ -82,8 +83,16 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     metadata = _metadata(cfg, model, data, mean, std, params, macs, device)
 
     images_t, labels_t = to_tensor_nchw(train_x), torch.from_numpy(train_y)
+    soft_targets = None
+    if cfg.teacher:
+        soft_targets, metadata["training"]["teacher"] = _teacher_targets(cfg, train_y, data.is_sample, device, console, quiet)
+        say(f"[bold]teacher:[/] {cfg.teacher} ({metadata['training']['teacher']['model']} at {metadata['training']['teacher']['in_size']} px, "
+            f"train accuracy with 8-view TTA {metadata['training']['teacher']['train_accuracy_tta']:.4f}); "
+            f"loss = {cfg.kd_alpha:g} x distillation (T={cfg.kd_temperature:g}) + {1 - cfg.kd_alpha:g} x labels")
     if cfg.oversample_minority:
-        images_t, labels_t = _oversample(images_t, labels_t)
+        keep = _oversample_index(labels_t)
+        images_t, labels_t = images_t[keep], labels_t[keep]
+        soft_targets = soft_targets[keep] if soft_targets is not None else None
     weights = None
     if cfg.weighted_sampler:
         weights = balanced_class_weights(labels_t.numpy(), len(CLASS_NAMES))[labels_t]
@@ -141,15 +150,17 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
                 progress.reset(batch_task, total=len(stream))
                 train_model.train()
                 sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
-                for xb, yb in stream:
+                for xb, yb, idx in stream.indexed():
                     xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                     xb = norm(xb)
                     if cfg.channels_last:
                         xb = xb.contiguous(memory_format=torch.channels_last)
-                    xb, targets = _mix(xb, yb, cfg)
+                    xb, targets, perm = _mix(xb, yb, cfg)
                     with autocast:
                         logits = train_model(xb)
                     loss = _loss(criterion, logits.float(), targets)
+                    if soft_targets is not None:
+                        loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * _soft_loss(logits.float(), soft_targets[idx].to(device), targets, perm, cfg)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.grad_clip > 0:
@@ -255,7 +266,7 @@ def _mix(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
     """Mixup or CutMix (one per batch, chosen at random when both are on); returns soft-target info."""
     choices = [m for m, a in (("mixup", cfg.mixup), ("cutmix", cfg.cutmix)) if a > 0]
     if not choices:
-        return x, (y, y, 1.0)
+        return x, (y, y, 1.0), None
     mode = random.choice(choices)
     alpha = cfg.mixup if mode == "mixup" else cfg.cutmix
     lam = float(np.random.beta(alpha, alpha))
@@ -270,7 +281,7 @@ def _mix(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
         x = x.clone()
         x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
         lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
-    return x, (y, y[perm], lam)
+    return x, (y, y[perm], lam), perm
 
 
 def _loss(criterion: nn.Module, logits: torch.Tensor, targets) -> torch.Tensor:
@@ -278,6 +289,23 @@ def _loss(criterion: nn.Module, logits: torch.Tensor, targets) -> torch.Tensor:
     if lam == 1.0:
         return criterion(logits, y_a)
     return lam * criterion(logits, y_a) + (1 - lam) * criterion(logits, y_b)
+
+
+def _soft_loss(logits: torch.Tensor, teacher: torch.Tensor, targets, perm: torch.Tensor | None, cfg: TrainConfig) -> torch.Tensor:
+    """Distillation term; under mixup/cutmix the two images' teacher targets are weighted like their labels."""
+    lam = targets[2]
+    loss = distillation_loss(logits, teacher, cfg.kd_temperature)
+    if perm is None or lam == 1.0:
+        return loss
+    return lam * loss + (1 - lam) * distillation_loss(logits, teacher[perm], cfg.kd_temperature)
+
+
+def _teacher_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, device, console, quiet: bool) -> tuple[torch.Tensor, dict]:
+    with Progress(TextColumn("[bold]teacher logits (8 views)"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, disable=quiet, transient=True) as bar:
+        task = bar.add_task("teacher", total=len(train_y))
+        return teacher_logits(cfg.teacher, train_y, list(SHORT_CLASS_NAMES), data_dir=cfg.data_dir, sample=sample, device=device,
+                              progress=lambda n: bar.advance(task, n))
 
 
 @torch.no_grad()
@@ -311,8 +339,8 @@ def _build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def _oversample(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Repeat minority-class images until every class matches the largest (augmentation varies the copies)."""
+def _oversample_index(labels: torch.Tensor) -> torch.Tensor:
+    """Sample indices that repeat minority-class images until every class matches the largest (augmentation varies the copies)."""
     counts = torch.bincount(labels, minlength=len(CLASS_NAMES))
     target = int(counts.max())
     g = torch.Generator().manual_seed(0)
@@ -321,10 +349,7 @@ def _oversample(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
         if 0 < n < target:
             idx = (labels == c).nonzero(as_tuple=True)[0]
             extra.append(idx[torch.randint(0, n, (target - n,), generator=g)])
-    if not extra:
-        return images, labels
-    idx = torch.cat([torch.arange(len(labels)), *extra])
-    return images[idx], labels[idx]
+    return torch.cat([torch.arange(len(labels)), *extra])
 
 
 def _pretrain_autoencoder(model, stream, norm, cfg, device, say) -> None:
