@@ -60,12 +60,13 @@ def export_onnx(
     t0 = time.perf_counter()
     proto, exporter = _torch_to_onnx(model.eval(), example, opset)
     _strip_debug_info(proto)
+    details_pools = _spatial_means_to_global_pools(proto)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = metadata.get("description", "")
     proto.graph.doc_string = f"edgeblood {metadata.get('model_name', '')}: {INPUT_NAME} float32 [N,3,{in_size},{in_size}] RGB 0-255 -> {PROB_NAME}, {LABEL_NAME}"
     proto.model_version = 1
-    details: dict = {"exporter": exporter, "opset": _opset_of(proto)}
+    details: dict = {"exporter": exporter, "opset": _opset_of(proto), "global_pools_rewritten": details_pools}
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
@@ -131,6 +132,49 @@ def _strip_debug_info(proto) -> None:
         del vi.metadata_props[:]
     del proto.graph.metadata_props[:]
     del proto.metadata_props[:]
+
+
+def _spatial_means_to_global_pools(proto) -> int:
+    """Rewrite ReduceMean over H and W of a 4-D tensor (keepdims) as GlobalAveragePool; returns how many.
+
+    torch.export lowers both ``x.mean((2, 3), keepdim=True)`` and ``AdaptiveAvgPool2d(1)`` to
+    ReduceMean. The two ops compute the same thing, but ONNX Runtime's int8 path has a quantized
+    GlobalAveragePool and no quantized ReduceMean, so each squeeze-excitation block otherwise runs in
+    float between a DequantizeLinear/QuantizeLinear pair (se-cnn 28 px: 8 fewer nodes in int8).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    ranks = {}
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if vi.type.tensor_type.HasField("shape"):
+            ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
+    consts = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    rewritten = 0
+    for i, node in enumerate(list(proto.graph.node)):
+        if node.op_type != "ReduceMean" or node.domain not in ("", "ai.onnx") or ranks.get(node.input[0]) != 4:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in consts:
+            axes = consts[node.input[1]].tolist()
+        if attrs.get("keepdims", 1) != 1 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+            continue
+        pool = helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=f"{node.name or 'reduce_mean'}_as_gap")
+        proto.graph.node.remove(node)
+        proto.graph.node.insert(i, pool)
+        rewritten += 1
+    if rewritten:  # drop the axes constants nothing reads any more
+        used = {name for n in proto.graph.node for name in n.input} | {o.name for o in proto.graph.output}
+        for node in [n for n in proto.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+            proto.graph.node.remove(node)
+        for init in [t for t in proto.graph.initializer if t.name not in used]:
+            proto.graph.initializer.remove(init)
+    return rewritten
 
 
 def _opset_of(proto) -> int:

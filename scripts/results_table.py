@@ -2,6 +2,7 @@
 README section rendered from it.
 
     python scripts/results_table.py add runs/se-cnn-28px [RUN ...]   # (re)collect rows from finished runs
+    python scripts/results_table.py seeds runs/a runs/a-seed1 runs/a-seed2  # mean and spread of one recipe over seeds (row of the first)
     python scripts/results_table.py render                            # rewrite the README table from bench/results.json
 
 A row is only as good as its run directory: fp32 accuracy from metrics.json (PyTorch, full test split),
@@ -61,6 +62,9 @@ def collect(run_dir: Path) -> dict:
         "derived": None,
         "int8": _int8(run_dir),
         "latency": _latency(run_dir),
+        "tta_accuracy": (test.get("tta") or {}).get("accuracy"),
+        "teacher": _teacher(run["training"].get("teacher")),
+        "published": _published(run["model"]["name"]),
     }
     comp = run.get("compression")
     if comp:  # a pruned/sparse child run: its cost is the fine-tune, its command the compress call
@@ -69,6 +73,30 @@ def collect(run_dir: Path) -> dict:
         row["epochs"] = comp.get("finetune", {}).get("epochs", 0)
         row["train_minutes"] = round(comp.get("finetune", {}).get("wall_time_s", 0) / 60, 1)
     return row
+
+
+def _teacher(info: dict | None) -> str | None:
+    return f"{Path(info['run']).name} ({info['model']} @ {info['in_size']} px)" if info else None
+
+
+def _published(model: str) -> str | None:
+    """The study's own figure for a reference model, from the registry (None for edgeblood's models)."""
+    from edgeblood.models import get_entry
+
+    entry = get_entry(model)
+    pub = entry.published
+    if not pub.get("accuracy"):
+        return None
+    return f"{pub['accuracy']:.2f} % @ {pub.get('in_size', '?')} px ({entry.reference.split(':')[0]})"
+
+
+def seed_summary(run_dirs: list[Path]) -> dict:
+    accs = [json.loads((d / "metrics.json").read_text())["test"]["accuracy"] for d in run_dirs]
+    seeds = [json.loads((d / "run.json").read_text())["training"]["seed"] for d in run_dirs]
+    mean = sum(accs) / len(accs)
+    std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0.0
+    return {"n": len(accs), "mean": mean, "std": std, "min": min(accs), "max": max(accs), "seeds": seeds,
+            "runs": [d.name for d in run_dirs], "accuracies": accs}
 
 
 def _per_class_recall(test: dict) -> dict:
@@ -116,20 +144,25 @@ def render(rows: list[dict]) -> str:
            "times are wall-clock on that 2-core machine while several trainings and test suites shared it (expect them "
            "2-4x shorter on an idle one); a pruned row's time is its fine-tune. Regenerate: "
            "`python scripts/results_table.py add RUN && python scripts/results_table.py render`.", "",
-           "| model | data | params | MACs | test acc fp32 | int8 acc | macro-F1 | worst-class recall | latency p50 (variant) | train time | command |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
+           "TTA x8: mean prediction over 4 rotations x 2 flips (8x compute), reported apart from single-pass accuracy. "
+           "Seeds: mean ± sample std over independent trainings of the same command with --seed 0/1/2. "
+           "Distilled rows name their teacher (`--teacher`); published: the reference study's own figure for that model.", "",
+           "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | macro-F1 | worst-class recall | latency p50 (variant) | train time | published | command |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["size"], -r["fp32_accuracy"])):
         int8 = f"{100 * r['int8']['accuracy']:.2f} % ({r['int8']['runtime']})" if r.get("int8") else "-"
         lat = r.get("latency")
         lat_s = f"{lat['p50_ms']:.3f} ms ({lat['variant']}, {lat['runtime']})" if lat else "-"
         seeds = r.get("seeds")
         acc = f"{100 * r['fp32_accuracy']:.2f} %" + (f" (mean {100 * seeds['mean']:.2f} ± {100 * seeds['std']:.2f}, {seeds['n']} seeds)" if seeds else "")
+        tta = f"{100 * r['tta_accuracy']:.2f} %" if r.get("tta_accuracy") else "-"
         worst = f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} %" if r.get("worst_class") else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
         derived = f" [{r['derived']}]" if r.get("derived") else ""
-        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {int8} | "
+        derived += f" [distilled from {r['teacher']}]" if r.get("teacher") else ""
+        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {tta} | {int8} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
-                   f"{r['train_precision']}) | `{r['command']}` |")
+                   f"{r['train_precision']}) | {r.get('published') or '-'} | `{r['command']}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",
             "| model | input | params | test acc | source |", "| --- | --- | ---: | ---: | --- |"]
     for a in ANCHORS:
@@ -149,6 +182,14 @@ def main(argv: list[str]) -> None:
             print(f"collected {row['run']}: {100 * row['fp32_accuracy']:.2f} %")
         data["rows"] = list(by_run.values())
         data["anchors"] = ANCHORS
+        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+    elif argv[:1] == ["seeds"] and len(argv) >= 3:
+        dirs = [Path(a) for a in argv[1:]]
+        by_run = {r["run"]: r for r in data["rows"]}
+        if dirs[0].name not in by_run:
+            sys.exit(f"{dirs[0].name} has no row yet; run: python scripts/results_table.py add {dirs[0]}")
+        by_run[dirs[0].name]["seeds"] = summary = seed_summary(dirs)
+        print(f"{dirs[0].name}: {100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} % over {summary['n']} seeds")
         RESULTS.write_text(json.dumps(data, indent=1) + "\n")
     elif argv[:1] == ["render"]:
         text = README.read_text()

@@ -18,7 +18,7 @@ from edgeblood.evaluation.predict import dihedral_views, predict_logits, predict
 from edgeblood.info import SHORT_CLASS_NAMES
 from edgeblood.runs import open_run
 from edgeblood.training import TrainConfig, train
-from edgeblood.training.distill import distillation_loss, teacher_logits
+from edgeblood.training.distill import DISTILL_CACHE, distillation_loss, teacher_logits
 
 QUIET = Console(quiet=True)
 
@@ -70,17 +70,33 @@ def test_evaluate_reports_tta_apart_from_single_pass(sample_run, copy_run):
     assert run.metadata["metrics"]["test"]["accuracy"] == entry["accuracy"], "headline stays single-pass"
 
 
-def test_student_distils_from_a_teacher_of_another_size(tmp_path, sample_run):
+def test_student_distils_from_a_teacher_of_another_size(tmp_path, sample_run, copy_run):
+    teacher_dir = copy_run(sample_run)
     cfg = TrainConfig(model="se-cnn", size=64, sample=True, epochs=2, batch_size=64, out_dir=str(tmp_path), name="student",
-                      model_cfg={"widths": [8, 16, 32, 64]}, teacher=str(sample_run), kd_alpha=0.9, kd_temperature=3.0, mixup=0.2)
+                      model_cfg={"widths": [8, 16, 32, 64]}, teacher=str(teacher_dir), kd_alpha=0.9, kd_temperature=3.0, mixup=0.2)
     run = open_run(train(cfg, console=QUIET, evaluate=False))
     info = run.metadata["training"]["teacher"]
     assert info["in_size"] == 28 and info["views"] == 8 and info["model"] == "se-cnn"
-    teacher = open_run(sample_run)
+    teacher = open_run(teacher_dir)
     sample = load_sample(28)
     logits = predict_logits(teacher.model, sample.images("train"), teacher.mean, teacher.std, tta=True)
     assert info["train_accuracy_tta"] == pytest.approx(float((logits.argmax(1) == sample.labels("train")).mean()), abs=1e-6)
     assert run.metadata["training"]["config"]["kd_alpha"] == 0.9
+
+
+def test_teacher_logits_are_cached_by_weights_and_data(sample_run, copy_run):
+    teacher_dir = copy_run(sample_run)
+    labels = load_sample(28).labels("train")
+    first, _ = teacher_logits(teacher_dir, labels, list(SHORT_CLASS_NAMES), sample=True)
+    cache = teacher_dir / DISTILL_CACHE
+    assert cache.is_file()
+    stored = torch.load(cache, weights_only=True)
+    torch.save({"key": stored["key"], "logits": stored["logits"] + 1.0}, cache)  # a marked cache entry is what comes back
+    again, _ = teacher_logits(teacher_dir, labels, list(SHORT_CLASS_NAMES), sample=True)
+    assert torch.allclose(again, first + 1.0)
+    torch.save({"key": {**stored["key"], "weights_sha256": "other"}, "logits": stored["logits"] + 1.0}, cache)
+    fresh, _ = teacher_logits(teacher_dir, labels, list(SHORT_CLASS_NAMES), sample=True)
+    assert torch.allclose(fresh, first), "a cache from other weights is recomputed"
 
 
 def test_teacher_with_misaligned_data_is_refused(sample_run):

@@ -105,6 +105,8 @@ def test_onnx_graph_carries_the_contract(report, reference):
     assert float(meta["test_accuracy"]) == pytest.approx(run.metadata["metrics"]["test"]["accuracy"], abs=1e-6)
     assert "CC BY 4.0" in meta["license"] and "MedMNIST" in meta["credit"] and meta["edgeblood_version"]
     assert "/work/" not in path.read_bytes().decode("latin-1")  # no stack traces with build paths
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("GlobalAveragePool") == 4 and "ReduceMean" not in ops  # the 4 SE squeezes, quantizable as int8 pools
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n in (1, 7):
         p, lab = sess.run(None, {"image": x[:n]})

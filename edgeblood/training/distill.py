@@ -17,10 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgeblood.atomic import atomic_path
 from edgeblood.data import load_bloodmnist
 from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.predict import predict_logits
 from edgeblood.runs import open_run
+
+DISTILL_CACHE = "teacher_logits.pt"  # in the teacher's run directory
 
 
 def teacher_logits(
@@ -51,12 +54,41 @@ def teacher_logits(
             f"the {teacher.in_size} px train split does not list the student's samples in the same order "
             f"({len(labels)} vs {len(student_labels)} images); the teacher needs the matching BloodMNIST file of its size"
         )
-    logits = predict_logits(teacher.model, data.images("train"), teacher.mean, teacher.std, device=device, tta=True, progress=progress)
+    logits = _cached_logits(teacher, data, device, progress)
     teacher_acc = float((logits.argmax(1) == labels).mean())
     info = {"run": str(teacher.dir), "model": teacher.model_name, "in_size": teacher.in_size, "params": teacher.metadata["model"].get("params"),
             "test_accuracy": teacher.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
             "train_accuracy_tta": round(teacher_acc, 6), "views": 8}
     return torch.from_numpy(logits), info
+
+
+def _cached_logits(teacher, data, device, progress) -> np.ndarray:
+    """The teacher's train-split logits, cached in the teacher's run directory (seeds and students reuse them).
+
+    The cache is keyed by the teacher's weight fingerprint and the data file's MD5, so retraining the
+    teacher or swapping the data invalidates it; a read-only teacher directory just skips caching.
+    """
+    from edgeblood.evaluation.evaluate import weights_fingerprint
+
+    model = teacher.model
+    key = {"weights_sha256": weights_fingerprint(model), "data_md5": str(data.md5), "views": 8}
+    path = teacher.dir / DISTILL_CACHE
+    if path.is_file():
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            if cached.get("key") == key and cached["logits"].shape[0] == len(data.labels("train")):
+                if progress is not None:
+                    progress(len(data.labels("train")))
+                return cached["logits"].numpy()
+        except Exception:  # an unreadable cache is recomputed, never trusted
+            pass
+    logits = predict_logits(model, data.images("train"), teacher.mean, teacher.std, device=device, tta=True, progress=progress)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"key": key, "logits": torch.from_numpy(logits)}, tmp)
+    except OSError:
+        pass
+    return logits
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
