@@ -101,7 +101,7 @@ def _build(defaults: dict, num_classes: int, in_size: int, cfg: dict) -> PlainCN
     family="plain-cnn",
     description="3 conv 32/64/128 (3x3 valid, 2 max-pools) + dense 256-128: the CNN baseline",
     reference="baseline study: CNN baseline, 422,344 params at 28 px",
-    published={"params": 422_344, "in_size": 28},
+    published={"params": 422_344, "in_size": 28, "accuracy": 86.52},
 )
 def cnn_baseline(num_classes: int = 8, in_size: int = 28, **cfg) -> nn.Module:
     defaults = dict(widths=(32, 64, 128), padding="valid", batch_norm=False, pools=(1, 1, 0), hidden=(256, 128), dropout=0.0)

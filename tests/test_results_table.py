@@ -1,0 +1,48 @@
+"""scripts/results_table.py: rows come from run directories, never from hand-typed numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeblood.evaluation.evaluate import evaluate_run
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_table.py"
+
+
+@pytest.fixture(scope="module")
+def table():
+    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_row_and_seed_summary_come_from_the_runs(table, sample_run, copy_run):
+    run_dir = copy_run(sample_run)
+    evaluate_run(run_dir, "test", plots=False, tta=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    row = table.collect(run_dir)
+    assert row["fp32_accuracy"] == metrics["test"]["accuracy"] and row["tta_accuracy"] == metrics["test"]["tta"]["accuracy"]
+    assert row["published"].startswith("97.92 % @ 64 px")  # se-cnn's own study figure, from the registry
+    assert row["teacher"] is None and row["data"] == "embedded sample"
+
+    other = run_dir.parent / "other-seed"
+    other.mkdir()
+    for name in ("run.json", "metrics.json"):
+        (other / name).write_text((run_dir / name).read_text())
+    m = json.loads((other / "metrics.json").read_text())
+    m["test"]["accuracy"] = row["fp32_accuracy"] - 0.02
+    (other / "metrics.json").write_text(json.dumps(m))
+    summary = table.seed_summary([run_dir, other])
+    assert summary["n"] == 2 and summary["mean"] == pytest.approx(row["fp32_accuracy"] - 0.01)
+    assert summary["std"] == pytest.approx(0.02 / 2**0.5) and summary["runs"] == [run_dir.name, "other-seed"]
+
+    row["seeds"] = summary
+    text = table.render([row])
+    line = next(line for line in text.splitlines() if line.startswith("| se-cnn"))
+    assert f"{100 * row['fp32_accuracy']:.2f} % (mean {100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}, 2 seeds)" in line
+    assert f"{100 * row['tta_accuracy']:.2f} %" in line
