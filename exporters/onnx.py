@@ -154,7 +154,7 @@ def _spatial_means_to_global_pools(proto) -> int:
     for node in proto.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    rewritten = 0
+    rewritten, axes_inputs = 0, set()
     for i, node in enumerate(list(proto.graph.node)):
         if node.op_type != "ReduceMean" or node.domain not in ("", "ai.onnx") or ranks.get(node.input[0]) != 4:
             continue
@@ -167,14 +167,30 @@ def _spatial_means_to_global_pools(proto) -> int:
         pool = helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=f"{node.name or 'reduce_mean'}_as_gap")
         proto.graph.node.remove(node)
         proto.graph.node.insert(i, pool)
+        axes_inputs.update(node.input[1:])
         rewritten += 1
-    if rewritten:  # drop the axes constants nothing reads any more
-        used = {name for n in proto.graph.node for name in n.input} | {o.name for o in proto.graph.output}
-        for node in [n for n in proto.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
-            proto.graph.node.remove(node)
-        for init in [t for t in proto.graph.initializer if t.name not in used]:
-            proto.graph.initializer.remove(init)
+    orphans = axes_inputs - _names_read(proto.graph)
+    for node in [n for n in proto.graph.node if n.op_type == "Constant" and n.output[0] in orphans]:
+        proto.graph.node.remove(node)
+    for init in [t for t in proto.graph.initializer if t.name in orphans]:
+        proto.graph.initializer.remove(init)
     return rewritten
+
+
+def _names_read(graph) -> set[str]:
+    """Every tensor name a graph reads: node inputs (subgraphs of If/Loop/Scan included) and its outputs/inputs."""
+    from onnx import AttributeProto
+
+    names = {o.name for o in graph.output} | {i.name for i in graph.input}
+    for node in graph.node:
+        names.update(node.input)
+        for attr in node.attribute:
+            if attr.type == AttributeProto.GRAPH:
+                names |= _names_read(attr.g)
+            elif attr.type == AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    names |= _names_read(g)
+    return names
 
 
 def _opset_of(proto) -> int:

@@ -81,22 +81,52 @@ def _teacher(info: dict | None) -> str | None:
 
 def _published(model: str) -> str | None:
     """The study's own figure for a reference model, from the registry (None for edgeblood's models)."""
+    from edgeblood.errors import EdgebloodError
     from edgeblood.models import get_entry
 
-    entry = get_entry(model)
+    try:
+        entry = get_entry(model)
+    except EdgebloodError:  # a model since removed from the registry
+        return None
     pub = entry.published
     if not pub.get("accuracy"):
         return None
     return f"{pub['accuracy']:.2f} % @ {pub.get('in_size', '?')} px ({entry.reference.split(':')[0]})"
 
 
+SEED_FREE_KEYS = ("seed", "name", "threads", "channels_last", "data_dir", "out_dir", "device")  # may differ between seed runs
+
+
 def seed_summary(run_dirs: list[Path]) -> dict:
-    accs = [json.loads((d / "metrics.json").read_text())["test"]["accuracy"] for d in run_dirs]
-    seeds = [json.loads((d / "run.json").read_text())["training"]["seed"] for d in run_dirs]
+    """Mean and spread of the test accuracy over runs that differ only in their seed (checked, else SystemExit)."""
+    runs, accs = [], []
+    for d in run_dirs:
+        try:
+            runs.append(json.loads((d / "run.json").read_text()))
+            accs.append(json.loads((d / "metrics.json").read_text())["test"]["accuracy"])
+        except (OSError, ValueError, KeyError):
+            raise SystemExit(f"{d} has no finished, test-evaluated run (run.json + metrics.json 'test'); finish or evaluate it first") from None
+    recipe = [_recipe_of(r) for r in runs]
+    for d, r in zip(run_dirs[1:], recipe[1:]):
+        if r != recipe[0]:
+            diff = sorted(k for k in set(r) | set(recipe[0]) if r.get(k) != recipe[0].get(k))
+            raise SystemExit(f"{d} is not the same recipe as {run_dirs[0]} (differs in: {', '.join(diff)}); seeds must differ only in --seed")
+    seeds = [r["training"]["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"runs share a seed ({seeds}); pass runs trained with different --seed values")
     mean = sum(accs) / len(accs)
     std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0.0
     return {"n": len(accs), "mean": mean, "std": std, "min": min(accs), "max": max(accs), "seeds": seeds,
             "runs": [d.name for d in run_dirs], "accuracies": accs}
+
+
+def _recipe_of(run: dict) -> dict:
+    """What defines a training result: model config, data, training config (seed and plumbing excluded)."""
+    config = {k: v for k, v in run["training"]["config"].items() if k not in SEED_FREE_KEYS and k != "model_cfg"}
+    teacher = (run["training"].get("teacher") or {}).get("weights_sha256")
+    model = {k: v for k, v in run["model"]["config"].items() if k != "name"}
+    return {"model_config": model, "data_md5": run["dataset"].get("md5"), "teacher_weights": teacher,
+            **{k: v for k, v in config.items() if k not in ("teacher", "model")}}
 
 
 def _per_class_recall(test: dict) -> dict:
@@ -144,7 +174,7 @@ def render(rows: list[dict]) -> str:
            "times are wall-clock on that 2-core machine while several trainings and test suites shared it (expect them "
            "2-4x shorter on an idle one); a pruned row's time is its fine-tune. Regenerate: "
            "`python scripts/results_table.py add RUN && python scripts/results_table.py render`.", "",
-           "TTA x8: mean prediction over 4 rotations x 2 flips (8x compute), reported apart from single-pass accuracy. "
+           "TTA x8: mean logits over 4 rotations x 2 flips (8x compute), reported apart from single-pass accuracy. "
            "Seeds: mean ± sample std over independent trainings of the same command with --seed 0/1/2. "
            "Distilled rows name their teacher (`--teacher`); published: the reference study's own figure for that model.", "",
            "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | macro-F1 | worst-class recall | latency p50 (variant) | train time | published | command |",
@@ -162,7 +192,7 @@ def render(rows: list[dict]) -> str:
         derived += f" [distilled from {r['teacher']}]" if r.get("teacher") else ""
         out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {tta} | {int8} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
-                   f"{r['train_precision']}) | {r.get('published') or '-'} | `{r['command']}` |")
+                   f"{r['train_precision']}) | {r.get('published') or _published(r['model']) or '-'} | `{r['command']}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",
             "| model | input | params | test acc | source |", "| --- | --- | ---: | ---: | --- |"]
     for a in ANCHORS:

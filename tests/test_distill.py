@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,7 +77,8 @@ def test_student_distils_from_a_teacher_of_another_size(tmp_path, sample_run, co
                       model_cfg={"widths": [8, 16, 32, 64]}, teacher=str(teacher_dir), kd_alpha=0.9, kd_temperature=3.0, mixup=0.2)
     run = open_run(train(cfg, console=QUIET, evaluate=False))
     info = run.metadata["training"]["teacher"]
-    assert info["in_size"] == 28 and info["views"] == 8 and info["model"] == "se-cnn"
+    assert info["in_size"] == 28 and info["views"] == 8 and info["model"] == "se-cnn" and len(info["weights_sha256"]) == 64
+    assert Path(info["run"]).is_absolute()
     teacher = open_run(teacher_dir)
     sample = load_sample(28)
     logits = predict_logits(teacher.model, sample.images("train"), teacher.mean, teacher.std, tta=True)
@@ -107,3 +109,12 @@ def test_teacher_with_misaligned_data_is_refused(sample_run):
         teacher_logits(sample_run, labels, list(reversed(SHORT_CLASS_NAMES)), sample=True)
     with pytest.raises(EdgebloodError, match="embedded sample"):
         teacher_logits(sample_run, labels, list(SHORT_CLASS_NAMES), sample=False)
+
+
+def test_resume_refuses_a_retrained_teacher(tmp_path):
+    from edgeblood.training.engine import _check_same_teacher
+
+    (tmp_path / "run.json").write_text(json.dumps({"training": {"teacher": {"run": "t", "weights_sha256": "aaa"}}}))
+    _check_same_teacher(tmp_path, {"run": "t", "weights_sha256": "aaa"})  # same weights: fine
+    with pytest.raises(EdgebloodError, match="other weights"):
+        _check_same_teacher(tmp_path, {"run": "t", "weights_sha256": "bbb"})

@@ -32,14 +32,25 @@ def test_row_and_seed_summary_come_from_the_runs(table, sample_run, copy_run):
 
     other = run_dir.parent / "other-seed"
     other.mkdir()
-    for name in ("run.json", "metrics.json"):
-        (other / name).write_text((run_dir / name).read_text())
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["training"]["seed"] = meta["training"]["config"]["seed"] = 1
+    (other / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="no finished"):
+        table.seed_summary([run_dir, other])
+    (other / "metrics.json").write_text((run_dir / "metrics.json").read_text())
+    with pytest.raises(SystemExit, match="share a seed"):
+        table.seed_summary([run_dir, run_dir])
     m = json.loads((other / "metrics.json").read_text())
     m["test"]["accuracy"] = row["fp32_accuracy"] - 0.02
     (other / "metrics.json").write_text(json.dumps(m))
     summary = table.seed_summary([run_dir, other])
     assert summary["n"] == 2 and summary["mean"] == pytest.approx(row["fp32_accuracy"] - 0.01)
     assert summary["std"] == pytest.approx(0.02 / 2**0.5) and summary["runs"] == [run_dir.name, "other-seed"]
+
+    meta["training"]["config"]["lr"] *= 2
+    (other / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="differs in: lr"):
+        table.seed_summary([run_dir, other])
 
     row["seeds"] = summary
     text = table.render([row])

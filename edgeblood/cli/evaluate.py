@@ -54,7 +54,7 @@ def evaluate(
     n = len(data.labels(split.value))
     with Progress(TextColumn(f"evaluating on {split.value}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True, disable=n <= batch_size) as bar:
-        task = bar.add_task("evaluate", total=n)
+        task = bar.add_task("evaluate", total=n * (9 if tta else 1))  # TTA: 8 more passes over the split
         entry = evaluate_run(opened, split.value, data=data, device=device, batch_size=batch_size, plots=plots, explain=explain,
                              gradcam_layer=layer, tta=tta, progress=lambda k: bar.advance(task, k))
     print_evaluation(entry, opened, console)

@@ -86,7 +86,7 @@ def train(
                        weight_decay=weight_decay, label_smoothing=label_smoothing, class_weights=class_weights,
                        weighted_sampler=weighted_sampler, oversample_minority=oversample, mixup=mixup, cutmix=cutmix,
                        ema_decay=ema, grad_clip=grad_clip, early_stopping=early_stopping, pretrain_epochs=pretrain_epochs,
-                       teacher=str(teacher) if teacher else None, kd_alpha=kd_alpha, kd_temperature=kd_temperature),
+                       teacher=str(teacher.resolve()) if teacher else None, kd_alpha=kd_alpha, kd_temperature=kd_temperature),
         augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter,
                                crop_area=None if crop_area is None else (crop_area, 1.0)),
         fixed=dict(seed=seed, device=device, precision=precision, channels_last=channels_last, threads=threads,

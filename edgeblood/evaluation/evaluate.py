@@ -101,7 +101,7 @@ def evaluate_run(
         files += grid_files
     entry["plots"] = [str(p.relative_to(run.dir)) for p in files]
     if tta:
-        entry["tta"] = _tta_metrics(model, images, labels, run, device, batch_size)
+        entry["tta"] = _tta_metrics(model, images, labels, run, device, batch_size, progress)
 
     _merge_metrics_json(run.dir / METRICS_JSON, split, entry)
     headline = run.metadata.setdefault("metrics", {})
@@ -112,12 +112,13 @@ def evaluate_run(
     return entry
 
 
-def _tta_metrics(model: nn.Module, images: np.ndarray, labels: np.ndarray, run: Run, device: str, batch_size: int) -> dict:
+def _tta_metrics(model: nn.Module, images: np.ndarray, labels: np.ndarray, run: Run, device: str, batch_size: int, progress=None) -> dict:
     """Accuracy with the mean prediction over 8 rotations/flips (8x the compute of one pass)."""
     from edgeblood.evaluation.metrics import compute_metrics
     from edgeblood.evaluation.predict import TTA_VIEWS, predict_probs
 
-    probs = predict_probs(model, images, run.mean, run.std, batch_size=batch_size, device=device, tta=True)
+    probs = predict_probs(model, images, run.mean, run.std, batch_size=batch_size, device=device, tta=True,
+                          progress=None if progress is None else (lambda n: progress(n * TTA_VIEWS)))
     model.cpu()
     m = compute_metrics(labels, probs, run.classes)
     worst = min(m["per_class"], key=lambda c: m["per_class"][c]["recall"])
@@ -240,6 +241,8 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
 def _merge_metrics_json(path: Path, split: str, entry: dict) -> None:
     current = read_metrics(path.parent)
     merged = {s: e for s, e in current.items() if isinstance(e, dict) and e.get("weights_sha256") == entry["weights_sha256"]}
+    if "tta" not in entry and "tta" in merged.get(split, {}):  # same weights: a plain re-evaluation keeps the TTA figures
+        entry["tta"] = merged[split]["tta"]
     merged[split] = entry
     write_json(path, {s: merged[s] for s in sorted(merged, key=lambda s: (SPLITS + (s,)).index(s))})
 

@@ -12,6 +12,7 @@ distillation costs one pass over the train split (about a minute on 2 CPU cores 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ def teacher_logits(
     *,
     data_dir: str | os.PathLike | None = None,
     sample: bool = False,
+    download: bool = False,
     device: str | torch.device = "cpu",
     progress=None,
 ) -> tuple[torch.Tensor, dict]:
@@ -47,22 +49,22 @@ def teacher_logits(
     trained_on = teacher.metadata.get("dataset", {}).get("source", "full")
     if trained_on == "sample" and not sample:
         raise EdgebloodError(f"teacher {teacher.name} was trained on the embedded sample; distil from a run trained on the full data")
-    data = load_bloodmnist(teacher.in_size, data_dir, sample=sample)
+    data = load_bloodmnist(teacher.in_size, data_dir, sample=sample, download=download)
     labels = data.labels("train")
     if len(labels) != len(student_labels) or not np.array_equal(labels, student_labels):
         raise EdgebloodError(
             f"the {teacher.in_size} px train split does not list the student's samples in the same order "
             f"({len(labels)} vs {len(student_labels)} images); the teacher needs the matching BloodMNIST file of its size"
         )
-    logits = _cached_logits(teacher, data, device, progress)
+    logits, fingerprint = _cached_logits(teacher, data, device, progress)
     teacher_acc = float((logits.argmax(1) == labels).mean())
-    info = {"run": str(teacher.dir), "model": teacher.model_name, "in_size": teacher.in_size, "params": teacher.metadata["model"].get("params"),
+    info = {"run": str(Path(teacher.dir).resolve()), "weights_sha256": fingerprint, "model": teacher.model_name, "in_size": teacher.in_size, "params": teacher.metadata["model"].get("params"),
             "test_accuracy": teacher.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
             "train_accuracy_tta": round(teacher_acc, 6), "views": 8}
     return torch.from_numpy(logits), info
 
 
-def _cached_logits(teacher, data, device, progress) -> np.ndarray:
+def _cached_logits(teacher, data, device, progress) -> tuple[np.ndarray, str]:
     """The teacher's train-split logits, cached in the teacher's run directory (seeds and students reuse them).
 
     The cache is keyed by the teacher's weight fingerprint and the data file's MD5, so retraining the
@@ -79,16 +81,16 @@ def _cached_logits(teacher, data, device, progress) -> np.ndarray:
             if cached.get("key") == key and cached["logits"].shape[0] == len(data.labels("train")):
                 if progress is not None:
                     progress(len(data.labels("train")))
-                return cached["logits"].numpy()
+                return cached["logits"].numpy(), key["weights_sha256"]
         except Exception:  # an unreadable cache is recomputed, never trusted
             pass
     logits = predict_logits(model, data.images("train"), teacher.mean, teacher.std, device=device, tta=True, progress=progress)
     try:
         with atomic_path(path) as tmp:
             torch.save({"key": key, "logits": torch.from_numpy(logits)}, tmp)
-    except OSError:
+    except (OSError, RuntimeError):  # read-only or full disk: caching is an optimisation only
         pass
-    return logits
+    return logits, key["weights_sha256"]
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
 import random
 import time
@@ -86,6 +87,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     soft_targets = None
     if cfg.teacher:
         soft_targets, metadata["training"]["teacher"] = _teacher_targets(cfg, train_y, data.is_sample, device, console, quiet)
+        if state is not None:
+            _check_same_teacher(run_dir, metadata["training"]["teacher"])
         say(f"[bold]teacher:[/] {cfg.teacher} ({metadata['training']['teacher']['model']} at {metadata['training']['teacher']['in_size']} px, "
             f"train accuracy with 8-view TTA {metadata['training']['teacher']['train_accuracy_tta']:.4f}); "
             f"loss = {cfg.kd_alpha:g} x distillation (T={cfg.kd_temperature:g}) + {1 - cfg.kd_alpha:g} x labels")
@@ -304,8 +307,19 @@ def _teacher_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, device
     with Progress(TextColumn("[bold]teacher logits (8 views)"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, disable=quiet, transient=True) as bar:
         task = bar.add_task("teacher", total=len(train_y))
-        return teacher_logits(cfg.teacher, train_y, list(SHORT_CLASS_NAMES), data_dir=cfg.data_dir, sample=sample, device=device,
-                              progress=lambda n: bar.advance(task, n))
+        return teacher_logits(cfg.teacher, train_y, list(SHORT_CLASS_NAMES), data_dir=cfg.data_dir, sample=sample, download=cfg.download,
+                              device=device, progress=lambda n: bar.advance(task, n))
+
+
+def _check_same_teacher(run_dir: Path, teacher: dict) -> None:
+    """A resumed run must keep distilling from the weights it started with (run.json records them)."""
+    try:
+        started = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["training"].get("teacher") or {}
+    except (OSError, ValueError, KeyError):
+        return
+    if started.get("weights_sha256") and started["weights_sha256"] != teacher["weights_sha256"]:
+        raise EdgebloodError(f"the teacher {teacher['run']} has other weights than when this run started (it was retrained); "
+                             "resuming would change the targets mid-run - start a new run")
 
 
 @torch.no_grad()
