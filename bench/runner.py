@@ -330,6 +330,10 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
                 rows.append(_finish(row, p.artifact, run))
     mark_pareto(rows)
     add_comparisons(rows, run_entries)
+    static = sorted({r["runtime"] for r in rows if r.get("latency_input_shape") == "static"})
+    if static:
+        notes.append(f"{', '.join(static)}: latency and throughput are timed on the model compiled for the row's batch "
+                     "(static input shape, as an app serving that batch deploys it); accuracy comes from the dynamic-batch model")
     return {
         "schema": SCHEMA,
         "created": utc_now(),
@@ -424,6 +428,7 @@ def _execute(p: Planned, run, data, data_path: Path, ref, config: BenchConfig, m
         latency_ms={k.removesuffix("_ms"): lat[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms")}
         | {k: lat[k] for k in ("iterations", "total_iterations", "blocks", "block_spread", "converged", "warmup_iterations")},
         throughput_ips=lat["throughput_ips"],
+        latency_input_shape=result.get("latency_input_shape", "dynamic"),
         load_s=result["load_s"],
         peak_rss_mb=result["peak_rss_mb"],
         runtime_rss_mb=round(result["peak_rss_mb"] - result["baseline_rss_mb"], 1),
@@ -490,7 +495,7 @@ def _finish(row: dict, art: Artifact | None, run) -> dict[str, Any]:
 ROW_KEYS = (
     "id", "machine", "run", "model", "variant", "artifact", "target", "precision", "runtime", "device", "threads", "batch",
     "status", "reason", "split", "accuracy", "macro_f1", "n_images", "accuracy_measured_at", "agreement", "max_abs_diff",
-    "parity_images", "latency_ms", "throughput_ips", "load_s", "peak_rss_mb", "runtime_rss_mb", "baseline_rss_mb",
+    "parity_images", "latency_ms", "throughput_ips", "latency_input_shape", "load_s", "peak_rss_mb", "runtime_rss_mb", "baseline_rss_mb",
     "size_bytes", "params", "macs", "gmacs", "peak_gmacs", "peak_fraction", "peak_basis", "pareto",
     "accuracy_delta", "speedup_vs_pytorch",
 )

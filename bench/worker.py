@@ -77,7 +77,10 @@ def run_job(job: dict[str, Any], state: dict[str, str] | None = None) -> dict[st
 
     state["stage"] = "time"
     timing = TimingConfig(**job.get("timing", {}))
-    run_call = model._run  # the runtime's own inference call, nothing of edgeblood's around it
+    run_call, input_shape = model.timed_call(batch)  # the runtime's own inference call, nothing of edgeblood's around it
+    fixed, dynamic = run_call(x_timed), model._run(x_timed)
+    if input_shape == "static" and (np.abs(fixed - dynamic).max() > 0.02 or (fixed.argmax(1) != dynamic.argmax(1)).any()):
+        raise RuntimeError("the model compiled for a static batch disagrees with the dynamic-batch one")
     stats = measure_latency(lambda: run_call(x_timed), batch=batch, config=timing)
     return {
         "ok": True,
@@ -86,6 +89,7 @@ def run_job(job: dict[str, Any], state: dict[str, str] | None = None) -> dict[st
         "eval_images": int(n_eval),
         "eval_s": round(eval_s, 4),
         "latency": stats.to_dict(),
+        "latency_input_shape": input_shape,
         "baseline_rss_mb": round(baseline_rss, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "threads_effective": model.threads,
