@@ -108,8 +108,12 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     class_w = balanced_class_weights(train_y, len(CLASS_NAMES)).to(device) if cfg.class_weights == "balanced" else None
     criterion = nn.CrossEntropyLoss(weight=class_w, label_smoothing=cfg.label_smoothing)
 
+    pretrain_s = 0.0
     if cfg.pretrain_epochs > 0 and state is None:
+        t_pre = time.perf_counter()
         _pretrain_autoencoder(model, stream, norm, cfg, device, say)
+        pretrain_s = time.perf_counter() - t_pre
+        metadata["training"]["pretrain_seconds"] = round(pretrain_s, 1)
 
     train_model: nn.Module = model
     if ctx.enabled:
@@ -120,7 +124,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     ema = AveragedModel(model, multi_avg_fn=_warmup_ema(cfg.ema_decay), use_buffers=True) if cfg.ema_decay > 0 else None
 
     start_epoch, best_acc, best_epoch, history, stale = 1, -1.0, 0, [], 0
-    wall_before = 0.0
+    wall_before = pretrain_s  # the run's wall time covers both phases of two-phase models
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
