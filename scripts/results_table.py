@@ -66,6 +66,8 @@ def collect(run_dir: Path) -> dict:
         "teacher": _teacher(run["training"].get("teacher")),
         "published": _published(run["model"]["name"]),
     }
+    if run["training"].get("config", {}).get("oversample_minority"):
+        row["derived"] = "minority classes oversampled (--oversample)"
     comp = run.get("compression")
     if comp:  # a pruned/sparse child run: its cost is the fine-tune, its command the compress call
         row["derived"] = f"{comp['method']} of {Path(comp['parent_run']).name}"
