@@ -1,0 +1,54 @@
+"""Interleaved batch-1 latency of a run's PyTorch model vs its int8 artifacts, in one process.
+
+On a noisy machine, rows measured one after another (as `edgeblood bench` does, one subprocess per
+row) can land in different load phases. Alternating short rounds of each runtime puts every round
+under the same load and gives a per-round ratio. Uses the bench's own runtime adapters and timed
+calls (1 thread, batch 1; OpenVINO on the model compiled for batch 1).
+
+    python scripts/interleaved_latency.py runs/se-cnn-28 [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from edgeblood.bench.runtimes import get_runtime
+
+
+def main(run: str, rounds: int = 15, calls: int = 400) -> None:
+    size = 28
+    models = {"pytorch fp32": get_runtime("pytorch").load(run, threads=1)}
+    size = models["pytorch fp32"].input_size or size
+    for name, runtime, path in (("onnxruntime int8", "onnxruntime", "export/model-int8.onnx"),
+                                ("openvino int8", "openvino", "export/openvino/model-int8.xml")):
+        try:
+            models[name] = get_runtime(runtime).load(f"{run}/{path}", threads=1)
+        except Exception as exc:  # a missing artifact or runtime is skipped, with the reason
+            print(f"{name}: skipped ({exc})")
+    x = (np.random.default_rng(0).random((1, 3, size, size)) * 255).astype(np.float32)
+    fns = {name: model.timed_call(1)[0] for name, model in models.items()}
+    medians: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(50):
+                fn(x)
+            times = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn(x)
+                times.append(time.perf_counter() - t0)
+            medians[name].append(float(np.median(times)) * 1e3)
+    base = np.asarray(medians["pytorch fp32"])
+    for name, values in medians.items():
+        ratio = base / np.asarray(values)
+        print(f"{name:18s} p50 {np.median(values):.4f} ms | x pytorch per round: median {np.median(ratio):.2f} "
+              f"[{ratio.min():.2f}-{ratio.max():.2f}] ({rounds} rounds x {calls} calls, 1 thread, batch 1)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 15)
