@@ -19,9 +19,8 @@ from edgeblood.bench.runtimes import get_runtime
 
 
 def main(run: str, rounds: int = 15, calls: int = 400) -> None:
-    size = 28
     models = {"pytorch fp32": get_runtime("pytorch").load(run, threads=1)}
-    size = models["pytorch fp32"].input_size or size
+    size = models["pytorch fp32"].input_size or 28
     for name, runtime, path in (("onnxruntime int8", "onnxruntime", "export/model-int8.onnx"),
                                 ("openvino int8", "openvino", "export/openvino/model-int8.xml")):
         try:

@@ -59,7 +59,7 @@ def predict(
             crop_fraction=crop_fraction, progress=lambda n: bar.advance(task, n),
         )
 
-    for path, why in report.skipped_inputs:
+    for _, why in report.skipped_inputs:
         err_console.print(f"[yellow]skipped:[/] {why}", highlight=False, soft_wrap=True)
     for row in report.rows:
         if row.error and fmt is not OutputFormat.table:

@@ -58,7 +58,7 @@ class PlainCNN(FeaturesPoolHead):
         layers: list[nn.Module] = []
         c_in, size = 3, in_size
         for width, pool in zip(widths, pools):
-            for i in range(convs_per_block):
+            for _ in range(convs_per_block):
                 if batch_norm:
                     layers.append(conv_bn_act(c_in, width, kernel_size, padding=pad, bias=conv_bias))
                 else:
