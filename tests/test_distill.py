@@ -19,7 +19,7 @@ from edgeblood.evaluation.predict import dihedral_views, predict_logits, predict
 from edgeblood.info import SHORT_CLASS_NAMES
 from edgeblood.runs import open_run
 from edgeblood.training import TrainConfig, train
-from edgeblood.training.distill import DISTILL_CACHE, distillation_loss, teacher_logits
+from edgeblood.training.distill import cache_path, distillation_loss, teacher_logits
 
 QUIET = Console(quiet=True)
 
@@ -90,7 +90,7 @@ def test_teacher_logits_are_cached_by_weights_and_data(sample_run, copy_run):
     teacher_dir = copy_run(sample_run)
     labels = load_sample(28).labels("train")
     first, _ = teacher_logits(teacher_dir, labels, list(SHORT_CLASS_NAMES), sample=True)
-    cache = teacher_dir / DISTILL_CACHE
+    cache = cache_path(teacher_dir, None)  # the embedded sample's own cache file
     assert cache.is_file()
     stored = torch.load(cache, weights_only=True)
     torch.save({"key": stored["key"], "logits": stored["logits"] + 1.0}, cache)  # a marked cache entry is what comes back

@@ -25,7 +25,11 @@ from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.predict import TTA_VIEWS, predict_logits
 from edgeblood.runs import open_run
 
-DISTILL_CACHE = "teacher_logits.pt"  # in the teacher's run directory
+
+def cache_path(teacher_dir: Path, data_md5: str | None) -> Path:
+    """One cache file per data file in the teacher's run directory, so a student on the embedded sample
+    and one on the full data do not overwrite each other's teacher logits."""
+    return Path(teacher_dir) / f"teacher_logits-{data_md5[:12] if data_md5 else 'sample'}.pt"
 
 
 def teacher_logits(
@@ -75,7 +79,7 @@ def _cached_logits(teacher, data, device, progress) -> tuple[np.ndarray, str]:
 
     model = teacher.model
     key = {"weights_sha256": weights_fingerprint(model), "data_md5": str(data.md5), "views": TTA_VIEWS}
-    path = teacher.dir / DISTILL_CACHE
+    path = cache_path(teacher.dir, data.md5)
     if path.is_file():
         try:
             cached = torch.load(path, map_location="cpu", weights_only=True)
