@@ -90,7 +90,7 @@ def test_teacher_logits_are_cached_by_weights_and_data(sample_run, copy_run):
     teacher_dir = copy_run(sample_run)
     labels = load_sample(28).labels("train")
     first, _ = teacher_logits(teacher_dir, labels, list(SHORT_CLASS_NAMES), sample=True)
-    cache = cache_path(teacher_dir, None)  # the embedded sample's own cache file
+    cache = cache_path(teacher_dir, load_sample(28).md5)  # the cache file of the data the teacher read
     assert cache.is_file()
     stored = torch.load(cache, weights_only=True)
     torch.save({"key": stored["key"], "logits": stored["logits"] + 1.0}, cache)  # a marked cache entry is what comes back

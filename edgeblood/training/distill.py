@@ -27,9 +27,9 @@ from edgeblood.runs import open_run
 
 
 def cache_path(teacher_dir: Path, data_md5: str | None) -> Path:
-    """One cache file per data file in the teacher's run directory, so a student on the embedded sample
-    and one on the full data do not overwrite each other's teacher logits."""
-    return Path(teacher_dir) / f"teacher_logits-{data_md5[:12] if data_md5 else 'sample'}.pt"
+    """One cache file per data file (named by its MD5) in the teacher's run directory, so a student on the
+    embedded sample and one on the full data do not overwrite each other's teacher logits."""
+    return Path(teacher_dir) / f"teacher_logits-{data_md5[:12] if data_md5 else 'unhashed'}.pt"
 
 
 def teacher_logits(
