@@ -263,6 +263,7 @@ class _Session:
             t0 = time.perf_counter()
             _, info = ovq.quantize(src, dst, self.calibration, max_drop=max_drop, validation=self.validation if max_drop is not None else None)
             return {"seconds": round(time.perf_counter() - t0, 3), "method": info.method, "preset": info.preset,
+                    "bias_correction": info.bias_correction,
                     "calibration": self._calibration_details("nncf min-max (preset " + info.preset + ")"),
                     **({"max_drop_pt": info.max_drop_pt, "validation": "val split"} if info.max_drop_pt is not None else {}),
                     "notes": info.notes}
