@@ -63,3 +63,27 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: str | os.PathLike) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX ``flock``) around a read-modify-write of a shared JSON file.
+
+    Atomic replacement alone keeps a file whole, but two processes that each read, merge and write
+    (``edgeblood evaluate`` on val while another evaluates test; two exports into one folder) would
+    drop one another's entries. A no-op where fcntl is missing (Windows: last writer wins, the file
+    itself is still replaced atomically).
+    """
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_file, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -16,15 +16,13 @@ Parity ``status``: "ok", "failed" (exported but wrong: do not ship), or "skipped
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgeblood.atomic import write_json
+from edgeblood.atomic import exclusive_lock, write_json
 from edgeblood.errors import EdgebloodError
 from edgeblood.provenance import utc_now
 
@@ -67,7 +65,7 @@ def record_artifact(export_dir: str | os.PathLike, entry: dict[str, Any]) -> dic
     status = (entry.get("parity") or {}).get("status")
     if status is not None and status not in PARITY_STATUSES:
         raise ValueError(f"parity status must be one of {PARITY_STATUSES}, not {status!r}")
-    with _locked(export_dir):
+    with exclusive_lock(export_dir / ".manifest.lock"):
         manifest = load_manifest(export_dir)
         manifest["schema"] = SCHEMA
         manifest["artifacts"] = [a for a in manifest["artifacts"] if a.get("path") != entry["path"]] + [entry]
@@ -108,20 +106,3 @@ def artifact_sha256(path: str | os.PathLike) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(export_dir: Path) -> Iterator[None]:
-    """An exclusive advisory lock on export/.manifest.lock (POSIX); a no-op where fcntl is missing."""
-    export_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: last writer wins, the file itself is still replaced atomically
-        yield
-        return
-    with open(export_dir / ".manifest.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

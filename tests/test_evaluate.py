@@ -64,6 +64,28 @@ def test_entries_merge_and_stale_entries_are_dropped(sample_run, copy_run):
     assert open_run(run_dir).metadata["metrics"]["test"]["accuracy"] == read_metrics(run_dir)["test"]["accuracy"]
 
 
+def test_concurrent_evaluations_keep_both_splits(sample_run, copy_run):
+    """An evaluation that reads metrics.json while another is merging waits for it instead of dropping its split."""
+    from edgeblood.atomic import exclusive_lock, write_json
+
+    run_dir = copy_run(sample_run)
+    before = read_metrics(run_dir)
+    code = f"from edgeblood.evaluation.evaluate import evaluate_run; evaluate_run({str(run_dir)!r}, 'test', plots=False)"
+    with exclusive_lock(run_dir / ".metrics.json.lock"):
+        child = subprocess.Popen([sys.executable, "-c", code])
+        try:  # the child evaluates, then blocks on the lock before it reads metrics.json
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        assert child.poll() is None, "the child merged metrics.json while another process held its lock"
+        # meanwhile this process merges "val" (what a concurrent `edgeblood evaluate --split val` does)
+        write_json(run_dir / "metrics.json", {"val": dict(before["val"], note="written under the lock")})
+    assert child.wait(timeout=120) == 0
+    merged = read_metrics(run_dir)
+    assert set(merged) == {"val", "test"} and merged["val"]["note"] == "written under the lock"
+    assert set(open_run(run_dir).metadata["metrics"]) == {"val", "test"}  # run.json's headline is rebuilt from the merge
+
+
 def test_full_data_run_is_never_evaluated_on_the_sample(sample_run, copy_run, tmp_path, monkeypatch):
     run_dir = copy_run(sample_run)
     meta = json.loads((run_dir / "run.json").read_text())

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgeblood.atomic import write_json
+from edgeblood.atomic import exclusive_lock, write_json
 from edgeblood.data.bloodmnist import SPLITS, BloodMNIST, load_bloodmnist, load_sample
 from edgeblood.errors import EdgebloodError
 from edgeblood.runs import Run, open_run
@@ -103,10 +103,13 @@ def evaluate_run(
     if tta:
         entry["tta"] = _tta_metrics(model, images, labels, run, device, batch_size, progress)
 
-    _merge_metrics_json(run.dir / METRICS_JSON, split, entry)
-    headline = run.metadata.setdefault("metrics", {})
-    headline.setdefault(split, {}).update({k: entry[k] for k in HEADLINE})
-    run.save(model)
+    metrics_path = run.dir / METRICS_JSON
+    # Two evaluations of one run (val here, test in another shell) must not drop each other's split:
+    # metrics.json is merged, and run.json's headline rebuilt from it, under one lock.
+    with exclusive_lock(metrics_path.with_name(f".{METRICS_JSON}.lock")):
+        merged = _merge_metrics_json(metrics_path, split, entry)
+        run.metadata["metrics"] = {s: {k: e[k] for k in HEADLINE if k in e} for s, e in merged.items()}
+        run.save(model)
     if console is not None:
         print_evaluation(entry, run, console)
     return entry
@@ -238,13 +241,16 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
     return content if isinstance(content, dict) else {}
 
 
-def _merge_metrics_json(path: Path, split: str, entry: dict) -> None:
+def _merge_metrics_json(path: Path, split: str, entry: dict) -> dict:
+    """Add ``entry`` to metrics.json, dropping entries of other weights; returns what was written (caller holds the lock)."""
     current = read_metrics(path.parent)
     merged = {s: e for s, e in current.items() if isinstance(e, dict) and e.get("weights_sha256") == entry["weights_sha256"]}
     if "tta" not in entry and "tta" in merged.get(split, {}):  # same weights: a plain re-evaluation keeps the TTA figures
         entry["tta"] = merged[split]["tta"]
     merged[split] = entry
-    write_json(path, {s: merged[s] for s in sorted(merged, key=lambda s: (SPLITS + (s,)).index(s))})
+    merged = {s: merged[s] for s in sorted(merged, key=lambda s: (SPLITS + (s,)).index(s))}
+    write_json(path, merged)
+    return merged
 
 
 def _check_compatible(run: Run, data: BloodMNIST) -> None:
