@@ -112,6 +112,17 @@ def test_invalid_config_is_one_clear_error(tmp_path, bad):
 def test_recipes_layering():
     assert get_recipe("default", "se-cnn", 28)["schedule"] == "onecycle"
     assert get_recipe("published", "cnn-baseline", 28)["augment"]["rot90"] is False
+    # a model@size entry beats the family-wide one: the tiny model's best is the default recipe, longer
+    # (the same TrainConfig as `--recipe default --epochs 150`, the command its results-table rows ran)
+    from edgeblood.cli.train import build_config
+
+    def resolved(recipe, **overrides):
+        cfg = build_config(model="se-cnn-compact-tiny", size=28, recipe=recipe, model_opts={}, overrides=overrides,
+                           augment_overrides={}, fixed={})
+        return {k: v for k, v in cfg.to_dict().items() if k != "recipe"}
+
+    assert resolved("best") == resolved("default", epochs=150)
+    assert get_recipe("best", "se-cnn-compact-tiny", 64) == get_recipe("best", "se-cnn", 64)
     with pytest.raises(EdgebloodError, match="unknown recipe"):
         get_recipe("fastest", "se-cnn", 28)
 
