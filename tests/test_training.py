@@ -116,12 +116,13 @@ def test_recipes_layering():
     # (the same TrainConfig as `--recipe default --epochs 150`, the command its results-table rows ran)
     from edgeblood.cli.train import build_config
 
-    def resolved(recipe, **overrides):
-        cfg = build_config(model="se-cnn-compact-tiny", size=28, recipe=recipe, model_opts={}, overrides=overrides,
+    def resolved(model, recipe, **overrides):
+        cfg = build_config(model=model, size=28, recipe=recipe, model_opts={}, overrides=overrides,
                            augment_overrides={}, fixed={})
         return {k: v for k, v in cfg.to_dict().items() if k != "recipe"}
 
-    assert resolved("best") == resolved("default", epochs=150)
+    for model in ("se-cnn-compact-tiny", "se-cnn-compact"):
+        assert resolved(model, "best") == resolved(model, "default", epochs=150)
     assert get_recipe("best", "se-cnn-compact-tiny", 64) == get_recipe("best", "se-cnn", 64)
     with pytest.raises(EdgebloodError, match="unknown recipe"):
         get_recipe("fastest", "se-cnn", 28)
