@@ -338,30 +338,33 @@ class OpenVinoRuntime(Runtime):
             return model, core.compile_model(model, device.upper(), config)
 
         (model, compiled), seconds = _timed(load)
-        names = [o.get_names() for o in compiled.outputs]
-        prob_port = next((compiled.outputs[i] for i, n in enumerate(names) if "probabilities" in n), compiled.outputs[0])
-        request = compiled.create_infer_request()
+        predict = _probabilities_call(compiled)
         shape = model.input(0).get_partial_shape()
         size = shape[3].get_length() if shape.rank.is_static and shape[3].is_static else None
-
-        def predict(x: np.ndarray) -> np.ndarray:
-            return request.infer({0: x}, share_inputs=True)[prob_port].copy()
 
         def fixed_batch_call(batch: int) -> Callable[[np.ndarray], np.ndarray]:
             # A dynamic batch dimension costs OpenVINO shape inference on every call (measured: ~25 % of a
             # 28 px se-cnn int8 inference at batch 1), so latency is timed on a model compiled for the batch.
             static = core.read_model(str(artifact))
             static.reshape({static.input(0): [batch, *[d.get_length() for d in list(shape)[1:]]]})
-            fixed = core.compile_model(static, device.upper(), config)
-            port = next((fixed.outputs[i] for i, o in enumerate(fixed.outputs) if "probabilities" in o.get_names()), fixed.outputs[0])
-            fixed_request = fixed.create_infer_request()
-            return lambda x: fixed_request.infer({0: x}, share_inputs=True)[port].copy()
+            return _probabilities_call(core.compile_model(static, device.upper(), config))
 
         return LoadedModel(
             runtime=self.name, device=device, threads=threads, artifact=artifact,
             load_seconds=seconds, run=predict, metadata=read_openvino_metadata(model), input_size=size, handle=compiled,
             fixed_batch_call=fixed_batch_call if shape.rank.is_static and all(d.is_static for d in list(shape)[1:]) else None,
         )
+
+
+def probabilities_port(compiled: Any) -> Any:
+    """The output port named ``probabilities`` of an OpenVINO compiled model (its first output otherwise)."""
+    return next((port for port in compiled.outputs if "probabilities" in port.get_names()), compiled.outputs[0])
+
+
+def _probabilities_call(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """One reusable infer request on ``compiled``: a float32 NCHW batch in, its probabilities out."""
+    port, request = probabilities_port(compiled), compiled.create_infer_request()
+    return lambda x: request.infer({0: x}, share_inputs=True)[port].copy()
 
 
 def read_openvino_metadata(model: Any) -> dict[str, Any]:

@@ -104,10 +104,9 @@ def save_ir(model, out_xml: str | os.PathLike, compress_to_fp16: bool) -> Path:
 
 def _validation_fn(compiled_model, items) -> tuple[float, list[float]]:
     """NNCF's metric: val accuracy, plus per-image correctness (lets it rank layers by harm)."""
-    output = compiled_model.outputs[0]
-    for port in compiled_model.outputs:
-        if "probabilities" in port.get_names():
-            output = port
+    from edgeblood.bench.runtimes import probabilities_port
+
+    output = probabilities_port(compiled_model)
     hits = []
     for image, label in items:
         probs = compiled_model(image)[output]
