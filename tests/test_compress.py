@@ -129,8 +129,50 @@ def test_onnx_variants_are_in_the_manifest_with_contract_metadata(onnx_compresse
     props = {p.key: p.value for p in onnx.load(run_dir / "export" / "model-int8.onnx").metadata_props}
     assert props["precision"] == "int8-static-minmax" and json.loads(props["classes"]) == open_run(run_dir).classes
     # QDQ: integer weights really are in the graph
-    ops = {n.op_type for n in onnx.load(run_dir / "export" / "model-int8.onnx").graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    graph = onnx.load(run_dir / "export" / "model-int8.onnx").graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
+    # the RGB stem conv reads 4 channels in int8 (see pad_conv_input_channels), and the manifest says so
+    padded = int8["compression"]["conv_input_channels_padded"]
+    assert [(p["from"], p["to"]) for p in padded] == [(3, 4)]
+    stem = next(n for n in graph.node if n.name == padded[0]["node"])
+    dequantize = next(n for n in graph.node if n.output[0] == stem.input[1])
+    weight = next(i for i in graph.initializer if i.name == dequantize.input[0])
+    assert weight.data_type == onnx.TensorProto.INT8 and weight.dims[1] == 4
+
+
+def test_padding_conv_input_channels_is_exact_and_skips_grouped_convs():
+    """The rewrite the int8 path applies: RGB stem widened with a zero channel, same float outputs."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeblood.compression.onnx_quant import pad_conv_input_channels
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in
+             (("stem_w", (8, 3, 3, 3)), ("stem_b", (8,)), ("dw_w", (8, 1, 3, 3)), ("one_w", (4, 2, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "stem_w", "stem_b"], ["a"], name="stem", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "dw_w"], ["b"], name="depthwise", group=8, pads=[1, 1, 1, 1]),
+             helper.make_node("Slice", ["b", "starts", "ends", "axes"], ["c"], name="two_channels"),
+             helper.make_node("Conv", ["c", "one_w"], ["y"], name="narrow")]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("starts", [0]), ("ends", [2]), ("axes", [1]))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 12, 12])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    x = rng.uniform(0, 255, (1, 3, 12, 12)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    before = run(model)
+    padded = pad_conv_input_channels(model)
+    onnx.checker.check_model(model, full_check=True)
+    assert padded == [{"node": "stem", "from": 3, "to": 4}, {"node": "narrow", "from": 2, "to": 4}]
+    assert [n.op_type for n in model.graph.node].count("Pad") == 2
+    weights = {i.name: i for i in model.graph.initializer}
+    assert "stem_w" not in weights and "dw_w" in weights  # the old stem weights went; the grouped conv is untouched
+    np.testing.assert_allclose(run(model), before, rtol=1e-5, atol=1e-3)
+    assert pad_conv_input_channels(model) == []  # nothing left to pad
 
 
 def test_existing_variants_are_not_overwritten_without_force(onnx_compressed):

@@ -30,6 +30,7 @@ from edgeblood.errors import EdgebloodError, import_extra
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 FLOAT_ONLY_OPS = ("Softmax", "ArgMax")
 CALIBRATION_BATCH = 32
+INT8_CONV_CHANNEL_MULTIPLE = 4  # convs reading fewer input channels than this are zero-padded up to it
 
 
 def _modules():
@@ -45,8 +46,11 @@ def quantize_static(
     per_channel: bool = True,
     reduce_range: bool = False,
     percentile: float = 99.999,
-) -> Path:
-    """Static int8 QDQ model from ``fp32_path`` calibrated on ``calibration`` (float32 NCHW 0-255)."""
+) -> dict:
+    """Static int8 QDQ model from ``fp32_path`` calibrated on ``calibration`` (float32 NCHW 0-255).
+
+    Returns the graph rewrites made before quantizing (for the manifest); see ``pad_conv_input_channels``.
+    """
     onnx, q = _modules()
     method = method.lower()
     if method not in CALIBRATION_METHODS:
@@ -61,7 +65,11 @@ def quantize_static(
         prepared = Path(tmp) / "prepared.onnx"
         # shape inference + graph optimisation (BN folding etc.) before calibration, as ORT recommends
         q.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        exclude = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in FLOAT_ONLY_OPS]
+        graph = onnx.load(str(prepared))
+        padded = pad_conv_input_channels(graph)
+        if padded:
+            onnx.save(graph, str(prepared))
+        exclude = [n.name for n in graph.graph.node if n.op_type in FLOAT_ONLY_OPS]
         reader = _reader(q.CalibrationDataReader, input_name, calibration)
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
         quantized = Path(tmp) / "quantized.onnx"
@@ -80,7 +88,53 @@ def quantize_static(
                 nodes_to_exclude=exclude, calibrate_method=calib_method, extra_options=extra, **kwargs,
             )
         label = f"int8-static-{method}"
-        return _save_with_metadata(onnx.load(str(quantized)), src, out_path, label)
+        _save_with_metadata(onnx.load(str(quantized)), src, out_path, label)
+    return {"conv_input_channels_padded": padded}
+
+
+def pad_conv_input_channels(model, multiple: int = INT8_CONV_CHANNEL_MULTIPLE) -> list[dict]:
+    """Zero-pad the input channels of convolutions that read fewer than ``multiple`` (the RGB stem) in place.
+
+    Why: in ONNX Runtime's x86 int8 kernels (U8S8) the 3-channel stem conv of se-cnn ran at
+    15 GMAC/s against 130-145 for the other convs, 16 % of the int8 model's time. A Pad op adds zero
+    channels to its input and the weights get matching zero channels, so the float function is
+    unchanged (exact: every added product is 0 x 0). Measured in an interleaved A/B on se-cnn 28 px
+    (onnxruntime 1.31, 1 thread, batch 1): the int8 model is 1.09x faster with 4 channels (twice),
+    1.05x with 8, 0.98x with 16. The fp32 model gains nothing (0.98x), so only the int8 path pads.
+    Grouped convs and weights that are not initializers are left alone. Returns what was padded.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    padded = []
+    for node in list(graph.node):
+        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or node.input[1] not in weights:
+            continue
+        group = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "group"), 1)
+        weight = numpy_helper.to_array(weights[node.input[1]])
+        channels = weight.shape[1] if weight.ndim >= 3 else multiple
+        if group != 1 or channels >= multiple:
+            continue
+        extra = multiple - channels
+        stem = node.name or node.output[0]
+        wide = np.concatenate([weight, np.zeros((weight.shape[0], extra, *weight.shape[2:]), weight.dtype)], axis=1)
+        pads = np.zeros(2 * weight.ndim, np.int64)
+        pads[weight.ndim + 1] = extra  # end of the channel axis
+        graph.initializer.extend([numpy_helper.from_array(wide, f"{stem}_weight_padded_channels"),
+                                  numpy_helper.from_array(pads, f"{stem}_channel_pads")])
+        pad = helper.make_node("Pad", [node.input[0], f"{stem}_channel_pads"], [f"{stem}_input_padded_channels"],
+                               name=f"{stem}_pad_channels", mode="constant")
+        node.input[0], node.input[1] = f"{stem}_input_padded_channels", f"{stem}_weight_padded_channels"
+        graph.node.insert(list(graph.node).index(node), pad)
+        padded.append({"node": node.name, "from": int(channels), "to": multiple})
+    if padded:
+        # the old weights may now be unread, and value_info holds their old shapes
+        read = {name for n in graph.node for name in n.input}
+        for init in [i for i in graph.initializer if i.name in weights and i.name not in read]:
+            graph.initializer.remove(init)
+        del graph.value_info[:]
+    return padded
 
 
 def _histogram_ranges(model: Path, tmp: Path, calib_method, reader, percentile: float) -> Path | None:
