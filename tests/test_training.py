@@ -155,3 +155,12 @@ def test_one_epoch_on_full_28px_reaches_60_percent(tmp_path, data_dir):
     run_dir = train(cfg, console=QUIET, evaluate=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.60
+
+
+def test_the_trainer_loads_its_evaluator_at_start_so_an_upgrade_mid_training_cannot_break_the_final_evaluation():
+    """A fresh interpreter: importing the trainer must already hold every module the final evaluation uses."""
+    code = ("import sys, edgeblood.training.engine; "
+            "need = ['edgeblood.evaluation.evaluate', 'edgeblood.evaluation.metrics', 'edgeblood.evaluation.predict', "
+            "'edgeblood.evaluation.plots']; print([m for m in need if m not in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

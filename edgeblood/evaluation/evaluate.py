@@ -25,6 +25,10 @@ import torch.nn as nn
 from edgeblood.atomic import exclusive_lock, write_json
 from edgeblood.data.bloodmnist import SPLITS, BloodMNIST, load_bloodmnist, load_sample
 from edgeblood.errors import EdgebloodError
+from edgeblood.evaluation.metrics import compute_metrics, format_metrics_table
+from edgeblood.evaluation.plots import write_evaluation_plots
+from edgeblood.evaluation.predict import TTA_VIEWS, predict_probs
+from edgeblood.provenance import utc_now
 from edgeblood.runs import Run, open_run
 
 METRICS_JSON = "metrics.json"
@@ -59,10 +63,6 @@ def evaluate_run(
     ``progress(n_images)`` is called as batches finish. ``tta`` adds an entry["tta"] block with the
     8-view test-time-augmentation figures; the headline numbers stay single-pass. Returns the entry.
     """
-    from edgeblood.evaluation.metrics import compute_metrics
-    from edgeblood.evaluation.predict import predict_probs
-    from edgeblood.provenance import utc_now
-
     if split not in SPLITS:
         raise EdgebloodError(f"unknown split '{split}'; choose val or test (train is what the model learned from)")
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
@@ -92,8 +92,6 @@ def evaluate_run(
 
     files: list[Path] = []
     if plots:
-        from edgeblood.evaluation.plots import write_evaluation_plots
-
         files += write_evaluation_plots(run.plots_dir, split, entry, images, labels, probs,
                                         history=run.dir / "history.csv", label=label, run_name=run.name)
     if explain:
@@ -117,9 +115,6 @@ def evaluate_run(
 
 def _tta_metrics(model: nn.Module, images: np.ndarray, labels: np.ndarray, run: Run, device: str, batch_size: int, progress=None) -> dict:
     """Accuracy with the mean prediction over 8 rotations/flips (8x the compute of one pass)."""
-    from edgeblood.evaluation.metrics import compute_metrics
-    from edgeblood.evaluation.predict import TTA_VIEWS, predict_probs
-
     probs = predict_probs(model, images, run.mean, run.std, batch_size=batch_size, device=device, tta=True,
                           progress=None if progress is None else (lambda n: progress(n * TTA_VIEWS)))
     model.cpu()
@@ -187,8 +182,6 @@ def explain_split(run: Run, images: np.ndarray, labels: np.ndarray, probs: np.nd
 
 def print_evaluation(entry: dict, run: Run, console) -> None:
     """What `edgeblood evaluate` prints: the data used, the compact table, where the files are."""
-    from edgeblood.evaluation.metrics import format_metrics_table
-
     data = entry["data"]
     colour = "yellow" if data["source"] == "sample" else "green"
     console.print(f"data: [{colour}]{data['description']}[/]", highlight=False, soft_wrap=True)

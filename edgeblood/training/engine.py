@@ -5,6 +5,11 @@ Guarantees a user can rely on:
   atomically after every epoch that improves; ``train_state.pt`` holds everything needed to resume.
 * Ctrl-C loses at most the current epoch: ``edgeblood train --resume runs/<name>`` continues.
 * The same code runs under ``torchrun`` (DDP); only rank 0 writes.
+
+The evaluator is imported with this module, not when training ends: an edgeblood upgraded under a
+long training was otherwise half old (modules loaded at start) and half new (the evaluator), and the
+final evaluation failed with an ImportError (seen twice here; the checkpoint survived, the test
+figures had to be made with ``edgeblood evaluate``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from edgeblood.atomic import atomic_path, write_text
 from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.errors import EdgebloodError
+from edgeblood.evaluation.evaluate import evaluate_run
 from edgeblood.info import CLASS_NAMES, CREDIT, LICENSE, SHORT_CLASS_NAMES
 from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
@@ -239,9 +245,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     (run_dir / TRAIN_STATE).unlink(missing_ok=True)
     ctx.shutdown()
     say(f"[bold green]done[/] in {wall / 60:.1f} min; best val accuracy {best_acc:.4f} at epoch {best_epoch}")
-    if evaluate:
-        from edgeblood.evaluation.evaluate import evaluate_run
-
+    if evaluate:  # evaluate_run is imported with the module, see the note at the top
         for split in ("val", "test"):
             evaluate_run(run_dir, split=split, data=data, device=str(device), console=console)
     return run_dir
