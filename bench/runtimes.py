@@ -345,7 +345,7 @@ class OpenVinoRuntime(Runtime):
         def fixed_batch_call(batch: int) -> Callable[[np.ndarray], np.ndarray]:
             # A dynamic batch dimension costs OpenVINO shape inference on every call (measured: ~25 % of a
             # 28 px se-cnn int8 inference at batch 1), so latency is timed on a model compiled for the batch.
-            static = core.read_model(str(artifact))
+            static = model.clone()  # the IR already read, not a second read of the file
             static.reshape({static.input(0): [batch, *[d.get_length() for d in list(shape)[1:]]]})
             return _probabilities_call(core.compile_model(static, device.upper(), config))
 
