@@ -164,3 +164,15 @@ def test_the_trainer_loads_its_evaluator_at_start_so_an_upgrade_mid_training_can
             "'edgeblood.evaluation.plots']; print([m for m in need if m not in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_torchrun_ddp_two_phase_model_pretrains_one_shared_autoencoder(tmp_path):
+    """Phase 1 (reconstruction) runs DDP-wrapped too: the MSE printed is over both ranks' shards."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "edgeblood", "train",
+           "--model", "autoclassifier", "--sample", "--pretrain-epochs", "1", "--epochs", "1", "--batch-size", "32",
+           "--no-evaluate", "--out", str(tmp_path), "--name", "ddp-ae", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "reconstruction MSE" in out.stdout and "(all 2 ranks)" in out.stdout, out.stdout[-2000:]
+    run = open_run(tmp_path / "ddp-ae")
+    assert run.metadata["training"]["pretrain_seconds"] > 0 and run.metadata["training"]["epochs_run"] == 1

@@ -117,7 +117,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     pretrain_s = 0.0
     if cfg.pretrain_epochs > 0 and state is None:
         t_pre = time.perf_counter()
-        _pretrain_autoencoder(model, stream, norm, cfg, device, say)
+        _pretrain_autoencoder(model, stream, norm, cfg, device, say, ctx)
         pretrain_s = time.perf_counter() - t_pre
         metadata["training"]["pretrain_seconds"] = round(pretrain_s, 1)
 
@@ -374,23 +374,32 @@ def _oversample_index(labels: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.arange(len(labels)), *extra])
 
 
-def _pretrain_autoencoder(model, stream, norm, cfg, device, say) -> None:
-    """Phase 1 of two-phase models (autoclassifier): reconstruction training, then freeze the encoder."""
+def _pretrain_autoencoder(model, stream, norm, cfg, device, say, ctx: DistContext) -> None:
+    """Phase 1 of two-phase models (autoclassifier): reconstruction training, then freeze the encoder.
+
+    Under torchrun the autoencoder is DDP-wrapped like the classifier in phase 2, so every rank's
+    shard trains one shared encoder (unwrapped, each rank trained its own and phase 2 kept rank 0's).
+    """
     if not hasattr(model, "reconstruct") or not hasattr(model, "freeze_encoder"):
         raise EdgebloodError(f"--pretrain-epochs needs a model with an autoencoder (e.g. autoclassifier), not {cfg.model}")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    model.train()
+    autoencoder: nn.Module = model.autoencoder
+    if ctx.enabled:
+        autoencoder = nn.parallel.DistributedDataParallel(autoencoder, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.AdamW([p for p in autoencoder.parameters() if p.requires_grad], lr=1e-3)
+    autoencoder.train()
     for epoch in range(1, cfg.pretrain_epochs + 1):
         stream.set_epoch(10_000 + epoch)
         total, n = 0.0, 0
         for xb, _ in stream:
             xb = norm(xb.to(device))
-            loss = F.mse_loss(model.reconstruct(xb), xb)
+            loss = F.mse_loss(autoencoder(xb), xb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total, n = total + loss.item() * len(xb), n + len(xb)
-        say(f"autoencoder pre-training epoch {epoch}/{cfg.pretrain_epochs}: reconstruction MSE {total / max(n, 1):.4f}")
+        total, n = ctx.all_sum([total, n], device)
+        say(f"autoencoder pre-training epoch {epoch}/{cfg.pretrain_epochs}: reconstruction MSE {total / max(n, 1):.4f}"
+            + (f" (all {ctx.world_size} ranks)" if ctx.enabled else ""))
     model.freeze_encoder()
 
 
