@@ -169,7 +169,7 @@ def _spatial_means_to_global_pools(proto) -> int:
         proto.graph.node.insert(i, pool)
         axes_inputs.update(node.input[1:])
         rewritten += 1
-    orphans = axes_inputs - _names_read(proto.graph)
+    orphans = axes_inputs - names_read(proto.graph)
     for node in [n for n in proto.graph.node if n.op_type == "Constant" and n.output[0] in orphans]:
         proto.graph.node.remove(node)
     for init in [t for t in proto.graph.initializer if t.name in orphans]:
@@ -177,7 +177,7 @@ def _spatial_means_to_global_pools(proto) -> int:
     return rewritten
 
 
-def _names_read(graph) -> set[str]:
+def names_read(graph) -> set[str]:
     """Every tensor name a graph reads: node inputs (subgraphs of If/Loop/Scan included) and its outputs/inputs."""
     from onnx import AttributeProto
 
@@ -186,10 +186,10 @@ def _names_read(graph) -> set[str]:
         names.update(node.input)
         for attr in node.attribute:
             if attr.type == AttributeProto.GRAPH:
-                names |= _names_read(attr.g)
+                names |= names_read(attr.g)
             elif attr.type == AttributeProto.GRAPHS:
                 for g in attr.graphs:
-                    names |= _names_read(g)
+                    names |= names_read(g)
     return names
 
 

@@ -173,6 +173,28 @@ def test_padding_conv_input_channels_is_exact_and_skips_grouped_convs():
     assert "stem_w" not in weights and "dw_w" in weights  # the old stem weights went; the grouped conv is untouched
     np.testing.assert_allclose(run(model), before, rtol=1e-5, atol=1e-3)
     assert pad_conv_input_channels(model) == []  # nothing left to pad
+    # a second pass to a wider multiple must not collide with the first pass's names
+    assert [(p["from"], p["to"]) for p in pad_conv_input_channels(model, multiple=8)] == [(4, 8), (4, 8)]
+    onnx.checker.check_model(model, full_check=True)
+    np.testing.assert_allclose(run(model), before, rtol=1e-5, atol=1e-3)
+
+
+def test_padding_conv_input_channels_leaves_weights_that_are_graph_inputs():
+    """Old-IR exports list initializers as graph inputs; those can be fed at run time, so they stay as they are."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeblood.compression.onnx_quant import pad_conv_input_channels
+
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4]),
+                               helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    assert pad_conv_input_channels(model) == []
+    assert [i.name for i in model.graph.initializer] == ["w"]
+    onnx.checker.check_model(model)
 
 
 def test_existing_variants_are_not_overwritten_without_force(onnx_compressed):

@@ -380,7 +380,7 @@ def _pretrain_autoencoder(model, stream, norm, cfg, device, say, ctx: DistContex
     Under torchrun the autoencoder is DDP-wrapped like the classifier in phase 2, so every rank's
     shard trains one shared encoder (unwrapped, each rank trained its own and phase 2 kept rank 0's).
     """
-    if not hasattr(model, "reconstruct") or not hasattr(model, "freeze_encoder"):
+    if not all(hasattr(model, a) for a in ("autoencoder", "reconstruct", "freeze_encoder")):
         raise EdgebloodError(f"--pretrain-epochs needs a model with an autoencoder (e.g. autoclassifier), not {cfg.model}")
     autoencoder: nn.Module = model.autoencoder
     if ctx.enabled:
@@ -400,6 +400,9 @@ def _pretrain_autoencoder(model, stream, norm, cfg, device, say, ctx: DistContex
         total, n = ctx.all_sum([total, n], device)
         say(f"autoencoder pre-training epoch {epoch}/{cfg.pretrain_epochs}: reconstruction MSE {total / max(n, 1):.4f}"
             + (f" (all {ctx.world_size} ranks)" if ctx.enabled else ""))
+    # phase 2's optimizer never sees the frozen parameters, so it would never clear their last phase-1
+    # gradients, and gradient clipping over model.parameters() would count them on every step
+    opt.zero_grad(set_to_none=True)
     model.freeze_encoder()
 
 
