@@ -251,11 +251,9 @@ class _Session:
         from edgeblood.compression import onnx_quant as oq
 
         def make(src: Path, dst: Path) -> dict:
-            t0 = time.perf_counter()
-            rewrites = oq.quantize_static(src, dst, self.calibration, method)
-            return {"seconds": round(time.perf_counter() - t0, 3),
-                    "method": "onnxruntime quantize_static, QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations",
-                    "calibration": self._calibration_details(method), "float_ops": list(oq.FLOAT_ONLY_OPS), **rewrites}
+            return _timed(oq.quantize_static, src, dst, self.calibration, method, details={
+                "method": "onnxruntime quantize_static, QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations",
+                "calibration": self._calibration_details(method), "float_ops": list(oq.FLOAT_ONLY_OPS)})
         return make
 
     def _openvino(self, max_drop: float | None):
@@ -475,9 +473,11 @@ class _Session:
 # ------------------------------------------------------------------------------------------ helpers
 
 def _timed(fn, *args, details: dict) -> dict:
+    """Run one compression step; its manifest details, with the time it took and, when the step returns
+    a dict, what it reports about itself (e.g. the graph rewrites of quantize_static)."""
     t0 = time.perf_counter()
-    fn(*args)
-    return {"seconds": round(time.perf_counter() - t0, 3), **details}
+    result = fn(*args)
+    return {"seconds": round(time.perf_counter() - t0, 3), **details, **(result if isinstance(result, dict) else {})}
 
 
 def _evaluation(m: dict) -> dict:

@@ -45,6 +45,12 @@ class DistContext:
         dist.all_reduce(t)
         return t.tolist()
 
+    def wrap(self, module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """``module`` in DistributedDataParallel under torchrun (gradients averaged over ranks), as is otherwise."""
+        if not self.enabled:
+            return module
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -121,9 +121,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
         pretrain_s = time.perf_counter() - t_pre
         metadata["training"]["pretrain_seconds"] = round(pretrain_s, 1)
 
-    train_model: nn.Module = model
-    if ctx.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model = ctx.wrap(model, device)
     optimizer = _build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg.schedule, lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=len(stream), warmup_epochs=cfg.warmup_epochs)
     per_step = steps_per_batch(scheduler)
@@ -382,9 +380,7 @@ def _pretrain_autoencoder(model, stream, norm, cfg, device, say, ctx: DistContex
     """
     if not all(hasattr(model, a) for a in ("autoencoder", "reconstruct", "freeze_encoder")):
         raise EdgebloodError(f"--pretrain-epochs needs a model with an autoencoder (e.g. autoclassifier), not {cfg.model}")
-    autoencoder: nn.Module = model.autoencoder
-    if ctx.enabled:
-        autoencoder = nn.parallel.DistributedDataParallel(autoencoder, device_ids=[device.index] if device.type == "cuda" else None)
+    autoencoder = ctx.wrap(model.autoencoder, device)
     opt = torch.optim.AdamW([p for p in autoencoder.parameters() if p.requires_grad], lr=1e-3)
     autoencoder.train()
     for epoch in range(1, cfg.pretrain_epochs + 1):
