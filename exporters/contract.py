@@ -17,11 +17,13 @@ from edgeblood.info import CREDIT, LICENSE
 CONTRACT = "edgeblood.artifact/1"
 
 # Keys whose values are JSON (everything else is a plain string).
-JSON_KEYS = frozenset({"classes", "class_names_full", "model_config", "input_range", "input_shape", "normalization", "outputs"})
+JSON_KEYS = frozenset({"classes", "class_names_full", "model_config", "input_range", "input_shape", "normalization", "outputs",
+                       "framing", "train_class_prior"})
 
 DESCRIPTION = (
     "Blood-cell classifier (BloodMNIST, 8 classes) for research and decision support; not a diagnostic device. "
-    "Input: RGB pixels 0-255, normalisation is inside the model."
+    "Input: RGB pixels 0-255, normalisation is inside the model. Frame captures as the 'framing' entry says "
+    "(BloodMNIST: a centred 200x200 px window of a 360x363 px capture, bilinear resize) before feeding them."
 )
 
 
@@ -31,9 +33,13 @@ def artifact_metadata(run_metadata: dict, *, precision: str = "fp32", target: st
     # through this module for ONNX Runtime / OpenVINO rows whose peak RSS must not include torch.
     from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
 
+    from edgeblood.framing import framing_of
+
     inp = run_metadata["input"]
     ds = run_metadata.get("dataset", {})
     test = (run_metadata.get("metrics") or {}).get("test") or {}
+    val = (run_metadata.get("metrics") or {}).get("val") or {}
+    counts = ds.get("train_class_counts") or []
     size = int(inp["size"])
     meta: dict[str, Any] = {
         "edgeblood_contract": CONTRACT,
@@ -54,6 +60,10 @@ def artifact_metadata(run_metadata: dict, *, precision: str = "fp32", target: st
         "input_dtype": inp.get("dtype", "float32"),
         "input_range": list(inp.get("range", [0, 255])),
         "normalization": {"baked_in": True, "mean": list(inp["mean"]), "std": list(inp["std"]), "scale": "0-1"},
+        # how a training image was cut from its source capture: apply it to captures (edgeblood.framing)
+        "framing": framing_of(run_metadata)[0].to_dict(),
+        "train_class_prior": [round(c / sum(counts), 6) for c in counts] if counts and sum(counts) else [],
+        "val_mean_confidence": "" if val.get("mean_confidence") is None else f"{float(val['mean_confidence']):.6f}",
         "outputs": [PROB_NAME, LABEL_NAME],
         "dataset": ds.get("name", "bloodmnist"),
         "dataset_size": str(ds.get("size", size)),

@@ -32,6 +32,9 @@ DEFAULT_IMAGES = 256
 THRESHOLDS: dict[str, dict[str, float | None]] = {
     "fp32": {"min_agreement": 1.0, "max_abs_diff": 1e-4, "tie_margin": 1e-6},
     "fp16": {"min_agreement": 0.995, "max_abs_diff": None, "tie_margin": 1e-3},
+    # capture variants (framing inside the graph) against the Python framing path: the graph's resize
+    # rounds like PIL's to within one grey level, which flips a few near-ties
+    "capture": {"min_agreement": 0.995, "max_abs_diff": None, "tie_margin": 1e-3},
 }
 
 

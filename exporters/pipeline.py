@@ -7,6 +7,8 @@ behind. Layout:
     export/model.onnx                   ONNX fp32 (fp16/int8 variants come from `edgeblood compress`)
     export/openvino/model.xml (+.bin)   OpenVINO IR fp32;  openvino/model-fp16.xml  fp16 weights
     export/model.mlpackage              Core ML ML program fp32;  model-fp16.mlpackage  fp16 compute
+    export/model-capture.onnx           whole captures in (uint8 NHWC, any size), framing inside the graph;
+    export/openvino/model-capture.xml   the same for OpenVINO (exporters/capture.py)
     export/manifest.json                every artifact: size, sha256, parity, export time
 """
 
@@ -38,6 +40,7 @@ ARTIFACT_PATHS = {
 }
 STALE_FIX = "re-export it from this run with `edgeblood export {run} --force`"
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "coreml": "coreml"}
+CAPTURE_PATHS = {"onnx": "model-capture.onnx", "openvino": "openvino/model-capture.xml"}
 
 Progress = Callable[[str, int, int], None]  # (what is happening, steps done, steps in all)
 
@@ -111,9 +114,13 @@ def export_run(
     opset: int | None = None,
     simplify: bool | str = "auto",
     strict: bool = True,
+    capture: bool = True,
     progress: Progress | None = None,
 ) -> ExportReport:
     """Export ``run`` (a Run or a run directory) to the requested targets and check each artifact.
+
+    ``capture``: also write the whole-capture variant of each fp32 ONNX/OpenVINO model (framing in the
+    graph) and check it on captures (the PBC val originals when here) against the Python framing path.
 
     ``strict``: raise an EdgebloodError with the figures after all artifacts are recorded if any
     failed its parity check (the CLI prints its table first, then raises).
@@ -127,7 +134,8 @@ def export_run(
 
     report = ExportReport(run_dir=run.dir, export_dir=export_dir, notes=notes)
     needs_source_onnx = any(t == "openvino" for t, _ in pairs) and ("onnx", "fp32") not in pairs
-    total = 3 + 2 * len(pairs) + needs_source_onnx
+    capture_targets = [t for t, p in pairs if capture and p == "fp32" and t in CAPTURE_PATHS]
+    total = 3 + 2 * len(pairs) + needs_source_onnx + 2 * len(capture_targets)
     done = 0
 
     def step(msg: str) -> None:
@@ -176,6 +184,8 @@ def export_run(
             }
             mf.record_artifact(export_dir, entry)
             report.artifacts.append(mf.find_artifact(export_dir, rel) or entry)
+        if capture_targets:
+            _export_captures(run, capture_targets, staging, export_dir, source_onnx, data_dir, parity_images, report, step)
         step("writing MODEL_CARD.md")
         report.notes.append(f"model card: {write_model_card(run, export_dir)}")
         step("done")
@@ -201,7 +211,8 @@ def verify_exports(
 
     run = run if isinstance(run, Run) else open_run(run)
     manifest = mf.load_manifest(run.export_dir)
-    entries = [a for a in manifest["artifacts"] if a.get("precision") in PRECISIONS and a.get("target") in TARGETS]
+    entries = [a for a in manifest["artifacts"] if a.get("precision") in PRECISIONS and a.get("target") in TARGETS
+               and a.get("variant") != "capture"]  # capture variants are checked on captures, at export
     if not entries:
         raise EdgebloodError(f"{run.export_dir} has no exported artifacts to verify; run `edgeblood export {run.dir}` first")
     data = load_parity_data(run, parity_images, data_dir=data_dir)
@@ -250,6 +261,36 @@ def _export_one(run, target: str, precision: str, out: Path, source_onnx: Path, 
 
     model = wrap_for_deployment(run.model, run.metadata, with_label=False)  # Core ML adds classLabel itself
     return export_coreml(model, meta, run.classes, out, in_size=run.in_size, precision=precision, min_target=min_target)
+
+
+def _export_captures(run, targets: list[str], staging: Path, export_dir: Path, source_onnx: Path, data_dir, parity_images,
+                     report: ExportReport, step) -> None:
+    """The whole-capture variants (exporters/capture.py), parity-checked on captures, moved into place, recorded."""
+    from edgeblood.exporters.capture import build_capture_model, build_capture_openvino, check_capture_parity, load_capture_parity_frames
+    from edgeblood.exporters.contract import artifact_metadata
+
+    frames, labels, description = load_capture_parity_frames(run, data_dir, parity_images)
+    report.notes.append(f"capture variants: run on {len(frames)} whole frames ({description}) and compared with the Python path "
+                        f"({run.framing.describe()} without any JPEG step, then PyTorch); pass: >= 99.5 % top-1 agreement")
+    for target in targets:
+        rel = CAPTURE_PATHS[target]
+        staged = staging / "capture" / rel
+        step(f"exporting {target} capture variant (framing in the graph)")
+        t0 = time.perf_counter()
+        meta = artifact_metadata(run.metadata, target=target, run_name=run.name)
+        if target == "onnx":
+            details = build_capture_model(source_onnx, run.framing, run.in_size, staged, meta)
+        else:
+            details = build_capture_openvino(export_dir / ARTIFACT_PATHS[("openvino", "fp32")], run.framing, run.in_size, staged, meta)
+        seconds = time.perf_counter() - t0
+        step(f"checking {target} capture variant on {len(frames)} captures")
+        parity = check_capture_parity(staged, run, frames, labels, description)
+        _move_into_place(staged, export_dir / rel)
+        entry = {"target": target, "precision": "fp32", "variant": "capture", "path": rel, "runtime": RUNTIME_OF[target],
+                 "parity": parity, "export_seconds": round(seconds, 3), "source_run": run.name, "input": details.pop("input"),
+                 "outputs": ["probabilities", "label"], "details": details}
+        mf.record_artifact(export_dir, entry)
+        report.artifacts.append(mf.find_artifact(export_dir, rel) or entry)
 
 
 def _input_contract(target: str, size: int) -> dict:

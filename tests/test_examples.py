@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from edgeblood.imageio import CELL_CROP
 from edgeblood.inference import open_model, predict_files
 from exported_sample import exported, write_pngs
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-ALLOWED_IMPORTS = {"__future__", "argparse", "csv", "json", "sys", "pathlib", "numpy", "PIL"}
+ALLOWED_IMPORTS = {"__future__", "argparse", "csv", "io", "json", "sys", "pathlib", "numpy", "PIL"}
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +49,39 @@ def run_example(script: str, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
 
 
-def check_against_edgeblood(res: subprocess.CompletedProcess, model_path: Path, cells: Path, threshold: float) -> None:
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory) -> Path:
+    """Uncropped captures as a microscope gives them: synthetic 360x363 / 366x369 frames, plus a few PBC originals when here."""
+    import numpy as np
+    from conftest import real_data_dir
+
+    folder = tmp_path_factory.mktemp("captures")
+    rng = np.random.default_rng(3)
+    for i, (h, w) in enumerate([(363, 360), (369, 366), (360, 360)]):
+        base = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
+        Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC).save(folder / f"capture_{i}.png")
+    real = real_data_dir()
+    if real is not None and (real / "pbc-originals" / "val").is_dir():
+        for src in sorted((real / "pbc-originals" / "val").glob("*/*.jpg"))[::300]:
+            (folder / src.name).write_bytes(src.read_bytes())
+    return folder
+
+
+def check_against_edgeblood(res: subprocess.CompletedProcess, model_path: Path, cells: Path, threshold: float, framing=CELL_CROP,
+                            expect_rows: int = 17) -> None:
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
-    reference = {Path(r.file).resolve(): r for r in predict_files(open_model(model_path), [cells], top_k=3, reject_below=threshold).rows}
+    reference = {Path(r.file).resolve(): r for r in predict_files(open_model(model_path), [cells], top_k=3, reject_below=threshold, framing=framing).rows}
     ok_ref = {p: r for p, r in reference.items() if r.error is None}
-    assert len(rows) == len(ok_ref) == 17
+    assert len(rows) == len(ok_ref) == expect_rows
     for row in rows:
         ref = ok_ref[Path(row["file"]).resolve()]
         assert row["predicted"] == ref.predicted
         assert float(row["probability"]) == pytest.approx(ref.probability, abs=2e-6)
         assert [t.split(":")[0] for t in row["top_k"].split(";")] == [c for c, _ in ref.top_k]
         assert row["review"] == ("yes" if ref.review else "no")
-    assert "corrupt.jpg" in res.stderr and "1 unreadable" in res.stderr
+    if expect_rows == 17:
+        assert "corrupt.jpg" in res.stderr and "1 unreadable" in res.stderr
 
 
 def test_examples_import_only_their_runtime():
@@ -74,15 +95,26 @@ def test_examples_import_only_their_runtime():
 def test_onnx_app_matches_edgeblood_predict(run_dir, cells, tmp_path_factory):
     pytest.importorskip("onnxruntime")
     model = exported(run_dir, tmp_path_factory.getbasetemp(), ("onnx",))["onnx"]
-    res = run_example("onnx_app.py", model, cells, "--top-k", "3", "--reject-below", "0.3")
+    res = run_example("onnx_app.py", model, cells, "--top-k", "3", "--reject-below", "0.3", "--framing", "cell-crop")
     check_against_edgeblood(res, model, cells, 0.3)
     assert "8 classes, 28 px input" in res.stderr
+
+
+@pytest.mark.parametrize("script, target", [("onnx_app.py", "onnx"), ("openvino_app.py", "openvino")])
+def test_apps_frame_captures_like_edgeblood_by_default(script, target, run_dir, captures, tmp_path_factory):
+    """Whole captures: the app applies the model's framing (200 px window, bilinear, JPEG q75) exactly as predict does."""
+    pytest.importorskip("onnxruntime" if target == "onnx" else "openvino")
+    model = exported(run_dir, tmp_path_factory.getbasetemp(), (target,))[target]
+    res = run_example(script, model, captures, "--reject-below", "0.3")
+    n = len(list(captures.iterdir()))
+    check_against_edgeblood(res, model, captures, 0.3, framing=None, expect_rows=n)
+    assert "framing: centred 200x200 px window" in res.stderr and "JPEG q75" in res.stderr
 
 
 def test_openvino_app_matches_edgeblood_predict(run_dir, cells, tmp_path_factory):
     pytest.importorskip("openvino")
     model = exported(run_dir, tmp_path_factory.getbasetemp(), ("openvino",))["openvino"]
-    res = run_example("openvino_app.py", model, cells, "--reject-below", "0.3")
+    res = run_example("openvino_app.py", model, cells, "--reject-below", "0.3", "--framing", "cell-crop")
     check_against_edgeblood(res, model, cells, 0.3)
 
 

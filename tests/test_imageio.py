@@ -8,8 +8,7 @@ from PIL import Image, ImageFilter
 
 from edgeblood.errors import EdgebloodError
 from edgeblood.imageio import (
-    PBC_CROP_FRACTION,
-    crop_and_resize,
+    CELL_CROP,
     find_images,
     iter_image_files,
     load_image,
@@ -30,14 +29,14 @@ def expected(rgb: np.ndarray, size: int) -> np.ndarray:
     """The documented recipe written out by hand: largest centred square, then PIL bilinear."""
     h, w = rgb.shape[:2]
     side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
+    top, left = round((h - side) / 2), round((w - side) / 2)
     square = Image.fromarray(rgb[top : top + side, left : left + side])
     return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR))
 
 
 def test_png_rgb_odd_size_is_center_cropped_then_bilinear(tmp_path, rgb):
     Image.fromarray(rgb).save(tmp_path / "cell.png")
-    out = load_image(tmp_path / "cell.png", 28)
+    out = load_image(tmp_path / "cell.png", 28, framing=CELL_CROP)
     assert out.dtype == np.uint8 and out.shape == (28, 28, 3)
     np.testing.assert_array_equal(out, expected(rgb, 28))
 
@@ -45,32 +44,21 @@ def test_png_rgb_odd_size_is_center_cropped_then_bilinear(tmp_path, rgb):
 def test_image_at_model_size_is_returned_unchanged(tmp_path, rgb):
     square = rgb[:28, :28]
     Image.fromarray(square).save(tmp_path / "s.png")
-    np.testing.assert_array_equal(load_image(tmp_path / "s.png", 28), square)
+    np.testing.assert_array_equal(load_image(tmp_path / "s.png", 28, framing=CELL_CROP), square)
 
 
 def test_center_crop_takes_the_middle(tmp_path):
     img = np.zeros((20, 40, 3), np.uint8)
     img[:, 10:30] = 200  # the centred 20x20 square is uniform 200; the sides are black
     Image.fromarray(img).save(tmp_path / "wide.png")
-    out = load_image(tmp_path / "wide.png", 20)
+    out = load_image(tmp_path / "wide.png", 20, framing=CELL_CROP)
     assert (out == 200).all()
-
-
-def test_pbc_crop_fraction_matches_medmnist_200_of_360(tmp_path):
-    rng = np.random.default_rng(1)
-    original = rng.integers(0, 256, (360, 363, 3), dtype=np.uint8)  # PBC original size
-    Image.fromarray(original).save(tmp_path / "pbc.png")
-    out = load_image(tmp_path / "pbc.png", 64, crop_fraction=PBC_CROP_FRACTION)
-    crop = original[80:280, 81:281]
-    np.testing.assert_array_equal(out, np.asarray(Image.fromarray(crop).resize((64, 64), Image.Resampling.BILINEAR)))
-    with pytest.raises(EdgebloodError, match="crop fraction"):
-        load_image(tmp_path / "pbc.png", 64, crop_fraction=0)
 
 
 def test_jpeg_decodes_close_to_source(tmp_path, rgb):
     smooth = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(3)))  # JPEG-friendly content
     Image.fromarray(smooth).save(tmp_path / "cell.jpg", quality=95)
-    out = load_image(tmp_path / "cell.jpg", 32)
+    out = load_image(tmp_path / "cell.jpg", 32, framing=CELL_CROP)
     assert out.shape == (32, 32, 3)
     assert np.abs(out.astype(int) - expected(smooth, 32).astype(int)).mean() < 3
 
@@ -82,7 +70,7 @@ def test_tiff_16bit_rgb_scaled_over_full_range(tmp_path, rgb, planar):
         tifffile.imwrite(tmp_path / "c.tif", np.moveaxis(data16, -1, 0), photometric="rgb", planarconfig="separate")
     else:
         tifffile.imwrite(tmp_path / "c.tif", data16, photometric="rgb")
-    np.testing.assert_array_equal(load_image(tmp_path / "c.tif", 28), expected(rgb, 28))
+    np.testing.assert_array_equal(load_image(tmp_path / "c.tif", 28, framing=CELL_CROP), expected(rgb, 28))
 
 
 def test_tiff_8bit_and_16bit_grey(tmp_path, rgb):
@@ -91,21 +79,21 @@ def test_tiff_8bit_and_16bit_grey(tmp_path, rgb):
     tifffile.imwrite(tmp_path / "g16.tif", grey8.astype(np.uint16) * 257)
     want = expected(np.repeat(grey8[..., None], 3, axis=-1), 24)
     for name in ("g8.tiff", "g16.tif"):
-        out = load_image(tmp_path / name, 24)
+        out = load_image(tmp_path / name, 24, framing=CELL_CROP)
         np.testing.assert_array_equal(out, want)
 
 
 def test_16bit_grey_png(tmp_path, rgb):
     grey16 = rgb[..., 2].astype(np.uint16) * 257
     Image.fromarray(grey16).save(tmp_path / "g16.png")
-    out = load_image(tmp_path / "g16.png", 37)
+    out = load_image(tmp_path / "g16.png", 37, framing=CELL_CROP)
     crop = rgb[:, 8:45, 2]
     np.testing.assert_array_equal(out, np.repeat(crop[..., None], 3, axis=-1))
 
 
 def test_greyscale_replicated(tmp_path, rgb):
     Image.fromarray(rgb[..., 0]).save(tmp_path / "grey.png")
-    out = load_image(tmp_path / "grey.png", 37)
+    out = load_image(tmp_path / "grey.png", 37, framing=CELL_CROP)
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
     np.testing.assert_array_equal(out[..., 0], rgb[:, 8:45, 0])
 
@@ -115,7 +103,7 @@ def test_rgba_alpha_composited_on_white(tmp_path, rgb):
     alpha[:5] = 0  # fully transparent top rows -> white
     alpha[5:10] = 128  # half transparent -> halfway to white
     Image.fromarray(np.concatenate([rgb, alpha], axis=-1)).save(tmp_path / "rgba.png")
-    out = load_image(tmp_path / "rgba.png", 37)
+    out = load_image(tmp_path / "rgba.png", 37, framing=CELL_CROP)
     crop = rgb[:, 8:45].astype(float)
     assert (out[:5] == 255).all()
     np.testing.assert_allclose(out[5:10], crop[5:10] * 128 / 255 + 255 * 127 / 255, atol=1)
@@ -124,15 +112,15 @@ def test_rgba_alpha_composited_on_white(tmp_path, rgb):
 
 def test_palette_and_grey_alpha(tmp_path, rgb):
     Image.fromarray(rgb).convert("P").save(tmp_path / "p.png")
-    assert load_image(tmp_path / "p.png", 16).shape == (16, 16, 3)
+    assert load_image(tmp_path / "p.png", 16, framing=CELL_CROP).shape == (16, 16, 3)
     la = np.stack([rgb[..., 0], np.zeros_like(rgb[..., 0])], axis=-1)
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
-    assert (load_image(tmp_path / "la.png", 16) == 255).all()
+    assert (load_image(tmp_path / "la.png", 16, framing=CELL_CROP) == 255).all()
 
 
 def test_upsamples_small_images(tmp_path, rgb):
     Image.fromarray(rgb[:10, :12]).save(tmp_path / "tiny.png")
-    assert load_image(tmp_path / "tiny.png", 64).shape == (64, 64, 3)
+    assert load_image(tmp_path / "tiny.png", 64, framing=CELL_CROP).shape == (64, 64, 3)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +133,7 @@ def test_upsamples_small_images(tmp_path, rgb):
 def test_undecodable_files_are_one_line_errors(tmp_path, name, content, match):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(EdgebloodError, match=match) as err:
-        load_image(tmp_path / name, 28)
+        load_image(tmp_path / name, 28, framing=CELL_CROP)
     assert name in str(err.value) and "\n" not in str(err.value)
 
 
@@ -156,23 +144,18 @@ def test_truncated_jpeg_and_tiff(tmp_path, rgb):
     (tmp_path / "cut.tif").write_bytes((tmp_path / "full.tif").read_bytes()[:64])
     for name in ("cut.jpg", "cut.tif"):
         with pytest.raises(EdgebloodError, match=name):
-            load_image(tmp_path / name, 28)
+            load_image(tmp_path / name, 28, framing=CELL_CROP)
 
 
 def test_wrong_channel_count(tmp_path):
     tifffile.imwrite(tmp_path / "five.tif", np.zeros((20, 20, 5), np.uint8), photometric="minisblack", planarconfig="contig")
     with pytest.raises(EdgebloodError, match="5 channels"):
-        load_image(tmp_path / "five.tif", 28)
+        load_image(tmp_path / "five.tif", 28, framing=CELL_CROP)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(EdgebloodError, match="no such file"):
-        load_image(tmp_path / "nope.png", 28)
-
-
-def test_crop_and_resize_direct():
-    img = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)
-    np.testing.assert_array_equal(crop_and_resize(img, 4), img[1:5])
+        load_image(tmp_path / "nope.png", 28, framing=CELL_CROP)
 
 
 def test_iter_image_files_walks_sorted_recursive_known_endings(tmp_path):
@@ -204,5 +187,5 @@ def test_iter_image_files_problems_reported_or_raised(tmp_path):
 def test_load_images_strict_batch(tmp_path, rgb):
     for i in range(3):
         Image.fromarray(np.roll(rgb, i, axis=0)).save(tmp_path / f"{i}.png")
-    batch, files = load_images([tmp_path], 28)
+    batch, files = load_images([tmp_path], 28, framing=CELL_CROP)
     assert batch.shape == (3, 28, 28, 3) and [f.name for f in files] == ["0.png", "1.png", "2.png"]

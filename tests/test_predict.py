@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from edgeblood.errors import EdgebloodError
+from edgeblood.imageio import CELL_CROP
 from edgeblood.inference import open_model, predict_files
 from exported_sample import exported, sample_images, write_pngs
 
@@ -45,6 +46,7 @@ def cells(tmp_path_factory) -> Path:
 
 
 def run_cli(*args, timeout: int = 180) -> subprocess.CompletedProcess:
+    args = (*args, "--framing", "cell-crop") if "--framing" not in args else args  # the sample PNGs are framed cells
     return subprocess.run(
         [sys.executable, "-m", "edgeblood", "predict", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, env={**__import__("os").environ, "COLUMNS": "200"},
@@ -56,13 +58,13 @@ def test_probabilities_equal_the_array_pipeline(onnx_model, run_dir, cells):
     images, labels = sample_images()
     model = open_model(onnx_model)
     assert model.input_size == 28 and len(model.classes) == 8
-    report = predict_files(model, sorted(cells.glob("cell_*.png")), top_k=8)
+    report = predict_files(model, sorted(cells.glob("cell_*.png")), top_k=8, framing=CELL_CROP)
     assert report.n_files == 16 and report.n_failed == 0
     got = np.array([[dict(r.top_k)[c] for c in model.classes] for r in report.rows])
     want = model.loaded.predict(images.transpose(0, 3, 1, 2).astype(np.float32))
     np.testing.assert_allclose(got, want, atol=1e-6)
 
-    torch_report = predict_files(open_model(run_dir), sorted(cells.glob("cell_*.png")), top_k=8)
+    torch_report = predict_files(open_model(run_dir), sorted(cells.glob("cell_*.png")), top_k=8, framing=CELL_CROP)
     assert torch_report.runtime == "pytorch"
     got_torch = np.array([[dict(r.top_k)[c] for c in model.classes] for r in torch_report.rows])
     np.testing.assert_allclose(got_torch, got, atol=1e-4)
@@ -70,7 +72,7 @@ def test_probabilities_equal_the_array_pipeline(onnx_model, run_dir, cells):
 
 
 def test_bad_files_are_failed_rows_and_the_batch_goes_on(onnx_model, cells):
-    report = predict_files(open_model(onnx_model), [cells], top_k=3, reject_below=0.5)
+    report = predict_files(open_model(onnx_model), [cells], top_k=3, reject_below=0.5, framing=CELL_CROP)
     by_name = {Path(r.file).name: r for r in report.rows}
     assert report.n_files == 19 and report.n_failed == 2 and report.n_predicted == 17
     assert "corrupt.png: not an image" in by_name["corrupt.png"].error and by_name["corrupt.png"].predicted is None
@@ -85,13 +87,13 @@ def test_bad_files_are_failed_rows_and_the_batch_goes_on(onnx_model, cells):
 
 
 def test_cli_csv_top_k_and_review_flag(onnx_model, cells, run_dir):
-    top = sorted(r.probability for r in predict_files(open_model(onnx_model), [cells]).rows if r.probability is not None)
+    top = sorted(r.probability for r in predict_files(open_model(onnx_model), [cells], framing=CELL_CROP).rows if r.probability is not None)
     threshold = (top[len(top) // 2 - 1] + top[len(top) // 2]) / 2  # between two cells: some flagged, some not
     res = run_cli(onnx_model, cells, "--top-k", "2", "--format", "csv", "--reject-below", f"{threshold:.6f}")
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert len(rows) == 19
-    assert list(rows[0]) == ["file", "status", "predicted", "probability", "review", "top1_class", "top1_probability", "top2_class", "top2_probability", "error"]
+    assert list(rows[0]) == ["file", "framing", "status", "predicted", "probability", "review", "top1_class", "top1_probability", "top2_class", "top2_probability", "error"]
     ok = [r for r in rows if r["status"] != "error"]
     flagged = [r for r in ok if r["review"] == "yes"]
     assert 0 < len(flagged) < len(ok)
@@ -145,7 +147,7 @@ def test_bad_input_is_one_line(case, expect, onnx_model, cells, tmp_path):
 
 def test_empty_folder_beside_images_is_skipped_not_fatal(onnx_model, cells, tmp_path):
     (tmp_path / "empty").mkdir()
-    report = predict_files(open_model(onnx_model), [tmp_path / "empty", cells / "cell_00_class0.png", tmp_path / "missing.png"])
+    report = predict_files(open_model(onnx_model), [tmp_path / "empty", cells / "cell_00_class0.png", tmp_path / "missing.png"], framing=CELL_CROP)
     assert report.n_predicted == 1
     assert [Path(p).name for p, _ in report.skipped_inputs] == ["empty", "missing.png"]
     assert "2 input path(s) skipped" in report.summary()
@@ -160,3 +162,67 @@ def test_library_errors(onnx_model, tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     with pytest.raises(EdgebloodError, match="could not load"):
         open_model(tmp_path / "broken.onnx")
+
+
+# ----------------------------------------------------------------------------- framing and the guard
+def test_model_framing_travels_in_the_artifact(onnx_model, run_dir):
+    from edgeblood.runs import open_run
+
+    model = open_model(onnx_model)
+    assert model.framing == open_run(run_dir).framing and model.framing_recorded
+    assert model.framing.kind == "window" and model.framing.window_px == 200 and model.framing.jpeg_quality == 75
+    assert len(model.class_prior) == 8 and abs(sum(model.class_prior) - 1) < 1e-6
+
+
+def test_default_framing_cuts_the_window_from_a_capture(onnx_model, tmp_path):
+    """A whole 360x363 capture gives exactly what its framed array gives (window, bilinear, JPEG q75)."""
+    rng = np.random.default_rng(5)
+    capture = np.asarray(Image.fromarray(rng.integers(0, 256, (45, 46, 3), dtype=np.uint8)).resize((360, 363), Image.Resampling.BICUBIC))
+    Image.fromarray(capture).save(tmp_path / "capture.png")
+    model = open_model(onnx_model)
+    report = predict_files(model, [tmp_path / "capture.png"], top_k=8)
+    assert report.n_failed == 0 and report.framing_option == "model" and "200x200 px window" in report.summary()
+    want = model.loaded.predict(model.framing.apply(capture, 28).transpose(2, 0, 1)[None].astype(np.float32))[0]
+    got = dict(report.rows[0].top_k)
+    np.testing.assert_allclose([got[c] for c in model.classes], want, atol=1e-6)
+
+
+def test_a_framed_cell_under_the_models_window_fails_with_the_fix(onnx_model, cells):
+    report = predict_files(open_model(onnx_model), [cells / "cell_00_class0.png"])
+    assert report.n_failed == 1 and "smaller than the model's 200x200 px capture window" in report.rows[0].error
+    assert "--framing cell-crop" in report.rows[0].error
+
+
+def test_collapse_guard_warns_when_one_rare_class_dominates(onnx_model, cells, tmp_path):
+    """25 copies of one cell: every prediction is one class, far above its training prior -> one warning line."""
+    model = open_model(onnx_model)
+    src = cells / "cell_00_class0.png"
+    for i in range(25):
+        (tmp_path / f"copy_{i:02d}.png").write_bytes(src.read_bytes())
+    report = predict_files(model, [tmp_path], framing=CELL_CROP)
+    predicted = report.rows[0].predicted
+    prior = model.class_prior[model.classes.index(predicted)]
+    if prior < 0.25:
+        assert any(f"100 % of 25 images were predicted '{predicted}'" in w and "framing" in w for w in report.warnings)
+    res = run_cli(onnx_model, tmp_path, "--format", "csv")
+    assert res.returncode == 0 and ("warning:" in res.stderr) == (prior < 0.25)
+
+
+def test_collapse_guard_rules():
+    from edgeblood.inference import Prediction, PredictModel, collapse_warnings
+
+    classes = [f"c{i}" for i in range(8)]
+    model = PredictModel(loaded=None, path=Path("m.onnx"), classes=classes, input_size=28, class_prior=[0.05] * 7 + [0.65],
+                         val_confidence=0.9)
+
+    def rows(labels, p=0.9):
+        return [Prediction(file=str(i), predicted=c, probability=p) for i, c in enumerate(labels)]
+
+    mixed = [classes[i % 8] for i in range(40)]
+    assert collapse_warnings(rows(mixed), model, "model") == []
+    assert collapse_warnings(rows(["c0"] * 19), model, "model") == []  # too few to judge
+    (line,) = collapse_warnings(rows(["c0"] * 36 + mixed[1:5]), model, "model")
+    assert "90 % of 40 images were predicted 'c0' (it is 5 % of the training images)" in line and "--framing cell-crop" in line
+    assert collapse_warnings(rows(["c7"] * 40), model, "model") == []  # a class that is common in training
+    (low,) = collapse_warnings(rows(mixed, p=0.6), model, "window:150")
+    assert "mean top probability 0.60 is far below the model's 0.90" in low and "try --framing model" in low

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.framing import FRAMING_OPTION_HELP
 
 
 class Split(str, Enum):
@@ -33,6 +34,8 @@ def evaluate(
     explain: bool = typer.Option(False, "--explain", help="Also write Grad-CAM grids per class (correct vs misclassified) and a Grad-CAM sanity check."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Grad-CAM layer (module name); default: the last conv stage with a spatial map."),
     tta: bool = typer.Option(False, "--tta", help="Also report test-time augmentation (mean over 8 rotations/flips, 8x compute), apart from the single-pass figures."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Evaluate on your own labelled images instead of a BloodMNIST split: a folder of class sub-folders (ImageFolder layout) or a CSV of path,label."),
+    framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP + " Used with --images."),
 ) -> None:
     """Accuracy, balanced accuracy, macro/weighted precision-recall-F1, per-class sensitivity and
     specificity, one-vs-rest AUC, calibration (ECE, NLL) and the confusion matrix of a run.
@@ -43,6 +46,7 @@ def evaluate(
         edgeblood evaluate runs/se-cnn-28 --split test
         edgeblood evaluate runs/se-cnn-28 --split val --explain
         edgeblood evaluate runs/se-cnn-28 --tta
+        edgeblood evaluate runs/se-cnn-28 --images ../shared/data/pbc-originals/val
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -50,6 +54,9 @@ def evaluate(
     from edgeblood.runs import open_run
 
     opened = open_run(run)
+    if images is not None:
+        _evaluate_images(opened, images, framing, device=device, batch_size=batch_size, plots=plots)
+        return
     data = load_eval_data(opened, data_dir=data_dir, sample="auto" if sample is None else sample, download=download)
     n = len(data.labels(split.value))
     with Progress(TextColumn(f"evaluating on {split.value}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -58,3 +65,22 @@ def evaluate(
         entry = evaluate_run(opened, split.value, data=data, device=device, batch_size=batch_size, plots=plots, explain=explain,
                              gradcam_layer=layer, tta=tta, progress=lambda k: bar.advance(task, k))
     print_evaluation(entry, opened, console)
+
+
+def _evaluate_images(run, images: Path, framing: str, *, device: str, batch_size: int, plots: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgeblood.data.labelled_images import read_labelled_images
+    from edgeblood.evaluation.evaluate import evaluate_images, print_evaluation
+    from edgeblood.framing import Framing
+
+    chosen = Framing.parse(framing, run.framing)
+    n = len(read_labelled_images(images, run.classes, run.metadata.get("class_names_full")).files)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task(f"reading and framing {images}", total=n)
+        entry = evaluate_images(run, images, framing=chosen, device=device, batch_size=batch_size, plots=plots,
+                                load_progress=lambda k: bar.advance(task, k))
+    for item in entry["data"]["skipped_files"]:
+        err_console.print(f"[yellow]skipped:[/] {item['reason']}", highlight=False, soft_wrap=True)
+    print_evaluation(entry, run, console)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.framing import FRAMING_OPTION_HELP
 
 
 @app.command()
@@ -18,7 +19,7 @@ def explain(
     layer: Optional[str] = typer.Option(None, "--layer", help="Module name to take Grad-CAM at (default: the last conv stage with a spatial map)."),
     target: Optional[str] = typer.Option(None, "--target", help="Explain this class for every image instead of the predicted one."),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-    crop_fraction: float = typer.Option(1.0, help="Center square crop as a fraction of the shorter side before resizing (as in `edgeblood predict`)."),
+    framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP),
 ) -> None:
     """Grad-CAM (Selvaraju et al. 2017): which part of each cell image drove the model's decision.
 
@@ -33,16 +34,22 @@ def explain(
     from rich.table import Table
 
     from edgeblood.evaluation.explain import explain_images
+    from edgeblood.framing import Framing
+    from edgeblood.runs import open_run
+
+    run = open_run(run)
+    chosen = Framing.parse(framing, run.framing)
 
     with Progress(TextColumn("writing overlays"), BarColumn(), MofNCompleteColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("explain", total=None)
         result = explain_images(run, images, out_dir=out, layer=layer, target=target, device=device,
-                                crop_fraction=crop_fraction, progress=lambda k: bar.advance(task, k))
+                                framing=chosen, progress=lambda k: bar.advance(task, k))
     for _path, why in result.skipped:
         err_console.print(f"[yellow]skipped:[/] {escape(why)}", highlight=False, soft_wrap=True)
 
     r = result.run
-    table = Table(title=f"Grad-CAM of {r.name} ({r.model_name}), layer {result.layer} · runtime pytorch · device {result.device}",
+    table = Table(title=f"Grad-CAM of {r.name} ({r.model_name}), layer {result.layer} · runtime pytorch · device {result.device} · "
+                        f"framing: {result.framing}",
                   title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("file", overflow="fold")
     if result.labels is not None:

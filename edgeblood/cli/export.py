@@ -22,6 +22,7 @@ def export(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the BloodMNIST .npz files (default: $EDGEBLOOD_DATA, ~/.medmnist)."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default 21)."),
     no_simplify: bool = typer.Option(False, "--no-simplify", help="Skip the onnxslim pass (by default it runs and is kept only when it measurably helps)."),
+    capture: bool = typer.Option(True, "--capture/--no-capture", help="Also write model-capture.onnx / openvino/model-capture.xml: whole captures in (uint8 NHWC, any size), the model's framing inside the graph, checked on captures."),
     verify: bool = typer.Option(False, "--verify", help="Export nothing: re-check the artifacts already in export/ against the run's PyTorch model and update manifest.json."),
 ) -> None:
     """Export a run's model with its contract inside, then check each artifact against PyTorch.
@@ -63,7 +64,8 @@ def export(
 
         report = export_run(
             opened, split_list(target), split_list(precision), force=force, parity_images=n_images, data_dir=data_dir,
-            min_target=min_target, opset=opset, simplify=False if no_simplify else "auto", strict=False, progress=progress,
+            min_target=min_target, opset=opset, simplify=False if no_simplify else "auto", strict=False, capture=capture,
+            progress=progress,
         )
     _show(report)
 

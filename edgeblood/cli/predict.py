@@ -10,6 +10,7 @@ import typer
 
 from edgeblood.cli.app import app, console, err_console
 from edgeblood.errors import EdgebloodError
+from edgeblood.framing import FRAMING_OPTION_HELP, Framing
 
 
 class OutputFormat(str, Enum):
@@ -29,16 +30,18 @@ def predict(
     device: str = typer.Option("cpu", help="Runtime device: cpu, or cuda / gpu / cpu_and_ne where the runtime has it."),
     threads: Optional[int] = typer.Option(None, help="Inference threads (runtime default otherwise)."),
     batch_size: int = typer.Option(64, help="Images per runtime call."),
-    crop_fraction: float = typer.Option(1.0, help="Center square crop as a fraction of the shorter side before resizing; 0.5556 (200/360) reproduces MedMNIST's crop of 360x363 PBC originals."),
+    framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP),
 ) -> None:
     """Classify cell images: predicted class, probability, top-k, and a review flag for low confidence.
 
-    Each image is center-cropped to a square and resized to the model's input size with PIL
-    bilinear (how BloodMNIST was made); class names and size come from the model's metadata.
+    Each image is framed as the model's training images were cut from their captures (its
+    metadata says how: for BloodMNIST a centred 200x200 px window of a 360x363 capture, bilinear
+    resize, and the JPEG q75 step of the official 28 px file); class names and size come from the
+    model's metadata too. Single-cell crops already framed like training images: --framing cell-crop.
     Unreadable files are reported and skipped; the rest of the batch still runs.
 
-        edgeblood predict runs/se-cnn/export/model.onnx cells/*.png --top-k 3 --format csv
-        edgeblood predict runs/se-cnn/export/openvino/model.xml slide_crops/ --reject-below 0.7
+        edgeblood predict runs/se-cnn/export/model.onnx captures/ --top-k 3 --format csv
+        edgeblood predict runs/se-cnn/export/openvino/model.xml cell_crops/ --framing cell-crop --reject-below 0.7
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -47,7 +50,10 @@ def predict(
 
     fmt = _resolve_format(fmt, out)
     loaded = open_model(model, device=device, threads=threads)
+    chosen = Framing.parse(framing, loaded.framing)
     err_console.print(f"model: {loaded.describe()}", highlight=False)
+    err_console.print(f"framing: {chosen.describe()}" + (" (the model's)" if chosen == loaded.framing else f" (--framing {framing}; the model's: {loaded.framing.describe()})"),
+                      highlight=False, soft_wrap=True)
     total = count_files(images)
     with Progress(
         TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -56,7 +62,7 @@ def predict(
         task = bar.add_task("predict", total=total)
         report = predict_files(
             loaded, images, top_k=top_k, reject_below=reject_below, batch_size=batch_size,
-            crop_fraction=crop_fraction, progress=lambda n: bar.advance(task, n),
+            framing=chosen, progress=lambda n: bar.advance(task, n),
         )
 
     for _, why in report.skipped_inputs:
@@ -75,6 +81,8 @@ def predict(
         else:
             typer.echo(text, nl=False)
     err_console.print(report.summary(), highlight=False, soft_wrap=True)
+    for line in report.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def _resolve_format(fmt: OutputFormat | None, out: Path | None) -> OutputFormat:

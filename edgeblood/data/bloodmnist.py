@@ -55,6 +55,12 @@ class BloodMNIST:
             return f"embedded BloodMNIST SAMPLE ({counts} train/val/test images, {self.size} px) - not the full dataset"
         return f"BloodMNIST {self.size} px {self.variant} ({counts} train/val/test) from {self.path}"
 
+    def framing(self):
+        """How this file's images were cut from the PBC captures (edgeblood.framing)."""
+        from edgeblood.framing import bloodmnist_framing
+
+        return bloodmnist_framing(self.size, self.variant)
+
     def metadata(self) -> dict:
         return {
             "name": DATASET,
@@ -64,6 +70,7 @@ class BloodMNIST:
             "file": self.path,
             "md5": self.md5,
             "split_sizes": {s: int(len(self.labels(s))) for s in SPLITS},
+            "train_class_counts": np.bincount(self.labels("train"), minlength=len(CLASS_NAMES)).astype(int).tolist(),
             "notes": list(self.notes),
         }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from edgeblood.runs import Run, open_run
 
 METRICS_JSON = "metrics.json"
 RUNTIME = "pytorch"
-HEADLINE = ("accuracy", "macro_f1", "balanced_accuracy")
+HEADLINE = ("accuracy", "macro_f1", "balanced_accuracy", "mean_confidence")
 EXPLAIN_PER_SIDE = 4  # Grad-CAM grid: correct and misclassified examples per class
 SANITY_IMAGES = 64
 
@@ -71,20 +72,67 @@ def evaluate_run(
     device = _resolve_device(device)
 
     images, labels = data.images(split), data.labels(split)
+    label = f"{run.name} ({run.model_name}) · {split} · {len(labels)} images{' (SAMPLE)' if data.is_sample else ''} · {RUNTIME} {device}"
+    data_block = {**data.metadata(), "description": data.describe(), "evaluated_split_size": int(len(labels)), "notes": _data_notes(run, data)}
+    return _evaluate_arrays(run, split, images, labels, data_block, label=label, device=device, batch_size=batch_size, plots=plots,
+                            explain=explain, gradcam_layer=gradcam_layer, tta=tta, console=console, progress=progress)
+
+
+def evaluate_images(
+    run_dir: str | os.PathLike | Run,
+    source: str | os.PathLike,
+    *,
+    framing=None,
+    device: str = "cpu",
+    batch_size: int = 512,
+    plots: bool = True,
+    console=None,
+    progress=None,
+    load_progress=None,
+) -> dict:
+    """Evaluate on a lab's labelled images (class folders or a CSV of path,label), framed like training.
+
+    The entry lands in metrics.json under ``images-<folder name>`` beside val/test, with the same
+    metrics and plots, plus the framing, the file count and the files that could not be read.
+    ``framing`` (an ``edgeblood.framing.Framing``) defaults to the run's own.
+    """
+    from edgeblood.data.labelled_images import load_framed, read_labelled_images
+
+    run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
+    device = _resolve_device(device)
+    framing = framing or run.framing
+    items = read_labelled_images(source, run.classes, run.metadata.get("class_names_full"))
+    images, labels, kept, skipped = load_framed(items, run.in_size, framing, progress=load_progress)
+    key = f"images-{re.sub(r'[^A-Za-z0-9._-]+', '_', items.name) or 'folder'}"
+    data_block = {
+        "name": "images", "source": "images", "path": str(items.root), "layout": items.layout, "files": len(kept),
+        "skipped_files": [{"file": str(f), "reason": why} for f, why in skipped],
+        "framing": framing.to_dict(), "evaluated_split_size": int(len(labels)),
+        "description": f"{items.describe()}, framed as: {framing.describe()}"
+                       + (f"; {len(skipped)} file(s) skipped (unreadable)" if skipped else ""),
+        "notes": [] if framing == run.framing else [f"framing differs from the run's own ({run.framing.describe()})"],
+    }
+    label = f"{run.name} ({run.model_name}) · {items.name} · {len(labels)} images · {RUNTIME} {device}"
+    return _evaluate_arrays(run, key, images, labels, data_block, label=label, device=device, batch_size=batch_size, plots=plots,
+                            console=console, progress=progress)
+
+
+def _evaluate_arrays(run: Run, split: str, images: np.ndarray, labels: np.ndarray, data_block: dict, *, label: str, device: str,
+                     batch_size: int, plots: bool, explain: bool = False, gradcam_layer: str | None = None, tta: bool = False,
+                     console=None, progress=None) -> dict:
+    """Predict, score, plot and record one evaluation (an official split or a folder of images)."""
     model = run.model
     t0 = time.perf_counter()
     probs = predict_probs(model, images, run.mean, run.std, batch_size=batch_size, device=device, progress=progress)
     seconds = time.perf_counter() - t0
     model.cpu()
-
-    label = f"{run.name} ({run.model_name}) · {split} · {len(labels)} images{' (SAMPLE)' if data.is_sample else ''} · {RUNTIME} {device}"
     entry = {
         "split": split,
         "runtime": RUNTIME,
         "device": str(device),
         "model": run.model_name,
         "weights_sha256": weights_fingerprint(model),
-        "data": {**data.metadata(), "description": data.describe(), "evaluated_split_size": int(len(labels)), "notes": _data_notes(run, data)},
+        "data": data_block,
         "evaluated_at": utc_now(),
         "predict_seconds": round(seconds, 3),
         **compute_metrics(labels, probs, run.classes),
@@ -183,12 +231,13 @@ def explain_split(run: Run, images: np.ndarray, labels: np.ndarray, probs: np.nd
 def print_evaluation(entry: dict, run: Run, console) -> None:
     """What `edgeblood evaluate` prints: the data used, the compact table, where the files are."""
     data = entry["data"]
-    colour = "yellow" if data["source"] == "sample" else "green"
+    colour = "yellow" if data.get("source") == "sample" else "green"
     console.print(f"data: [{colour}]{data['description']}[/]", highlight=False, soft_wrap=True)
     for note in data.get("notes", []):
         console.print(f"  note: {note}", highlight=False, soft_wrap=True)
-    title = (f"{run.name} ({entry['model']}) · {entry['split']} split, {entry['num_samples']} images"
-             f"{' of the SAMPLE' if data['source'] == 'sample' else ''} · runtime {entry['runtime']} · device {entry['device']}")
+    what = f"{entry['split']} split" if entry["split"] in SPLITS else f"{data.get('path', entry['split'])}"
+    title = (f"{run.name} ({entry['model']}) · {what}, {entry['num_samples']} images"
+             f"{' of the SAMPLE' if data.get('source') == 'sample' else ''} · runtime {entry['runtime']} · device {entry['device']}")
     console.print(format_metrics_table(entry, title=title))
     if entry["top_confusions"]:
         top = ", ".join(f"{c['true']}→{c['predicted']} {c['count']}" for c in entry["top_confusions"][:3])

@@ -1,7 +1,7 @@
 """Grad-CAM for a user's own image files (`edgeblood explain RUN IMAGES...`).
 
-Images are read exactly as `edgeblood predict` reads them (edgeblood.imageio: centre square crop,
-bilinear resize to the run's input size). For each image one PNG (image | overlay) is written;
+Images are read exactly as `edgeblood predict` reads them (edgeblood.imageio with the run's framing,
+or the one the caller chooses). For each image one PNG (image | overlay) is written;
 when the images sit in folders named after classes (``basophil/``, ``platelet/``, ...) the true
 class is known and a grid per class puts correct and misclassified examples side by side,
 otherwise one overview grid is written.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeblood.data.labelled_images import class_lookup, normalise_class_name
 from edgeblood.errors import EdgebloodError
 from edgeblood.runs import Run, open_run
 
@@ -35,6 +36,7 @@ class ExplainResult:
     out_dir: Path
     device: str = "cpu"
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    framing: str = ""  # Framing.describe() of what was applied
 
     @property
     def preds(self) -> np.ndarray:
@@ -49,25 +51,27 @@ def explain_images(
     layer: str | None = None,
     target: str | None = None,
     device: str = "cpu",
-    crop_fraction: float = 1.0,
+    framing=None,
     per_side: int = 4,
     progress: Callable[[int], None] | None = None,
 ) -> ExplainResult:
     """Grad-CAM overlays and grids for image files/folders; bad files are skipped and reported.
 
     ``target``: explain this class (short or full name) for every image instead of the prediction.
-    ``out_dir`` defaults to RUN/plots/explain.
+    ``out_dir`` defaults to RUN/plots/explain. ``framing`` (an ``edgeblood.framing.Framing``)
+    defaults to the run's own.
     """
     from edgeblood.evaluation.gradcam import cell_mask, explain, mass_on_mask, plot_overview_grid, save_overlay, write_class_grids
     from edgeblood.imageio import iter_image_files, load_image
 
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
+    framing = framing or run.framing
     out = Path(out_dir) if out_dir is not None else run.plots_dir / "explain"
     skipped: list[tuple[Path, str]] = []
     files, images = [], []
     for path in iter_image_files(inputs, problems=skipped):
         try:
-            images.append(load_image(path, run.in_size, crop_fraction=crop_fraction))
+            images.append(load_image(path, run.in_size, framing=framing))
             files.append(path)
         except EdgebloodError as exc:
             skipped.append((path, str(exc)))
@@ -102,37 +106,26 @@ def explain_images(
         grids = [plot_overview_grid(batch, expl, run.classes, [p.name for p in files], out / "gradcam_overview.png",
                                     title=f"Grad-CAM ({expl.layer}) of {'class ' + target if target else 'the predicted class'}\n{label}")]
     return ExplainResult(run=run, files=files, probs=expl.probs, targets=expl.targets, layer=expl.layer, on_cell=on_cell,
-                         overlays=overlays, grids=grids, labels=labels, out_dir=out, device=device, skipped=skipped)
+                         overlays=overlays, grids=grids, labels=labels, out_dir=out, device=device, skipped=skipped,
+                         framing=framing.describe())
 
 
 def folder_labels(files: list[Path], run: Run) -> np.ndarray | None:
     """True classes from parent-folder names (e.g. ``cells/platelet/x.png``) when every file has one."""
     lookup = _name_lookup(run)
-    labels = [lookup.get(_norm(p.parent.name)) for p in files]
+    labels = [lookup.get(normalise_class_name(p.parent.name)) for p in files]
     return None if any(lbl is None for lbl in labels) else np.asarray(labels, dtype=np.int64)
 
 
 def _class_index(name: str, run: Run) -> int:
-    idx = _name_lookup(run).get(_norm(name))
+    idx = _name_lookup(run).get(normalise_class_name(name))
     if idx is None:
         raise EdgebloodError(f"unknown class '{name}'; use one of: {', '.join(run.classes)}")
     return idx
 
 
 def _name_lookup(run: Run) -> dict[str, int]:
-    lookup: dict[str, int] = {}
-    full = run.metadata.get("class_names_full") or run.classes
-    for i, names in enumerate(zip(run.classes, full)):
-        for name in names:
-            key = _norm(name)
-            lookup[key] = i
-            lookup[key.split("(")[0].strip()] = i  # "immature granulocytes(myelocytes, ...)"
-            lookup[key.rstrip("s")] = i
-    return lookup
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_-]+", " ", name.strip().lower()).rstrip("s")
+    return class_lookup(run.classes, run.metadata.get("class_names_full") or run.classes)
 
 
 def _unique(stem: str, used: set[str]) -> str:

@@ -88,6 +88,8 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: list[str
         "weighted_f1": float((f1 * weights).sum()),
         "macro_auc": float(np.mean(defined_auc)) if defined_auc else None,
         "ece": ece,
+        # mean top probability: what `edgeblood predict` compares a batch with to notice wrong framing or input
+        "mean_confidence": float(probs.max(1).mean()) if n else None,
         "ece_bins": ECE_BINS,
         "nll": float(-np.log(np.clip(probs[np.arange(n), y_true], _NLL_EPS, 1.0)).mean()),
         "brier": float(((probs - onehot) ** 2).sum(1).mean()),

@@ -73,6 +73,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise EdgebloodError(message)
+        self.augment.validate()
 
     def to_dict(self) -> dict:
         d = asdict(self)
