@@ -186,6 +186,8 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("batch", lambda r: str(r["batch"]) if r["batch"] else "-"),
         ("status", lambda r: r["status"]),
         ("test acc % (Δ pts vs fp32)", acc),
+        *([("images acc %", lambda r: f"{r['images_accuracy'] * 100:.2f}" if r.get("images_accuracy") is not None else "-")]
+          if any(r.get("images_accuracy") is not None for r in report["rows"]) else []),
         ("macro-F1", lambda r: f"{r['macro_f1']:.4f}" if r["macro_f1"] is not None else "-"),
         ("p50 ms", lat("p50")),
         ("p90 ms", lat("p90")),
@@ -224,6 +226,8 @@ def _dataset_line(report: dict[str, Any]) -> str:
         parts.append(
             f"**{run['name']}** ({run['model']}, {run['input_size']} px){where}: {ev['split']} split, {ev['images']} images, {src}; "
             f"PyTorch fp32 CPU reference accuracy {ref['accuracy'] * 100:.2f} %, macro-F1 {ref['macro_f1']:.4f}"
+            + (f"; images acc %: {run['images']['files']} labelled files from {run['images']['source']}, framed as: "
+               f"{run['images']['framing']}, each predicted by the row's own runtime" if run.get("images") else "")
         )
     return parts
 
@@ -319,6 +323,8 @@ def rich_tables(report: dict[str, Any]) -> list[Any]:
         spec += [
             ("status", lambda r: "MISMATCH" if r["status"] == MISMATCH else r["status"]),
             ("acc %", lambda r: f"{r['accuracy'] * 100:.2f}" if r["accuracy"] is not None else "-"),
+            *([("images %", lambda r: f"{r['images_accuracy'] * 100:.2f}" if r.get("images_accuracy") is not None else "-")]
+              if any(r.get("images_accuracy") is not None for r in rows_all) else []),
             ("Δ pt", lambda r: f"{r['accuracy_delta'] * 100:+.2f}" if r.get("accuracy_delta") is not None else "-"),
             ("p50 ms", lambda r: _fmt_ms(r["latency_ms"]["p50"]) + ("" if r["latency_ms"]["converged"] else "~") if r["latency_ms"] else "-"),
             ("× torch", lambda r: f"{r['speedup_vs_pytorch']:.2f}" if r.get("speedup_vs_pytorch") else "-"),

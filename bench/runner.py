@@ -85,6 +85,7 @@ class BenchConfig:
     label: str | None = None
     row_timeout_s: float = 300.0
     precisions: Sequence[str] | None = None  # only these artifact precisions (None: all)
+    images: str | None = None  # labelled image files (class folders or CSV): a real-image accuracy column per artifact
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,7 @@ class BenchConfig:
             "threads": list(self.threads),
             "timing": self.timing.to_dict(),
             "row_timeout_s": self.row_timeout_s,
+            "images": self.images,
             "parity_slice_images": PARITY_SLICE,
             "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
         }
@@ -292,6 +294,9 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
             np.savez(data_path, images=data["images"])
             ref = _reference(run, data)
             run_entries.append(_run_entry(run, data, ref, machine["label"]))
+            if config.images:
+                data["real"] = _load_real_images(run, config.images, Path(tmp) / f"{run.name}-images.npz")
+                run_entries[-1]["images"] = {k: v for k, v in data["real"].items() if k not in ("labels", "path")}
             changed = {art.path for art in artifacts if sha256_mismatch(art)}
             for art in artifacts:
                 if art.path in changed:
@@ -316,7 +321,7 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
                         if p.row["status"] == FAILED and p.row.pop("_stage", None) == "load":
                             group_failures[p.group] = p.row["reason"]
                         if p.full_eval and p.row.get("accuracy") is not None:
-                            group_accuracy[p.group] = {k: p.row[k] for k in ("accuracy", "macro_f1", "n_images")} | {
+                            group_accuracy[p.group] = {k: p.row.get(k) for k in ("accuracy", "macro_f1", "n_images", "images_accuracy", "images_n")} | {
                                 "measured_at": {"threads": p.row["threads"], "batch": p.row["batch"]}}
                 p.row.pop("_stage", None)
                 results[i] = p.row
@@ -328,7 +333,7 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
                 acc = group_accuracy.get(p.group)
                 if not p.full_eval and row["status"] in (OK, MISMATCH) and acc:
                     row.update(accuracy=acc["accuracy"], macro_f1=acc["macro_f1"], n_images=acc["n_images"],
-                               accuracy_measured_at=acc["measured_at"])
+                               accuracy_measured_at=acc["measured_at"], images_accuracy=acc["images_accuracy"], images_n=acc["images_n"])
                 rows.append(_finish(row, p.artifact, run))
     mark_pareto(rows)
     add_comparisons(rows, run_entries)
@@ -361,6 +366,17 @@ def _load_test_split(run, config: BenchConfig, notes: list[str]) -> dict[str, An
     if ds.is_sample and trained_on == "full":
         notes.append(f"{run.name}: trained on full BloodMNIST but the full file was not found here; accuracy is on the embedded sample ({ds.describe()})")
     return {"images": ds.images(SPLIT), "labels": ds.labels(SPLIT), "dataset": ds.metadata(), "describe": ds.describe()}
+
+
+def _load_real_images(run, source: str, out: Path) -> dict[str, Any]:
+    """Frame a folder (or CSV) of labelled images with the run's framing once; every accuracy row predicts them."""
+    from edgeblood.data.labelled_images import load_framed, read_labelled_images
+
+    items = read_labelled_images(source, run.classes, run.metadata.get("class_names_full"))
+    images, labels, kept, skipped = load_framed(items, run.in_size, run.framing)
+    np.savez(out, images=images)
+    return {"path": str(out), "labels": labels, "source": str(items.root), "files": len(kept), "skipped": len(skipped),
+            "framing": run.framing.describe()}
 
 
 def _reference(run, data: dict[str, Any]) -> dict[str, Any]:
@@ -399,6 +415,8 @@ def _execute(p: Planned, run, data, data_path: Path, ref, config: BenchConfig, m
         "batch": row["batch"], "data": str(data_path),
         "eval_images": None if p.full_eval else min(n, max(PARITY_SLICE, 2 * row["batch"])),
         "probs_out": str(tmp / f"probs-{index}.npy"), "result": str(tmp / f"result-{index}.json"),
+        "real_data": data["real"]["path"] if (p.full_eval and data.get("real")) else None,
+        "real_probs_out": str(tmp / f"real-probs-{index}.npy"),
         "timing": config.timing.to_dict(),
     }
     job_path = tmp / f"job-{index}.json"
@@ -425,6 +443,9 @@ def _execute(p: Planned, run, data, data_path: Path, ref, config: BenchConfig, m
         return
     probs = np.load(job["probs_out"])
     _judge(row, art, probs, data, ref, p.full_eval, len(run.classes))
+    if job["real_data"]:  # the real-image accuracy, by this artifact's own runtime
+        real = np.load(job["real_probs_out"])
+        row.update(images_accuracy=float((real.argmax(1) == data["real"]["labels"]).mean()), images_n=int(len(real)))
     lat = result["latency"]
     row.update(
         latency_ms={k.removesuffix("_ms"): lat[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms")}
@@ -499,7 +520,7 @@ ROW_KEYS = (
     "status", "reason", "split", "accuracy", "macro_f1", "n_images", "accuracy_measured_at", "agreement", "max_abs_diff",
     "parity_images", "latency_ms", "throughput_ips", "latency_input_shape", "load_s", "peak_rss_mb", "runtime_rss_mb", "baseline_rss_mb",
     "size_bytes", "params", "macs", "gmacs", "peak_gmacs", "peak_fraction", "peak_basis", "pareto",
-    "accuracy_delta", "speedup_vs_pytorch",
+    "accuracy_delta", "speedup_vs_pytorch", "images_accuracy", "images_n",
 )
 
 

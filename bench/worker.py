@@ -74,6 +74,11 @@ def run_job(job: dict[str, Any], state: dict[str, str] | None = None) -> dict[st
     probs = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
     eval_s = time.perf_counter() - t0
     np.save(job["probs_out"], probs.astype(np.float32, copy=False))
+    if job.get("real_data"):  # labelled image files, framed by the runner (bench --images)
+        with np.load(job["real_data"], allow_pickle=False) as npz:
+            real = npz["images"]
+        real_probs = [model.predict(to_model_input(real[i : i + batch]), chunk=batch) for i in range(0, len(real), batch)]
+        np.save(job["real_probs_out"], np.concatenate(real_probs).astype(np.float32, copy=False))
 
     state["stage"] = "time"
     timing = TimingConfig(**job.get("timing", {}))

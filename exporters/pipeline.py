@@ -266,12 +266,12 @@ def _export_one(run, target: str, precision: str, out: Path, source_onnx: Path, 
 def _export_captures(run, targets: list[str], staging: Path, export_dir: Path, source_onnx: Path, data_dir, parity_images,
                      report: ExportReport, step) -> None:
     """The whole-capture variants (exporters/capture.py), parity-checked on captures, moved into place, recorded."""
-    from edgeblood.exporters.capture import build_capture_model, build_capture_openvino, check_capture_parity, load_capture_parity_frames
+    from edgeblood.exporters.capture import build_capture_model, build_capture_openvino, check_capture_parity, load_capture_parity_frames, replace_jpeg
     from edgeblood.exporters.contract import artifact_metadata
 
     frames, labels, description = load_capture_parity_frames(run, data_dir, parity_images)
     report.notes.append(f"capture variants: run on {len(frames)} whole frames ({description}) and compared with the Python path "
-                        f"({run.framing.describe()} without any JPEG step, then PyTorch); pass: >= 99.5 % top-1 agreement")
+                        f"({replace_jpeg(run.framing).describe()}, then PyTorch); pass: >= 99.5 % top-1 agreement")
     for target in targets:
         rel = CAPTURE_PATHS[target]
         staged = staging / "capture" / rel

@@ -27,6 +27,7 @@ def bench(
     sample: bool = typer.Option(False, "--sample", help="Use the embedded sample's test split even when the full data is here."),
     label: Optional[str] = typer.Option(None, "--label", help="This machine's name in the report (default: hostname); it becomes the device column after `report merge`."),
     timeout: float = typer.Option(300.0, "--row-timeout", help="Seconds before one row's worker is stopped and the row marked failed."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Labelled image files (class sub-folders or a CSV of path,label), framed with each run's framing: adds a real-image accuracy column, each computed by the artifact's own runtime."),
 ) -> None:
     """Benchmark every exported variant of a run: one row per artifact x runtime x device x threads x batch.
 
@@ -54,6 +55,7 @@ def bench(
         runtimes=split_list(runtimes) or None, devices=split_list(devices) or ["cpu"], batches=positive_ints(batch, "--batch"),
         threads=positive_ints(threads, "--threads"), timing=_timing(quick, budget),
         data_dir=str(data_dir) if data_dir else None, sample=True if sample else "auto", label=label, row_timeout_s=timeout,
+        images=str(images) if images else None,
     )
     check_writable(out_dir)
     if export:
