@@ -36,8 +36,10 @@ from edgeblood.imageio import iter_image_files, load_image
 DEFAULT_BATCH = 64
 #: The collapse guard: at least this many predictions, one class above COLLAPSE_SHARE of them while its
 #: training prior is below COLLAPSE_PRIOR, or a mean top probability CONFIDENCE_GAP below the val mean.
+#: Measured on the 1,712 val originals fed as whole frames: 58-88 % "platelet" (prior 14 %) and a mean
+#: top probability 0.72-0.77 against 0.88-0.89 on val; framed correctly: at most 20 % one class, 0.88.
 GUARD_MIN_IMAGES = 20
-COLLAPSE_SHARE = 0.70
+COLLAPSE_SHARE = 0.50
 COLLAPSE_PRIOR = 0.25
 CONFIDENCE_GAP = 0.15
 

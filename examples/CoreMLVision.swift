@@ -3,7 +3,7 @@
 // Add runs/<name>/export/model.mlpackage to the Xcode target (Xcode compiles it to .mlmodelc), then:
 //
 //     let classifier = try CellClassifier(modelURL: Bundle.main.url(forResource: "model", withExtension: "mlmodelc")!)
-//     let result = try classifier.classify(cgImage)            // Vision: any size, center-cropped and scaled
+//     let result = try classifier.classify(cgImage)            // a whole capture: framed as in training, then scaled
 //     print(result.label, result.probability, result.needsReview)
 //
 // The model's contract (written by `edgeblood export --target coreml`, checked against this file by
@@ -12,9 +12,13 @@
 // "probabilities" ([String: Double] over the 8 cell types). Class names and input size are also in the
 // model's creator-defined metadata ("classes" as a JSON list, "input_size").
 //
-// Vision's .centerCrop takes the central square of the image and scales it to the input size - the
-// same recipe as BloodMNIST and `edgeblood predict` (its resampling filter differs slightly from PIL's
-// bilinear, so probabilities can differ in the last digits).
+// Framing: the model was trained on windows cut from captures, described by the "framing" metadata
+// (JSON; BloodMNIST: a centred 200x200 px window of a 360x363 capture). The window becomes Vision's
+// regionOfInterest, which Vision then scales to the input size (.scaleFill: the window is already
+// square) - the recipe of `edgeblood predict`. Vision's resampling differs slightly from PIL's
+// bilinear, and the JPEG q75 step of the official 28 px file is not applied here (models trained
+// with edgeblood's default recipe hold on both; see the README's framing table). Pass
+// `framing: .cellCrop` for images that are already single-cell crops.
 
 import CoreGraphics
 import CoreML
@@ -28,6 +32,30 @@ enum EdgebloodCoreML {
     static let probabilitiesOutput = "probabilities"
     static let classesKey = "classes"
     static let inputSizeKey = "input_size"
+    static let framingKey = "framing"
+}
+
+/// The "framing" metadata entry (edgeblood.framing): how a training image was cut from its capture.
+struct Framing: Decodable {
+    let kind: String          // "window" (fixed px), "fraction" (of the shorter side) or "square"
+    let window_px: Int?
+    let fraction: Double?
+    let jpeg_quality: Int?    // not applied by this snippet (see the note above)
+
+    static let cellCrop = Framing(kind: "square", window_px: nil, fraction: nil, jpeg_quality: nil)
+
+    /// The square cut from a width x height capture, in Vision's normalised, bottom-left-origin coordinates.
+    /// Offsets are rounded half to even, like edgeblood (Python's round).
+    func regionOfInterest(width: Int, height: Int) -> CGRect {
+        let short = min(width, height)
+        var side = short
+        if kind == "window", let px = window_px { side = min(px, short) }
+        if kind == "fraction", let f = fraction { side = max(1, Int((Double(short) * f).rounded(.toNearestOrEven))) }
+        let left = (Double(width - side) / 2).rounded(.toNearestOrEven)
+        let top = (Double(height - side) / 2).rounded(.toNearestOrEven)
+        return CGRect(x: left / Double(width), y: (Double(height) - top - Double(side)) / Double(height),
+                      width: Double(side) / Double(width), height: Double(side) / Double(height))
+    }
 }
 
 struct CellPrediction {
@@ -46,6 +74,7 @@ final class CellClassifier {
     let model: MLModel
     let classes: [String]
     let inputSize: Int
+    let framing: Framing
     let rejectBelow: Double
     private let visionModel: VNCoreMLModel
 
@@ -66,12 +95,16 @@ final class CellClassifier {
             classes = model.modelDescription.classLabels as? [String] ?? []
         }
         inputSize = Int(metadata[EdgebloodCoreML.inputSizeKey] ?? "") ?? 0
+        framing = metadata[EdgebloodCoreML.framingKey]?.data(using: .utf8)
+            .flatMap { try? JSONDecoder().decode(Framing.self, from: $0) } ?? .cellCrop
     }
 
-    /// Vision + Core ML: any image size; Vision center-crops to a square and scales to the model's input.
-    func classify(_ image: CGImage, orientation: CGImagePropertyOrientation = .up, topK: Int = 3) throws -> CellPrediction {
+    /// Vision + Core ML: a capture of any size, framed as the training images were, then scaled to the input.
+    func classify(_ image: CGImage, orientation: CGImagePropertyOrientation = .up, topK: Int = 3,
+                  framing override: Framing? = nil) throws -> CellPrediction {
         let request = VNCoreMLRequest(model: visionModel)
-        request.imageCropAndScaleOption = .centerCrop
+        request.regionOfInterest = (override ?? framing).regionOfInterest(width: image.width, height: image.height)
+        request.imageCropAndScaleOption = .scaleFill
         let handler = VNImageRequestHandler(cgImage: image, orientation: orientation, options: [:])
         try handler.perform([request])
         // A classifier model yields VNClassificationObservation results, most confident first.
@@ -83,13 +116,17 @@ final class CellClassifier {
                               needsReview: Double(best.confidence) < rejectBelow)
     }
 
-    /// Core ML alone (no Vision): the same crop and scale through MLFeatureValue, outputs read by name.
+    /// Core ML alone (no Vision): the same window cut with CGImage.cropping, scaled through MLFeatureValue.
     func classifyWithoutVision(_ image: CGImage, topK: Int = 3) throws -> CellPrediction {
         guard let constraint = model.modelDescription.inputDescriptionsByName[EdgebloodCoreML.inputName]?.imageConstraint else {
             throw CellClassifierError.noResult
         }
-        let pixels = try MLFeatureValue(cgImage: image, constraint: constraint,
-                                        options: [.cropAndScale: VNImageCropAndScaleOption.centerCrop.rawValue])
+        let roi = framing.regionOfInterest(width: image.width, height: image.height)
+        let window = CGRect(x: roi.minX * Double(image.width), y: (1 - roi.maxY) * Double(image.height),  // top-left origin
+                            width: roi.width * Double(image.width), height: roi.height * Double(image.height)).integral
+        guard let framed = image.cropping(to: window) else { throw CellClassifierError.noResult }
+        let pixels = try MLFeatureValue(cgImage: framed, constraint: constraint,
+                                        options: [.cropAndScale: VNImageCropAndScaleOption.scaleFill.rawValue])
         let input = try MLDictionaryFeatureProvider(dictionary: [EdgebloodCoreML.inputName: pixels])
         let output = try model.prediction(from: input)
         guard let label = output.featureValue(for: EdgebloodCoreML.labelOutput)?.stringValue,

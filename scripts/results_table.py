@@ -54,6 +54,7 @@ def collect(run_dir: Path) -> dict:
         "worst_class": worst[0],
         "worst_class_recall": worst[1],
         "val_accuracy": metrics.get("val", {}).get("accuracy"),
+        "val_originals": _val_originals(metrics),
         "epochs": run["training"].get("epochs_run"),
         "train_minutes": round(run["training"].get("wall_time_s", 0) / 60, 1),
         "train_device": run["training"].get("device"),
@@ -75,6 +76,19 @@ def collect(run_dir: Path) -> dict:
         row["epochs"] = comp.get("finetune", {}).get("epochs", 0)
         row["train_minutes"] = round(comp.get("finetune", {}).get("wall_time_s", 0) / 60, 1)
     return row
+
+
+def _val_originals(metrics: dict) -> dict | None:
+    """`edgeblood evaluate RUN --images .../pbc-originals/val` (the model's framing): accuracy on the 1,712 captures."""
+    for key, entry in metrics.items():
+        data = entry.get("data") or {} if isinstance(entry, dict) else {}
+        if key.startswith("images-") and str(data.get("path", "")).rstrip("/").endswith("pbc-originals/val"):
+            val = metrics.get("val") or {}
+            deltas = {c: entry["per_class"][c]["recall"] - val["per_class"][c]["recall"] for c in entry.get("per_class", {}) if c in val.get("per_class", {})}
+            worst = max(deltas, key=lambda c: abs(deltas[c])) if deltas else None
+            return {"accuracy": entry["accuracy"], "npz_val_accuracy": val.get("accuracy"), "framing": (data.get("framing") or {}).get("description"),
+                    "largest_recall_change": {"class": worst, "delta": deltas[worst]} if worst else None}
+    return None
 
 
 def _teacher(info: dict | None) -> str | None:
@@ -179,8 +193,11 @@ def render(rows: list[dict]) -> str:
            "TTA x8: mean logits over 4 rotations x 2 flips (8x compute), reported apart from single-pass accuracy. "
            "Seeds: mean ± sample std over independent trainings of the same command with --seed 0/1/2. "
            "Distilled rows name their teacher (`--teacher`); published: the reference study's own figure for that model.", "",
-           "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | macro-F1 | worst-class recall | latency p50 (variant) | train time | published | command |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
+           "Val originals: the 1,712 original PBC captures behind the val split, framed with the model's framing "
+           "(`edgeblood evaluate RUN --images ../shared/data/pbc-originals/val`), beside the npz val accuracy; "
+           "'-' where the run was not evaluated on them.", "",
+           "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | val originals (npz val) | macro-F1 | worst-class recall | latency p50 (variant) | train time | published | command |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["size"], -r["fp32_accuracy"])):
         int8 = f"{100 * r['int8']['accuracy']:.2f} % ({r['int8']['runtime']})" if r.get("int8") else "-"
         lat = r.get("latency")
@@ -189,10 +206,12 @@ def render(rows: list[dict]) -> str:
         acc = f"{100 * r['fp32_accuracy']:.2f} %" + (f" (mean {100 * seeds['mean']:.2f} ± {100 * seeds['std']:.2f}, {seeds['n']} seeds)" if seeds else "")
         tta = f"{100 * r['tta_accuracy']:.2f} %" if r.get("tta_accuracy") else "-"
         worst = f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} %" if r.get("worst_class") else "-"
+        orig = r.get("val_originals")
+        orig_s = f"{100 * orig['accuracy']:.2f} % ({100 * orig['npz_val_accuracy']:.2f} %)" if orig and orig.get("npz_val_accuracy") else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
         derived = f" [{r['derived']}]" if r.get("derived") else ""
         derived += f" [distilled from {r['teacher']}]" if r.get("teacher") else ""
-        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {tta} | {int8} | "
+        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {tta} | {int8} | {orig_s} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
                    f"{r['train_precision']}) | {r.get('published') or _published(r['model']) or '-'} | `{r['command']}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",

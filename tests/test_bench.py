@@ -178,3 +178,30 @@ def test_peak_model_and_pareto_front():
     assert peak == 128.0 and "2 core(s)" in basis
     # (latency, accuracy): b is slower and less accurate than a; c is slowest but most accurate
     assert pareto_front([(1.0, 0.90), (2.0, 0.85), (3.0, 0.95), (1.0, 0.90)]) == [True, False, True, True]
+
+
+def test_images_column_is_each_runtimes_own_accuracy_on_framed_files(exported_run, tmp_path):
+    """bench --images: every accuracy row predicts the labelled files itself; equal to edgeblood evaluate --images."""
+    from PIL import Image
+
+    from edgeblood.evaluation.evaluate import evaluate_images
+    from edgeblood.runs import open_run
+    from exported_sample import sample_images
+
+    images, labels = sample_images()
+    run = open_run(exported_run)
+    for i, (img, label) in enumerate(zip(images, labels)):
+        (tmp_path / "cells" / run.classes[label]).mkdir(parents=True, exist_ok=True)
+        # upscaled into the 200 px window of a 360x363 frame, so the run's own framing applies
+        frame = np.full((363, 360, 3), img[0, 0], np.uint8)
+        frame[82:282, 80:280] = np.asarray(Image.fromarray(img).resize((200, 200), Image.Resampling.BILINEAR))
+        Image.fromarray(frame).save(tmp_path / "cells" / run.classes[label] / f"{i:02d}.png")
+    report = bench_runs([exported_run], BenchConfig(runtimes=["pytorch", "onnxruntime", "openvino"], batches=[1], threads=[1], timing=TINY,
+                                                    images=str(tmp_path / "cells")))
+    rows = [r for r in report["rows"] if r["status"] == "ok"]
+    assert {r["runtime"] for r in rows} == {"pytorch", "onnxruntime", "openvino"}
+    expected = evaluate_images(open_run(shutil.copytree(exported_run, tmp_path / "copy")), tmp_path / "cells", plots=False)["accuracy"]
+    for r in rows:
+        assert r["images_n"] == 16 and r["images_accuracy"] == pytest.approx(expected, abs=1 / 16)
+    assert report["runs"][0]["images"]["files"] == 16 and "200x200 px window" in report["runs"][0]["images"]["framing"]
+    validate_report(report)

@@ -147,8 +147,13 @@ def test_swift_snippet_matches_exported_coreml_spec(run_dir, tmp_path_factory):
     # every EdgebloodCoreML.<name> the code uses is one of the checked constants; Vision classification is used
     used = set(re.findall(r"EdgebloodCoreML\.(\w+)", source))
     assert used and used <= set(names)
-    for api in ("VNCoreMLRequest", "VNClassificationObservation", "imageCropAndScaleOption = .centerCrop", ".creatorDefinedKey"):
+    for api in ("VNCoreMLRequest", "VNClassificationObservation", "regionOfInterest", "imageCropAndScaleOption = .scaleFill", ".creatorDefinedKey"):
         assert api in source
+    # the framing it decodes is the one the model carries (kind, window, fraction, JPEG keys of edgeblood.framing)
+    framing = json.loads(meta[names["framingKey"]])
+    assert framing["kind"] == "window" and framing["window_px"] == 200
+    for key in ("kind", "window_px", "fraction", "jpeg_quality"):
+        assert f"let {key}:" in source and key in framing
     # no class name or input size is hard-coded in the app
     assert not any(f'"{label}"' in source for label in spec["labels"])
     assert f"{spec['inputs'][0]['width']}" not in re.sub(r"//.*", "", source)
