@@ -13,6 +13,7 @@ from PIL import Image
 
 from edgeblood.data.bloodmnist import load_sample
 from edgeblood.errors import EdgebloodError
+from edgeblood.imageio import CELL_CROP
 from edgeblood.evaluation.gradcam import (
     GradCAM,
     cell_mask,
@@ -186,10 +187,11 @@ def test_explain_cli_on_class_folders(trained_run, sample, tmp_path):
             Image.fromarray(images[i]).resize((90, 120)).save(tmp_path / "cells" / folder / f"cell{i}.png")
     (tmp_path / "cells" / "platelet" / "broken.png").write_text("not a png")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["explain", str(trained_run), str(tmp_path / "cells"), "--out", str(out)])
+    result = CliRunner().invoke(app, ["explain", str(trained_run), str(tmp_path / "cells"), "--out", str(out),
+                                        "--framing", "cell-crop"])  # the files are framed cells, not captures
     assert result.exit_code == 0, result.output
     assert "broken.png" in result.output and "skipped" in result.output
-    assert "map on stained" in result.output and "features.9" in result.output
+    assert "map on stained" in result.output and "features.9" in result.output and "largest centred square" in result.output
     overlays = sorted(out.glob("cell*_gradcam_*.png"))
     assert len(overlays) == 6
     assert Image.open(overlays[0]).size == (2 * 168 + 4, 168)
@@ -201,12 +203,12 @@ def test_explain_images_target_and_unlabelled_overview(trained_run, sample, tmp_
 
     for i in range(4):
         Image.fromarray(sample.images("val")[i]).save(tmp_path / f"img{i}.png")
-    res = explain_images(trained_run, [tmp_path], out_dir=tmp_path / "out", target="Platelets")
+    res = explain_images(trained_run, [tmp_path], out_dir=tmp_path / "out", target="Platelets", framing=CELL_CROP)
     assert res.labels is None and list(res.targets) == [7] * 4
     assert [p.name for p in res.grids] == ["gradcam_overview.png"]
     assert all(p.name.endswith("_gradcam_platelet.png") for p in res.overlays)
     with pytest.raises(EdgebloodError, match="unknown class"):
-        explain_images(trained_run, [tmp_path], out_dir=tmp_path / "out", target="macrophage")
+        explain_images(trained_run, [tmp_path], out_dir=tmp_path / "out", target="macrophage", framing=CELL_CROP)
 
 
 def test_evaluate_explain_writes_class_grids_and_sanity(trained_run, tmp_path):

@@ -50,8 +50,9 @@ def train(
     early_stopping: Optional[int] = typer.Option(None, help="Patience in epochs on val accuracy (0 = off); best weights are kept."),
     rot90: Optional[bool] = typer.Option(None, "--rot90/--no-rot90", help="Random 90-degree rotations."),
     flips: Optional[bool] = typer.Option(None, "--flips/--no-flips", help="Random flips."),
-    crop_area: Optional[float] = typer.Option(None, help="Random resized crop keeping this minimum area fraction (1 = off)."),
+    crop_area: Optional[str] = typer.Option(None, help="Random resized crop: LOW or LOW,HIGH share of the window's area (above 1 zooms out); LOW alone keeps the recipe's HIGH; 1,1 = off."),
     color_jitter: Optional[float] = typer.Option(None, help="Colour jitter strength (0 = off)."),
+    crop_shift: Optional[float] = typer.Option(None, help="Random window offset as a fraction of its side, e.g. 0.03 (0 = off)."),
     stain_jitter: Optional[float] = typer.Option(None, help="Per-channel stain/white-balance gain jitter, e.g. 0.05 (0 = off)."),
     jpeg_aug: Optional[float] = typer.Option(None, help="Share of training images given a JPEG round trip at a random quality 60-95 (0 = off); covers captures with and without JPEG."),
     pretrain_epochs: Optional[int] = typer.Option(None, help="Autoencoder pre-training epochs (two-phase models)."),
@@ -89,8 +90,8 @@ def train(
                        weighted_sampler=weighted_sampler, oversample_minority=oversample, mixup=mixup, cutmix=cutmix,
                        ema_decay=ema, grad_clip=grad_clip, early_stopping=early_stopping, pretrain_epochs=pretrain_epochs,
                        teacher=str(teacher.resolve()) if teacher else None, kd_alpha=kd_alpha, kd_temperature=kd_temperature),
-        augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter, stain=stain_jitter, jpeg_prob=jpeg_aug,
-                               crop_area=None if crop_area is None else (crop_area, 1.0)),
+        augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter, stain=stain_jitter, jpeg_prob=jpeg_aug, crop_shift=crop_shift,
+                               crop_area=None if crop_area is None else _area_range(crop_area)),
         fixed=dict(seed=seed, device=device, precision=precision, channels_last=channels_last, threads=threads,
                    data_dir=str(data_dir) if data_dir else None, download=download, sample=sample, out_dir=str(out), name=name),
     )
@@ -106,7 +107,22 @@ def build_config(*, model: str, size: int, recipe: str, model_opts: dict, overri
 
     values = get_recipe(recipe, model, size)
     augment = dict(AugmentConfig().to_dict(), **values.pop("augment", {}))
+    area = augment_overrides.get("crop_area")
+    if area is not None and area[1] is None:  # --crop-area LOW keeps the recipe's upper bound
+        augment_overrides = dict(augment_overrides, crop_area=(area[0], max(area[0], tuple(augment["crop_area"])[1])))
     augment.update({k: v for k, v in augment_overrides.items() if v is not None})
     values.update({k: v for k, v in overrides.items() if v is not None})
     values.update(fixed)
     return TrainConfig(model=model, size=size, recipe=recipe, model_cfg=model_opts, augment=AugmentConfig.from_dict(augment), **values)
+
+
+def _area_range(text: str) -> tuple[float, float | None]:
+    """``--crop-area 0.9`` -> (0.9, None: the recipe's upper bound); ``0.9,1.1`` -> (0.9, 1.1)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise EdgebloodError(f"--crop-area takes LOW or LOW,HIGH (shares of the window's area, e.g. 0.9 or 0.9,1.1), got {text!r}")
+    return (values[0], values[1] if len(values) == 2 else None)
