@@ -69,6 +69,8 @@ def collect(run_dir: Path) -> dict:
     }
     if run["training"].get("config", {}).get("oversample_minority"):
         row["derived"] = "minority classes oversampled (--oversample)"
+    if "jpeg_prob" not in run["training"].get("config", {}).get("augment", {}):
+        row["recipe_note"] = "recipe before real-pixel augmentation"
     comp = run.get("compression")
     if comp:  # a pruned/sparse child run: its cost is the fine-tune, its command the compress call
         row["derived"] = f"{comp['method']} of {Path(comp['parent_run']).name}"
@@ -186,7 +188,8 @@ def _latency(run_dir: Path) -> dict | None:
 def render(rows: list[dict]) -> str:
     out = ["Official BloodMNIST test split (3,421 images); model selection on val only. fp32 accuracy: PyTorch; int8: the best "
            "int8 artifact re-measured with its own runtime on the full test split; latency: fastest variant, 1 thread, batch 1 "
-           "(`edgeblood bench`, 2-core AMD EPYC with AVX-512/VNNI/BF16; ratios within one report are what to compare). Train "
+           "(`edgeblood bench`, 2-core AMD EPYC with AVX-512/VNNI/BF16; ratios within one report are what to compare; the "
+           "rows with a val-originals figure were trained on a 2-core AMD EPYC with AVX2 only, in fp32). Train "
            "times are wall-clock on that 2-core machine while several trainings and test suites shared it (expect them "
            "2-4x shorter on an idle one); a pruned row's time is its fine-tune. Regenerate: "
            "`python scripts/results_table.py add RUN && python scripts/results_table.py render`.", "",
@@ -210,6 +213,7 @@ def render(rows: list[dict]) -> str:
         orig_s = f"{100 * orig['accuracy']:.2f} % ({100 * orig['npz_val_accuracy']:.2f} %)" if orig and orig.get("npz_val_accuracy") else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
         derived = f" [{r['derived']}]" if r.get("derived") else ""
+        derived += f" [{r['recipe_note']}]" if r.get("recipe_note") else ""
         derived += f" [distilled from {r['teacher']}]" if r.get("teacher") else ""
         out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {tta} | {int8} | {orig_s} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "

@@ -137,3 +137,19 @@ def test_default_recipe_trains_for_real_pixels():
 
     aug = get_recipe("default", "se-cnn", 28)["augment"]
     assert aug["jpeg_prob"] > 0 and aug["stain"] > 0 and aug["crop_area"][1] > 1.0 and aug["crop_shift"] > 0
+
+
+def test_crop_area_option_keeps_the_recipes_zoom_out_unless_given():
+    from edgeblood.cli.train import _area_range, build_config
+
+    def cfg(area):
+        return build_config(model="se-cnn", size=28, recipe="default", model_opts={}, overrides={},
+                            augment_overrides=dict(crop_area=None if area is None else _area_range(area)), fixed={})
+
+    assert cfg(None).augment.crop_area == (0.9, 1.1)
+    assert cfg("0.8").augment.crop_area == (0.8, 1.1)
+    assert cfg("0.9,1.0").augment.crop_area == (0.9, 1.0)
+    with pytest.raises(EdgebloodError, match="LOW or LOW,HIGH"):
+        _area_range("big")
+    with pytest.raises(EdgebloodError, match="--crop-area must be"):
+        cfg("2,2").validate()
