@@ -3,7 +3,7 @@
 A classifier trained on BloodMNIST never saw a microscope frame: it saw a centred 200 x 200 px window
 of a 360 x 363 PBC capture, resized (PIL bilinear) to 28 or 64 px, and for the official 28 px file
 saved as JPEG quality 75 and read back. Fed the whole frame, cells appear at ~0.56x their training
-size and the model collapses onto one class (25 % val accuracy, measured). So the framing travels
+size and the model collapses onto one class (21-25 % accuracy on the val originals, measured). So the framing travels
 with the model (run.json, every artifact's metadata, the model card) and every tool that reads
 captures applies it by default.
 

@@ -117,7 +117,7 @@ def _framing_section(meta: dict, size: Any) -> list[str]:
         "",
         f"The training images were cut from their source captures as: **{framing.describe()}**, to {size} x {size} px. "
         "Feed captures the same way, or the cells appear at another size than in training (whole 360 x 363 frames fed to a "
-        "28 px BloodMNIST model: 25 % val accuracy, almost everything called platelet).",
+        "28 px BloodMNIST model: 21-25 % accuracy on the val originals, mostly called platelet).",
         "",
     ]
     if framing.kind == "window":
