@@ -153,3 +153,19 @@ def test_crop_area_option_keeps_the_recipes_zoom_out_unless_given():
         _area_range("big")
     with pytest.raises(EdgebloodError, match="--crop-area must be"):
         cfg("2,2").validate()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--mixup", "-1"], "--mixup"), (["--early-stopping", "-1"], "--early-stopping"), (["--threads", "-2"], "--threads"),
+    (["--color-jitter", "-1"], "--color-jitter"), (["--crop-area", "0"], "--crop-area"), (["--crop-area", "2,1"], "--crop-area"),
+    (["--kd-alpha", "0.5"], "need --teacher"),
+])
+def test_bad_training_options_fail_before_any_data_or_run_dir(args, expect, tmp_path):
+    """An EdgebloodError naming the option (main() prints it as one line, exit 2), and no run directory left behind."""
+    from typer.testing import CliRunner
+
+    from edgeblood.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--sample", "--out", str(tmp_path / "runs"), *args])
+    assert isinstance(result.exception, EdgebloodError) and expect in str(result.exception), result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -226,3 +226,10 @@ def test_collapse_guard_rules():
     assert collapse_warnings(rows(["c7"] * 40), model, "model") == []  # a class that is common in training
     (low,) = collapse_warnings(rows(mixed, p=0.6), model, "window:150")
     assert "mean top probability 0.60 is far below the model's 0.90" in low and "try --framing model" in low
+
+
+def test_cli_exits_non_zero_when_every_file_failed(onnx_model, cells):
+    """28 px cells under the model's 200 px capture window: every row fails, so the exit code says so."""
+    res = run_cli(onnx_model, cells / "cell_00_class0.png", cells / "cell_01_class0.png", "--framing", "model", "--format", "csv")
+    assert res.returncode == 2, res.stderr
+    assert "none of the 2 files could be classified" in res.stderr and "--framing cell-crop" in res.stderr

@@ -83,6 +83,9 @@ def predict(
     err_console.print(report.summary(), highlight=False, soft_wrap=True)
     for line in report.warnings:
         err_console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    if report.n_predicted == 0:  # every file failed: a script must not read this as success
+        first = next((r.error for r in report.rows if r.error), "")
+        raise EdgebloodError(f"none of the {report.n_files} files could be classified (first: {first})")
 
 
 def _resolve_format(fmt: OutputFormat | None, out: Path | None) -> OutputFormat:

@@ -83,6 +83,8 @@ def train(
         run_dir = run_training(TrainConfig(), resume=resume, console=console, evaluate=evaluate)
         console.print(f"run directory: {run_dir}")
         return
+    if teacher is None and (kd_alpha is not None or kd_temperature is not None):
+        raise EdgebloodError("--kd-alpha and --kd-temperature weight a distillation term; they need --teacher RUN (a trained run to distil from)")
     cfg = build_config(
         model=model, size=size, recipe=recipe, model_opts=parse_model_opts(model_opt),
         overrides=dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,

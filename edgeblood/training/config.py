@@ -69,6 +69,13 @@ class TrainConfig:
             (0 <= self.ema_decay < 1, "--ema must be in [0, 1)"),
             (0 <= self.kd_alpha <= 1, "--kd-alpha must be in [0, 1]"),
             (self.kd_temperature > 0, "--kd-temperature must be positive"),
+            (self.mixup >= 0, f"--mixup is a Beta alpha >= 0 (0 = off), got {self.mixup}"),
+            (self.cutmix >= 0, f"--cutmix is a Beta alpha >= 0 (0 = off), got {self.cutmix}"),
+            (self.early_stopping >= 0, f"--early-stopping is a patience in epochs >= 0 (0 = off), got {self.early_stopping}"),
+            (self.threads >= 0, f"--threads must be >= 0 (0 = PyTorch's default), got {self.threads}"),
+            (self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.pretrain_epochs >= 0, f"--pretrain-epochs must be >= 0, got {self.pretrain_epochs}"),
         ]
         for ok, message in checks:
             if not ok:
