@@ -139,7 +139,8 @@ def _load_file(path: Path, size: int, *, verify_md5: bool) -> BloodMNIST:
         if verify_md5:
             raise EdgebloodError(
                 f"{path} has MD5 {digest}, expected {FILES[size]['md5']} (official {size} px file); "
-                "the file is corrupt or not the official one: delete it and use --download, or pass --no-verify-md5 to use it anyway"
+                "the file is corrupt or not the official one: delete it and fetch the official file with --download "
+                "(edgeblood reads only the official files and the known regenerated 64 px file, so results stay comparable)"
             )
         variant = "unverified"
     splits = _read_npz(path, size)
