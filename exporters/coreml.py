@@ -71,10 +71,12 @@ def quiet():
 def deployment_target(name: str):
     """``"iOS16"`` -> ``ct.target.iOS16`` (case-insensitive); ML programs need iOS15/macOS12 or newer."""
     ct = require_coremltools()
-    names = {t.lower(): t for t in dir(ct.target) if not t.startswith("_")}
+    # __members__, not dir(): the enum's int mixin adds methods to dir(), and aliases (macOS13 = iOS16) only live here
+    names = {t.lower(): t for t in ct.target.__members__}
     key = names.get(name.lower())
     if key is None:
-        raise EdgebloodError(f"unknown Core ML deployment target '{name}'; choose one of: {', '.join(sorted(names.values()))}")
+        usable = [t for t, v in ct.target.__members__.items() if v.value >= ct.target.iOS15.value]
+        raise EdgebloodError(f"unknown Core ML deployment target '{name}'; choose one of: {', '.join(usable)}")
     target = getattr(ct.target, key)
     if target.value < ct.target.iOS15.value:
         raise EdgebloodError(f"ML programs (.mlpackage) need iOS15/macOS12 or newer, not {key}; pass --min-target iOS15 or later")

@@ -85,11 +85,17 @@ def plan(targets: Sequence[str], precisions: Sequence[str]) -> tuple[list[tuple[
 
 
 def check_request(
-    run, targets: Sequence[str], precisions: Sequence[str], *, force: bool = False, min_target: str = "iOS16"
+    run, targets: Sequence[str], precisions: Sequence[str], *, force: bool = False, min_target: str = "iOS16", opset: int | None = None
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """Every check that needs no work: targets, precisions, converters installed, outputs free, folder writable."""
     pairs, notes = plan(targets, precisions)
     _require_libraries({t for t, _ in pairs})
+    if opset is not None and any(t in ("onnx", "openvino") for t, _ in pairs):
+        from edgeblood.exporters.onnx import DEFAULT_OPSET
+        from edgeblood.exporters.capture import MIN_OPSET
+
+        if not MIN_OPSET <= opset <= DEFAULT_OPSET:  # torch's exporter writes >= 18; the capture variant needs 18 (antialias)
+            raise EdgebloodError(f"--opset must be between {MIN_OPSET} and {DEFAULT_OPSET} (got {opset}); ONNX Runtime >= 1.18 and OpenVINO read all of them")
     if any(t == "coreml" for t, _ in pairs):
         from edgeblood.exporters.coreml import deployment_target
 
@@ -128,7 +134,7 @@ def export_run(
     from edgeblood.runs import Run, open_run
 
     run = run if isinstance(run, Run) else open_run(run)
-    pairs, notes = check_request(run, targets, precisions, force=force, min_target=min_target)
+    pairs, notes = check_request(run, targets, precisions, force=force, min_target=min_target, opset=opset)
     export_dir = run.export_dir
     dests = {pair: export_dir / ARTIFACT_PATHS[pair] for pair in pairs}
 

@@ -280,6 +280,15 @@ def test_bad_input_is_one_line_and_writes_nothing(report, sample_run, tmp_path, 
     _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--precision", "int8"), "int8 comes from `edgeblood compress")
     _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--parity-images", "0"), "--parity-images must be")
     _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--target", "coreml", "--min-target", "iOS13"), "need iOS15")
+    # the choices listed are deployment targets (not the enum's int methods), and aliases like macOS13 are accepted
+    code, err = run_main(monkeypatch, capsys, str(fresh), "--target", "coreml", "--min-target", "iOS99")
+    _assert_one_line(code, err, "choose one of: iOS15, iOS16")
+    assert "bit_count" not in err and "macOS13" in err
+    from edgeblood.exporters.coreml import deployment_target
+
+    assert deployment_target("macOS13") == deployment_target("iOS16")
+    for opset in ("7", "16", "22"):
+        _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--opset", opset), r"--opset must be between 18 and 21")
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real_find_spec(name, *a))

@@ -52,7 +52,7 @@ def export(
         with err_console.status("re-checking exported artifacts against PyTorch"):
             report = verify_exports(opened, parity_images=n_images, data_dir=data_dir, strict=False)
         return _show(report)
-    check_request(opened, split_list(target), split_list(precision), force=force, min_target=min_target)  # bad input fails before any work
+    check_request(opened, split_list(target), split_list(precision), force=force, min_target=min_target, opset=opset)  # bad input fails before any work
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,
