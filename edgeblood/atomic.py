@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgeblood.errors import EdgebloodError
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -87,3 +89,32 @@ def exclusive_lock(lock_file: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def check_output_file(dest: str | os.PathLike, option: str = "--out") -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder in its place, or a
+    file where one of its parent folders should be (one line naming the fix)."""
+    dest = Path(dest).expanduser()
+    if dest.is_dir():
+        raise EdgebloodError(f"{option} {dest} is a folder; name a file inside it, e.g. {option} {dest / ('result' + (dest.suffix or '.csv'))}")
+    _check_parents(dest.parent, option, dest)
+    return dest
+
+
+def check_output_dir(dest: str | os.PathLike, option: str = "--out") -> Path:
+    """The same for an output folder: a file in its place or above it is refused before any work."""
+    dest = Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise EdgebloodError(f"{option} {dest} is a file, not a folder; move it away or pass another folder")
+    _check_parents(dest.parent, option, dest)
+    return dest
+
+
+def _check_parents(folder: Path, option: str, dest: Path) -> None:
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise EdgebloodError(f"{option} {dest}: {parent} is a file, so nothing can be written below it; choose another path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise EdgebloodError(f"{option} {dest}: cannot write below {parent} (permission denied); choose a writable folder")
+            return

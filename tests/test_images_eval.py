@@ -111,3 +111,18 @@ def test_pbc_originals_evaluate_with_the_models_framing(data_dir, sample_run, co
     entry = evaluate_images(run, originals, plots=False)
     assert entry["num_samples"] == 1712 and not entry["data"]["skipped_files"]
     assert "200x200 px window" in entry["data"]["description"]
+
+
+def test_explain_and_evaluate_refuse_output_paths_under_files(sample_run, copy_run, labelled, tmp_path):
+    run_dir = copy_run(sample_run)
+    (tmp_path / "afile").write_text("x")
+    env = {**__import__("os").environ, "COLUMNS": "200"}
+    res = subprocess.run([sys.executable, "-m", "edgeblood", "explain", str(run_dir), str(labelled), "--framing", "cell-crop",
+                          "--out", str(tmp_path / "afile" / "ex")], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 2 and "is a file, so nothing can be written below it" in res.stderr and "Traceback" not in res.stderr
+    import shutil
+
+    shutil.rmtree(run_dir / "plots", ignore_errors=True)
+    (run_dir / "plots").write_text("a file where the plots folder should be")
+    res = subprocess.run([sys.executable, "-m", "edgeblood", "evaluate", str(run_dir)], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 2 and "is a file, not a folder" in res.stderr and "Traceback" not in res.stderr

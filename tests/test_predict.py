@@ -233,3 +233,15 @@ def test_cli_exits_non_zero_when_every_file_failed(onnx_model, cells):
     res = run_cli(onnx_model, cells / "cell_00_class0.png", cells / "cell_01_class0.png", "--framing", "model", "--format", "csv")
     assert res.returncode == 2, res.stderr
     assert "none of the 2 files could be classified" in res.stderr and "--framing cell-crop" in res.stderr
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "onto_a_folder"])
+def test_bad_out_path_fails_before_any_prediction(case, onnx_model, cells, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "existing_dir.csv").mkdir()
+    out = tmp_path / "afile" / "p.csv" if case == "under_a_file" else tmp_path / "existing_dir.csv"
+    res = run_cli(onnx_model, cells, "--out", out)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and ("is a file, so nothing can be written below it" in errors[0] or "is a folder; name a file" in errors[0])
+    assert "classifying" not in res.stderr and "files:" not in res.stderr  # refused before the batch ran

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from edgeblood.atomic import check_output_dir
 from edgeblood.cli.app import app, console, err_console
 from edgeblood.framing import FRAMING_OPTION_HELP
 
@@ -54,6 +55,8 @@ def evaluate(
     from edgeblood.runs import open_run
 
     opened = open_run(run)
+    if plots:
+        check_output_dir(opened.plots_dir, "plots folder")
     if images is not None:
         _evaluate_images(opened, images, framing, device=device, batch_size=batch_size, plots=plots)
         return

@@ -34,11 +34,13 @@ def explain(
     from rich.table import Table
 
     from edgeblood.evaluation.explain import explain_images
+    from edgeblood.atomic import check_output_dir
     from edgeblood.framing import Framing
     from edgeblood.runs import open_run
 
     run = open_run(run)
     chosen = Framing.parse(framing, run.framing)
+    check_output_dir(out if out is not None else run.plots_dir / "explain")
 
     with Progress(TextColumn("writing overlays"), BarColumn(), MofNCompleteColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("explain", total=None)

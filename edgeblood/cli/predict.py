@@ -45,10 +45,12 @@ def predict(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from edgeblood.atomic import write_text
+    from edgeblood.atomic import check_output_file, write_text
     from edgeblood.inference import count_files, open_model, predict_files
 
     fmt = _resolve_format(fmt, out)
+    if out is not None:
+        check_output_file(out)  # before any prediction: a bad path must not cost the whole batch
     loaded = open_model(model, device=device, threads=threads)
     chosen = Framing.parse(framing, loaded.framing)
     err_console.print(f"model: {loaded.describe()}", highlight=False)
