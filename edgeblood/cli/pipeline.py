@@ -9,6 +9,7 @@ import typer
 
 from edgeblood.cli.app import app, console, err_console
 from edgeblood.cli.options import split_list
+from edgeblood.errors import EdgebloodError
 
 
 @app.command()
@@ -44,6 +45,7 @@ def pipeline(
     # Only look for the file here: train() loads (and MD5-checks) it once; --download lets train() fetch it.
     use_sample = sample or (find_dataset_file(size, data_dir) is None and not download)
     data_arg = str(data_dir) if data_dir else None
+    wanted = _available_targets(targets)  # before training: a missing extra must not cost a training run
     console.rule("[bold]1/4 train")
     if use_sample:
         console.print("[yellow]full BloodMNIST not found: running the whole path on the embedded sample "
@@ -55,7 +57,6 @@ def pipeline(
     run = open_run(run_dir)
 
     console.rule("[bold]2/4 export")
-    wanted = _available_targets(targets)
     report = export_run(run, wanted, ("fp32",), data_dir=data_dir, strict=True)
     for art in report.artifacts:
         console.print(f"  {art.get('target')} {art.get('precision')}: {art.get('path')} - parity {art.get('parity', {}).get('status')}",
@@ -80,11 +81,21 @@ def pipeline(
 
 
 def _available_targets(text: str) -> tuple[str, ...]:
+    """The export targets whose libraries are installed; none at all is an error (before any training)."""
     import importlib.util
 
-    needs = {"onnx": "onnxruntime", "openvino": "openvino", "coreml": "coremltools"}
+    from rich.markup import escape
+
+    needs = {"onnx": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino"), "coreml": ("coremltools",)}
     wanted = tuple(split_list(text))
-    keep = tuple(t for t in wanted if importlib.util.find_spec(needs.get(t, t)) is not None)
-    for t in set(wanted) - set(keep):
-        console.print(f"[yellow]skipping {t}: {needs.get(t, t)} is not installed (pip install \"edgeblood[{t}]\")[/]")
+    unknown = [t for t in wanted if t not in needs]
+    if unknown:
+        raise EdgebloodError(f"unknown target(s) {', '.join(unknown)}; choose from onnx, openvino, coreml")
+    keep = tuple(t for t in wanted if all(importlib.util.find_spec(m) is not None for m in needs[t]))
+    if not keep:
+        raise EdgebloodError(f"none of the export targets ({', '.join(wanted)}) can run here: their libraries are missing; "
+                             f'install them first with pip install "edgeblood[{",".join(wanted)}]" (or "edgeblood[all]")')
+    for t in sorted(set(wanted) - set(keep)):
+        hint = escape('pip install "edgeblood[' + t + ']"')
+        console.print(f"skipping {t}: {' and '.join(needs[t])} not installed ({hint})", style="yellow", highlight=False)
     return keep
