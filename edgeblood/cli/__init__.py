@@ -6,6 +6,7 @@ onnxruntime, openvino, coremltools) are imported inside the commands so ``--help
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from rich.markup import escape
@@ -30,8 +31,22 @@ __all__ = ["app", "console", "main"]
 
 def main() -> None:
     """Entry point: user-fixable errors become one red line and exit code 2 (usage errors: Typer's own message)."""
+    interrupted = False
+
+    def on_sigint(signum, frame):  # noqa: ARG001 - signal handler signature
+        nonlocal interrupted
+        interrupted = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         app()
+    except SystemExit as exc:  # click turns Ctrl-C into "Aborted!" + exit 1; shells expect 130 (128 + SIGINT)
+        if interrupted:
+            sys.exit(130)
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
     except EdgebloodError as exc:
         # escape(): messages name extras like "edgeblood[openvino]", which rich would eat as markup
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

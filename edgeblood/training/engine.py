@@ -50,7 +50,35 @@ HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr
 
 
 def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console | None = None, evaluate: bool = True) -> Path:
-    """Train a model as described by ``cfg`` (or resume the run at ``resume``); returns the run directory."""
+    """Train a model as described by ``cfg`` (or resume the run at ``resume``); returns the run directory.
+
+    A new run that fails or is interrupted before its first checkpoint leaves no empty run directory
+    behind (which would also push the next run's default name to ``-2``).
+    """
+    out = Path(cfg.out_dir).expanduser()
+    before = {p.name for p in out.iterdir()} if resume is None and out.is_dir() else set()
+    try:
+        return _train(cfg, resume=resume, console=console, evaluate=evaluate)
+    except BaseException:
+        if resume is None and DistContext.from_env().is_main:
+            _discard_runs_without_checkpoint(out, before)
+        raise
+
+
+def _discard_runs_without_checkpoint(out: Path, before: set[str]) -> None:
+    """Remove run folders this call created that hold no checkpoint (nothing of value was written)."""
+    import shutil
+
+    if not out.is_dir():
+        return
+    for folder in out.iterdir():
+        if folder.name not in before and folder.is_dir() and not (folder / CHECKPOINT).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    if not before and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | None, evaluate: bool) -> Path:
     console = console or Console()
     ctx = DistContext.from_env()
     run_dir, state = None, None
@@ -231,6 +259,9 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
         return run_dir
     if not (run_dir / CHECKPOINT).exists():
         ctx.shutdown()
+        if interrupted:
+            console.print("[yellow]interrupted before the first epoch finished[/]: nothing was saved, no run directory kept")
+            raise KeyboardInterrupt
         raise EdgebloodError("training stopped before the first epoch finished; nothing was saved - run the command again")
     metadata["training"].update(wall_time_s=round(wall, 1), status="interrupted" if interrupted else "complete", finished=utc_now())
     if interrupted:
