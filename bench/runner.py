@@ -124,7 +124,7 @@ class Artifact:
 # --------------------------------------------------------------------------------------- artifacts
 def run_artifacts(run) -> list[Artifact]:
     """The run's checkpoint plus everything its export manifest lists, in manifest order."""
-    from edgeblood.bench.runtimes import runtime_for_artifact
+    from edgeblood.runtimes import runtime_for_artifact
     from edgeblood.exporters.manifest import load_manifest
 
     arts = [Artifact(path=run.dir, target="pytorch", precision="fp32", runtime="pytorch", label="pytorch fp32")]
@@ -186,7 +186,7 @@ class Planned:
 
 def plan_rows(run, artifacts: list[Artifact], config: BenchConfig, machine_label: str) -> list[Planned]:
     """Expand artifacts x runtimes x devices x threads x batches; unusable combinations become skipped rows."""
-    from edgeblood.bench.runtimes import get_runtime, list_runtimes
+    from edgeblood.runtimes import get_runtime, list_runtimes
 
     wanted = [get_runtime(r).name for r in config.runtimes] if config.runtimes else list_runtimes()
     batches = sorted(set(int(b) for b in config.batches))

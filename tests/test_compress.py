@@ -48,7 +48,7 @@ def _test_split(run):
 
 
 def _accuracy_with_own_runtime(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
-    from edgeblood.bench.runtimes import runtime_for_artifact
+    from edgeblood.runtimes import runtime_for_artifact
 
     probs = runtime_for_artifact(path).load(path).predict(images)
     assert probs.shape == (len(labels), 8)

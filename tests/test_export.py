@@ -34,7 +34,7 @@ def report(sample_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(report):
     """Seven real test images (float32 NCHW 0-255) and the PyTorch probabilities for them."""
-    from edgeblood.bench.runtimes import to_model_input
+    from edgeblood.runtimes import to_model_input
     from edgeblood.data.bloodmnist import load_sample
 
     run = open_run(report.run_dir)

@@ -47,7 +47,7 @@ def measure_artifact(
     split: str = "test", device: str = "cpu", threads: int | None = None,
 ) -> dict:
     """Predict ``images`` (float32 NCHW 0-255) with the artifact's own runtime; 'skipped' with a reason where it cannot run."""
-    from edgeblood.bench.runtimes import runtime_for_artifact
+    from edgeblood.runtimes import runtime_for_artifact
 
     runtime = runtime_for_artifact(path)
     ok, why = runtime.available()

@@ -435,7 +435,7 @@ class _Session:
 
     def _measure(self, path: Path, test, precision: str) -> dict:
         """Full-test-split figures of ``path`` with its own runtime, plus agreement with PyTorch fp32."""
-        from edgeblood.bench.runtimes import runtime_for_artifact
+        from edgeblood.runtimes import runtime_for_artifact
         from edgeblood.compression.evaluate import summarize
         from edgeblood.exporters.parity import THRESHOLDS, compare
 

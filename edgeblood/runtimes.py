@@ -8,6 +8,10 @@
 Adding a runtime is one new ``Runtime`` subclass decorated with ``@register_runtime``; nothing else
 changes. Heavy libraries are imported inside the adapters so that listing runtimes is cheap and a
 missing one is a reason string, never an ImportError.
+
+It lives in the core of the package, not in ``edgeblood.bench``, because every consumer of an
+artifact runs it through this interface: ``predict`` (edgeblood.inference), ``compress`` (calibration and the
+measured rows), the exporters' parity check and the benchmark itself.
 """
 
 from __future__ import annotations
