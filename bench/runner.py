@@ -115,7 +115,7 @@ class Artifact:
 
     def size_bytes(self) -> int | None:
         """Bytes on disk: the checkpoint for PyTorch, .xml + .bin for OpenVINO, the whole .mlpackage folder."""
-        from edgeblood.exporters.manifest import artifact_size
+        from edgeblood.manifest import artifact_size
 
         p = self.path / "checkpoint.pt" if self.runtime == "pytorch" and self.path.is_dir() else self.path
         return artifact_size(p) if p.exists() else None
@@ -125,7 +125,7 @@ class Artifact:
 def run_artifacts(run) -> list[Artifact]:
     """The run's checkpoint plus everything its export manifest lists, in manifest order."""
     from edgeblood.runtimes import runtime_for_artifact
-    from edgeblood.exporters.manifest import load_manifest
+    from edgeblood.manifest import load_manifest
 
     arts = [Artifact(path=run.dir, target="pytorch", precision="fp32", runtime="pytorch", label="pytorch fp32")]
     entries = load_manifest(run.export_dir)["artifacts"] if run.export_dir.is_dir() else []
@@ -168,7 +168,7 @@ def require_artifacts(run) -> list[Artifact]:
 
 def sha256_mismatch(art: Artifact) -> bool:
     """True when the file on disk is not the one export/manifest.json recorded (changed or corrupt)."""
-    from edgeblood.exporters.manifest import artifact_sha256
+    from edgeblood.manifest import artifact_sha256
 
     if not art.manifest_sha256 or not art.path.exists():
         return False

@@ -80,7 +80,7 @@ class LoadedModel:
         return self._fixed_batch_call(batch), "static"
 
     def metadata(self) -> dict[str, Any]:
-        """The contract metadata read back from the artifact (see edgeblood.exporters.contract)."""
+        """The contract metadata read back from the artifact (see edgeblood.contract)."""
         return dict(self._metadata)
 
     def predict(self, images: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
@@ -225,7 +225,7 @@ class PyTorchRuntime(Runtime):
     def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
         import torch
 
-        from edgeblood.exporters.contract import artifact_metadata, decode_metadata
+        from edgeblood.contract import artifact_metadata, decode_metadata
         from edgeblood.preprocess import wrap_for_deployment
         from edgeblood.runs import open_run
 
@@ -274,7 +274,7 @@ class OnnxRuntime(Runtime):
     def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
         import onnxruntime as ort
 
-        from edgeblood.exporters.contract import decode_metadata
+        from edgeblood.contract import decode_metadata
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 0  # 0 = onnxruntime's default (one per physical core)
@@ -373,7 +373,7 @@ def _probabilities_call(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 def read_openvino_metadata(model: Any) -> dict[str, Any]:
     """The contract stored under rt_info['edgeblood'] of an ov.Model (empty when absent)."""
-    from edgeblood.exporters.contract import decode_metadata
+    from edgeblood.contract import decode_metadata
 
     if not model.has_rt_info(["edgeblood"]):
         return {}
@@ -442,6 +442,6 @@ class CoreMLRuntime(Runtime):
 
 def read_coreml_metadata(mlmodel: Any) -> dict[str, Any]:
     """The contract stored in a Core ML model's user_defined_metadata."""
-    from edgeblood.exporters.contract import decode_metadata
+    from edgeblood.contract import decode_metadata
 
     return decode_metadata(dict(mlmodel.user_defined_metadata))

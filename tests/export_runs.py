@@ -76,7 +76,7 @@ def exported_once(run_dir: Path, workdir: Path):
     from typer.testing import CliRunner
 
     from edgeblood.cli import app
-    from edgeblood.exporters.manifest import load_manifest
+    from edgeblood.manifest import load_manifest
     from edgeblood.exporters.pipeline import ExportReport
 
     key = str(run_dir)

@@ -238,7 +238,7 @@ def test_openvino_int8_nncf_and_accuracy_control(sample_run, tmp_path, tmp_path_
 def test_coreml_weight_compression_is_smaller_valid_and_honest_about_measurement(sample_run, tmp_path, tmp_path_factory):
     from edgeblood.compression.coreml_compress import activation_skip_reason
     from edgeblood.exporters.coreml import can_predict, validate_coreml
-    from edgeblood.exporters.manifest import artifact_size
+    from edgeblood.manifest import artifact_size
 
     run_dir = _exported_copy(sample_run, tmp_path_factory, tmp_path, ("coreml",))
     opts = CompressOptions(quantize=("int8",), targets=("coreml",), calibration_images=16, palettize_bits=(4,))

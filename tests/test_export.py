@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from edgeblood.errors import EdgebloodError
-from edgeblood.exporters import manifest as mf
+from edgeblood import manifest as mf
 from edgeblood.exporters.parity import check_parity, load_parity_data, require_parity, select_indices
 from edgeblood.preprocess import wrap_for_deployment
 from edgeblood.runs import open_run

@@ -100,6 +100,6 @@ def gzip_size(path: str | os.PathLike) -> int:
     """Bytes of the artifact's files after gzip -9 (what sparsity buys in a compressed download)."""
     import gzip
 
-    from edgeblood.exporters.manifest import artifact_files
+    from edgeblood.manifest import artifact_files
 
     return sum(len(gzip.compress(p.read_bytes(), compresslevel=9, mtime=0)) for p in artifact_files(Path(path)))

@@ -357,7 +357,7 @@ class _Session:
         return report
 
     def _make_variant(self, run, v: _Variant, fp32: Path, test, params: int, macs: int, source: bool) -> Row:
-        from edgeblood.exporters import manifest as mf
+        from edgeblood import manifest as mf
 
         dest = run.export_dir / v.rel_path
         self.step(f"{run.name}: {v.target} {v.label}")
@@ -458,7 +458,7 @@ class _Session:
 
     def _record_evaluation(self, run, rel: str, m: dict, d: dict | None) -> None:
         """Add the full-test-split figures to an existing manifest entry (fp32 / exporter-made fp16)."""
-        from edgeblood.exporters import manifest as mf
+        from edgeblood import manifest as mf
 
         entry = mf.find_artifact(run.export_dir, rel)
         if entry is None:
@@ -492,7 +492,7 @@ def _annotate(row: Row, m: dict) -> None:
 
 
 def _artifact_size(path: Path) -> int | None:
-    from edgeblood.exporters.manifest import artifact_size
+    from edgeblood.manifest import artifact_size
 
     return artifact_size(path) if Path(path).exists() else None
 
