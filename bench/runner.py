@@ -124,8 +124,8 @@ class Artifact:
 # --------------------------------------------------------------------------------------- artifacts
 def run_artifacts(run) -> list[Artifact]:
     """The run's checkpoint plus everything its export manifest lists, in manifest order."""
-    from edgeblood.runtimes import runtime_for_artifact
     from edgeblood.manifest import load_manifest
+    from edgeblood.runtimes import runtime_for_artifact
 
     arts = [Artifact(path=run.dir, target="pytorch", precision="fp32", runtime="pytorch", label="pytorch fp32")]
     entries = load_manifest(run.export_dir)["artifacts"] if run.export_dir.is_dir() else []
@@ -202,7 +202,8 @@ def plan_rows(run, artifacts: list[Artifact], config: BenchConfig, machine_label
         base = {"machine": machine_label, "run": run.name, "model": run.model_name, "runtime": rt_name}
         if not arts:
             planned.append(Planned(_row(base, None, device="-", status=SKIPPED,
-                                        reason=f"no {rt_name} artifact in {run.export_dir}; export one with `edgeblood export {run.dir} --target {_target_hint(rt_name)}`")))
+                                        reason=f"no {rt_name} artifact in {run.export_dir}; "
+                                               f"export one with `edgeblood export {run.dir} --target {_target_hint(rt_name)}`")))
             continue
         ok, why = runtime.available()
         available_devices = runtime.devices() if ok else []

@@ -34,9 +34,8 @@ def artifact_metadata(run_metadata: dict, *, precision: str = "fp32", target: st
     """The flat string map stored in an artifact, built from a run's metadata (run.json)."""
     # Imported here: edgeblood.preprocess imports torch, and the bench worker reads artifact metadata
     # through this module for ONNX Runtime / OpenVINO rows whose peak RSS must not include torch.
-    from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
-
     from edgeblood.framing import framing_of
+    from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
 
     inp = run_metadata["input"]
     ds = run_metadata.get("dataset", {})

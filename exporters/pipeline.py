@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeblood.errors import EdgebloodError
-from edgeblood.provenance import utc_now
 from edgeblood import manifest as mf
+from edgeblood.errors import EdgebloodError
 from edgeblood.exporters.model_card import write_model_card
 from edgeblood.exporters.parity import DEFAULT_IMAGES, ParityData, ParityResult, check_parity, load_parity_data, require_parity, thresholds_for
+from edgeblood.provenance import utc_now
 
 TARGETS = ("onnx", "openvino", "coreml")
 PRECISIONS = ("fp32", "fp16")
@@ -266,8 +266,8 @@ def _export_one(run, target: str, precision: str, out: Path, source_onnx: Path, 
 def _export_captures(run, targets: list[str], staging: Path, export_dir: Path, source_onnx: Path, data_dir, parity_images,
                      report: ExportReport, step) -> None:
     """The whole-capture variants (exporters/capture.py), parity-checked on captures, moved into place, recorded."""
-    from edgeblood.exporters.capture import build_capture_model, build_capture_openvino, check_capture_parity, load_capture_parity_frames, replace_jpeg
     from edgeblood.contract import artifact_metadata
+    from edgeblood.exporters.capture import build_capture_model, build_capture_openvino, check_capture_parity, load_capture_parity_frames, replace_jpeg
 
     frames, labels, description = load_capture_parity_frames(run, data_dir, parity_images)
     report.notes.append(f"capture variants: run on {len(frames)} whole frames ({description}) and compared with the Python path "

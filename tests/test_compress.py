@@ -321,8 +321,8 @@ def test_unstructured_pruning_reports_sparsity_and_gzip_size_honestly(pruned):
     assert row.gzip_bytes == comp["weights_gzip_bytes_after"] and any("sparsity" in n for n in row.notes)
     assert row.measured["status"] == "ok" and row.delta is not None
     images, labels = _test_split(child)
-    from edgeblood.evaluation.predict import predict_probs
     from edgeblood.data.bloodmnist import load_sample
+    from edgeblood.evaluation.predict import predict_probs
 
     probs = predict_probs(child.model, load_sample(28).images("test"), child.mean, child.std)
     assert row.measured["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
