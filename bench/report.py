@@ -160,8 +160,8 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
     def mean_std(r):
         if not r["latency_ms"]:
             return "-"
-        l = r["latency_ms"]
-        return f"{_fmt_ms(l['mean'])} ± {_fmt_ms(l['std'])}" + ("" if l["converged"] else " ~")
+        lat_ms = r["latency_ms"]
+        return f"{_fmt_ms(lat_ms['mean'])} ± {_fmt_ms(lat_ms['std'])}" + ("" if lat_ms["converged"] else " ~")
 
     def acc(r):
         if r["accuracy"] is None:
@@ -393,7 +393,8 @@ def html_report(report: dict[str, Any]) -> str:
                      "<th>threads</th><th>batch</th><th>status</th><th>reason</th></tr>")
         for r in problems:
             cls = {MISMATCH: "mismatch", FAILED: "failed", SKIPPED: "skipped"}[r["status"]]
-            cells = [r["machine"], r["run"], r["variant"] or "-", r["runtime"], r["device"], r["threads"] or "-", r["batch"] or "-", r["status"], r["reason"] or ""]
+            cells = [r["machine"], r["run"], r["variant"] or "-", r["runtime"], r["device"], r["threads"] or "-", r["batch"] or "-",
+                     r["status"], r["reason"] or ""]
             parts.append(f"<tr class='{cls}'>" + "".join(f"<td class='l'>{esc(str(c))}</td>" for c in cells) + "</tr>")
         parts.append("</table>")
     for m in report["machines"]:

@@ -115,7 +115,7 @@ class Artifact:
 
     def size_bytes(self) -> int | None:
         """Bytes on disk: the checkpoint for PyTorch, .xml + .bin for OpenVINO, the whole .mlpackage folder."""
-        from edgeblood.exporters.manifest import artifact_size
+        from edgeblood.manifest import artifact_size
 
         p = self.path / "checkpoint.pt" if self.runtime == "pytorch" and self.path.is_dir() else self.path
         return artifact_size(p) if p.exists() else None
@@ -124,8 +124,8 @@ class Artifact:
 # --------------------------------------------------------------------------------------- artifacts
 def run_artifacts(run) -> list[Artifact]:
     """The run's checkpoint plus everything its export manifest lists, in manifest order."""
-    from edgeblood.bench.runtimes import runtime_for_artifact
-    from edgeblood.exporters.manifest import load_manifest
+    from edgeblood.manifest import load_manifest
+    from edgeblood.runtimes import runtime_for_artifact
 
     arts = [Artifact(path=run.dir, target="pytorch", precision="fp32", runtime="pytorch", label="pytorch fp32")]
     entries = load_manifest(run.export_dir)["artifacts"] if run.export_dir.is_dir() else []
@@ -168,7 +168,7 @@ def require_artifacts(run) -> list[Artifact]:
 
 def sha256_mismatch(art: Artifact) -> bool:
     """True when the file on disk is not the one export/manifest.json recorded (changed or corrupt)."""
-    from edgeblood.exporters.manifest import artifact_sha256
+    from edgeblood.manifest import artifact_sha256
 
     if not art.manifest_sha256 or not art.path.exists():
         return False
@@ -186,7 +186,7 @@ class Planned:
 
 def plan_rows(run, artifacts: list[Artifact], config: BenchConfig, machine_label: str) -> list[Planned]:
     """Expand artifacts x runtimes x devices x threads x batches; unusable combinations become skipped rows."""
-    from edgeblood.bench.runtimes import get_runtime, list_runtimes
+    from edgeblood.runtimes import get_runtime, list_runtimes
 
     wanted = [get_runtime(r).name for r in config.runtimes] if config.runtimes else list_runtimes()
     batches = sorted(set(int(b) for b in config.batches))
@@ -202,7 +202,8 @@ def plan_rows(run, artifacts: list[Artifact], config: BenchConfig, machine_label
         base = {"machine": machine_label, "run": run.name, "model": run.model_name, "runtime": rt_name}
         if not arts:
             planned.append(Planned(_row(base, None, device="-", status=SKIPPED,
-                                        reason=f"no {rt_name} artifact in {run.export_dir}; export one with `edgeblood export {run.dir} --target {_target_hint(rt_name)}`")))
+                                        reason=f"no {rt_name} artifact in {run.export_dir}; "
+                                               f"export one with `edgeblood export {run.dir} --target {_target_hint(rt_name)}`")))
             continue
         ok, why = runtime.available()
         available_devices = runtime.devices() if ok else []

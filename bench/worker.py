@@ -50,7 +50,7 @@ def run_job(job: dict[str, Any], state: dict[str, str] | None = None) -> dict[st
     state = {} if state is None else state
     state["stage"] = "setup"
     from edgeblood.bench.measure import TimingConfig, measure_latency
-    from edgeblood.bench.runtimes import get_runtime, to_model_input
+    from edgeblood.runtimes import get_runtime, to_model_input
 
     batch = int(job["batch"])
     with np.load(job["data"], allow_pickle=False) as npz:

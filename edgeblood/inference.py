@@ -48,7 +48,7 @@ CONFIDENCE_GAP = 0.15
 class PredictModel:
     """A loaded runtime model plus what prediction needs from its metadata."""
 
-    loaded: Any  # edgeblood.bench.runtimes.LoadedModel
+    loaded: Any  # edgeblood.runtimes.LoadedModel
     path: Path
     classes: list[str]
     input_size: int
@@ -184,7 +184,7 @@ class PredictionReport:
 
 def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> PredictModel:
     """Load any exported artifact (.onnx, OpenVINO .xml, .mlpackage on macOS) or a run directory."""
-    from edgeblood.bench.runtimes import runtime_for_artifact
+    from edgeblood.runtimes import runtime_for_artifact
 
     path = Path(path).expanduser()
     if not path.exists():
@@ -238,7 +238,7 @@ def predict_files(
 
     Raises ``EdgebloodError`` only when there is nothing to predict (no files at all) or an option is invalid.
     """
-    from edgeblood.bench.runtimes import to_model_input
+    from edgeblood.runtimes import to_model_input
 
     if not 1 <= top_k <= len(model.classes):
         raise EdgebloodError(f"--top-k must be between 1 and {len(model.classes)} (the model's class count), got {top_k}")

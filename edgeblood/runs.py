@@ -68,7 +68,7 @@ def build_model(metadata: dict, state_dict: dict[str, torch.Tensor] | None = Non
     model = create(name, **cfg)
     structure = metadata["model"].get("structure")
     if structure and state_dict is not None:  # a channel-pruned run (edgeblood compress --prune)
-        from edgeblood.compression.structure import apply_structure
+        from edgeblood.models.structure import apply_structure
 
         apply_structure(model, structure, state_dict)
     if state_dict is not None:

@@ -38,7 +38,8 @@ def build_capture_model(model_onnx: str | Path, framing: Framing, size: int, out
     proto = onnx.load(str(model_onnx))
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
-        raise EdgebloodError(f"{model_onnx} uses ONNX opset {opset}; the capture variant needs >= {MIN_OPSET} (antialiased Resize): re-export with --opset {MIN_OPSET} or newer")
+        raise EdgebloodError(f"{model_onnx} uses ONNX opset {opset}; the capture variant needs >= {MIN_OPSET} (antialiased Resize): "
+                             f"re-export with --opset {MIN_OPSET} or newer")
     graph = proto.graph
     (image_input,) = [i for i in graph.input if i.name not in {init.name for init in graph.initializer}]
     framed = "framed_image"

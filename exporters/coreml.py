@@ -96,7 +96,8 @@ def export_coreml(
     """Convert ``model`` (a RawPixelClassifier returning probabilities only) to ``out_path`` (.mlpackage)."""
     ct = require_coremltools()
     if precision not in ("fp32", "fp16"):
-        raise EdgebloodError(f"Core ML export supports fp32 and fp16 compute precision, not {precision}; int8/palettized weights come from `edgeblood compress --target coreml`")
+        raise EdgebloodError(f"Core ML export supports fp32 and fp16 compute precision, not {precision}; "
+                             "int8/palettized weights come from `edgeblood compress --target coreml`")
     target = deployment_target(min_target)
     out_path = Path(out_path)
     example = torch.full((1, 3, in_size, in_size), 128.0)

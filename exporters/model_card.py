@@ -36,7 +36,8 @@ def write_model_card(run: Any, export_dir: str | os.PathLike | None = None) -> P
     if not isinstance(run, Run):
         run = open_run(run)
     export_dir = Path(export_dir) if export_dir is not None else run.export_dir
-    return write_text(export_dir / MODEL_CARD, render_model_card(run.metadata, run.name, _read_json(run.dir / "metrics.json"), _read_json(export_dir / "manifest.json")))
+    card = render_model_card(run.metadata, run.name, _read_json(run.dir / "metrics.json"), _read_json(export_dir / "manifest.json"))
+    return write_text(export_dir / MODEL_CARD, card)
 
 
 def render_model_card(meta: dict, run_name: str, metrics: dict | None, manifest: dict | list | None) -> str:
@@ -140,7 +141,8 @@ def _real_images_section(metrics: dict | None) -> list[str]:
     entries = [(k, m) for k, m in (metrics or {}).items() if k.startswith("images-") and isinstance(m, dict)]
     if not entries:
         return []
-    lines = ["## On image files (captures)", "", "| images | files | framing | accuracy | macro F1 | worst class (recall) |", "| --- | ---: | --- | ---: | ---: | --- |"]
+    lines = ["## On image files (captures)", "", "| images | files | framing | accuracy | macro F1 | worst class (recall) |",
+             "| --- | ---: | --- | ---: | ---: | --- |"]
     for _, m in entries:
         data = m.get("data") or {}
         per = m.get("per_class") or {}
@@ -181,7 +183,8 @@ def _performance_section(meta: dict, metrics: dict | None) -> list[str]:
     if m is None:
         headline = (meta.get("metrics") or {}).get("test") or {}
         if headline:
-            lines.append("Headline test figures from run.json: " + ", ".join(f"{k} {_pct(v)}" for k, v in headline.items() if isinstance(v, (int, float))) + ".")
+            figures = ", ".join(f"{k} {_pct(v)}" for k, v in headline.items() if isinstance(v, (int, float)))
+            lines.append("Headline test figures from run.json: " + figures + ".")
         lines += ["", "No metrics.json in the run: run `edgeblood evaluate RUN` and export again for per-class figures, confusions and calibration.", ""]
         return lines
     measured = f", {m['runtime']} on {m.get('device', 'cpu')}" if m.get("runtime") else ""
@@ -304,7 +307,8 @@ def _artifacts_section(meta: dict, manifest: dict | list | None) -> list[str]:
 def _provenance(meta: dict) -> list[str]:
     tr = meta.get("training") or {}
     lines = ["## Provenance", ""]
-    for label, key in (("command", "command"), ("recipe", "recipe"), ("seed", "seed"), ("epochs", "epochs"), ("epochs run", "epochs_run"), ("best epoch", "best_epoch"), ("wall time (s)", "wall_time_s")):
+    for label, key in (("command", "command"), ("recipe", "recipe"), ("seed", "seed"), ("epochs", "epochs"), ("epochs run", "epochs_run"),
+                       ("best epoch", "best_epoch"), ("wall time (s)", "wall_time_s")):
         if tr.get(key) is not None:
             value = tr[key]
             lines.append(f"- {label}: `{value}`" if key == "command" else f"- {label}: {value}")
@@ -379,7 +383,8 @@ def _manifest_artifacts(manifest: dict | list | None) -> list[dict[str, str]]:
 def _parity_text(parity: Any) -> str:
     if not isinstance(parity, dict):
         return str(parity) if parity else "not checked"
-    status = parity.get("status") or ("pass" if parity.get("passed") or parity.get("ok") else "fail" if parity.get("passed") is False or parity.get("ok") is False else "")
+    status = parity.get("status") or ("pass" if parity.get("passed") or parity.get("ok")
+                                      else "fail" if parity.get("passed") is False or parity.get("ok") is False else "")
     agree = parity.get("top1_agreement", parity.get("agreement"))
     diff = parity.get("max_abs_diff", parity.get("max_abs_prob_diff"))
     n = parity.get("n_images", parity.get("n"))

@@ -64,7 +64,8 @@ def export_onnx(
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = metadata.get("description", "")
-    proto.graph.doc_string = f"edgeblood {metadata.get('model_name', '')}: {INPUT_NAME} float32 [N,3,{in_size},{in_size}] RGB 0-255 -> {PROB_NAME}, {LABEL_NAME}"
+    proto.graph.doc_string = (f"edgeblood {metadata.get('model_name', '')}: {INPUT_NAME} float32 [N,3,{in_size},{in_size}] RGB 0-255 "
+                              f"-> {PROB_NAME}, {LABEL_NAME}")
     proto.model_version = 1
     details: dict = {"exporter": exporter, "opset": _opset_of(proto), "global_pools_rewritten": details_pools}
     try:

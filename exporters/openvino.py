@@ -39,7 +39,7 @@ def export_openvino(onnx_path: str | Path, metadata: dict[str, str], out_xml: st
 
 
 def write_rt_info(model, metadata: dict[str, str]) -> None:
-    """Store the contract under rt_info['edgeblood'][key] (read back by bench.runtimes)."""
+    """Store the contract under rt_info['edgeblood'][key] (read back by edgeblood.runtimes)."""
     for key, value in metadata.items():
         model.set_rt_info(str(value), [RT_INFO_SECTION, key])
 

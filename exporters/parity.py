@@ -102,10 +102,10 @@ def select_indices(labels: np.ndarray, n: int | None) -> np.ndarray:
 def load_parity_data(run, n_images: int | None = DEFAULT_IMAGES, *, data_dir: str | os.PathLike | None = None, split: str = "test") -> ParityData:
     """Real ``split`` images from the run's dataset (the embedded sample when the run used it, or
     when the full files are not found here) and the run's PyTorch probabilities for them."""
-    from edgeblood.bench.runtimes import to_model_input
     from edgeblood.data import load_bloodmnist
     from edgeblood.data.bloodmnist import load_sample
     from edgeblood.preprocess import wrap_for_deployment
+    from edgeblood.runtimes import to_model_input
 
     size = run.in_size
     if run.metadata.get("dataset", {}).get("source") == "sample":
@@ -168,12 +168,12 @@ def check_parity(
     thresholds: dict | None = None,
     device: str = "cpu",
 ) -> ParityResult:
-    """Run ``artifact`` with its own runtime (bench.runtimes) on ``data`` and compare with PyTorch.
+    """Run ``artifact`` with its own runtime (edgeblood.runtimes) on ``data`` and compare with PyTorch.
 
     Returns status "skipped" (with the reason) when the artifact's runtime cannot predict here,
     e.g. Core ML on Linux. Never raises for a mismatch: see :func:`require_parity`.
     """
-    from edgeblood.bench.runtimes import runtime_for_artifact
+    from edgeblood.runtimes import runtime_for_artifact
 
     thresholds = thresholds if thresholds is not None else thresholds_for(precision)
     runtime = runtime_for_artifact(Path(artifact))

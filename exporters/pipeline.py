@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeblood import manifest as mf
 from edgeblood.errors import EdgebloodError
-from edgeblood.provenance import utc_now
-from edgeblood.exporters import manifest as mf
 from edgeblood.exporters.model_card import write_model_card
 from edgeblood.exporters.parity import DEFAULT_IMAGES, ParityData, ParityResult, check_parity, load_parity_data, require_parity, thresholds_for
+from edgeblood.provenance import utc_now
 
 TARGETS = ("onnx", "openvino", "coreml")
 PRECISIONS = ("fp32", "fp16")
@@ -241,7 +241,7 @@ def verify_exports(
 
 
 def _export_onnx(run, out: Path, opset: int | None, simplify: bool | str) -> dict:
-    from edgeblood.exporters.contract import artifact_metadata
+    from edgeblood.contract import artifact_metadata
     from edgeblood.exporters.onnx import DEFAULT_OPSET, export_onnx
     from edgeblood.preprocess import wrap_for_deployment
 
@@ -251,7 +251,7 @@ def _export_onnx(run, out: Path, opset: int | None, simplify: bool | str) -> dic
 
 
 def _export_one(run, target: str, precision: str, out: Path, source_onnx: Path, *, opset, simplify, min_target: str) -> dict:
-    from edgeblood.exporters.contract import artifact_metadata
+    from edgeblood.contract import artifact_metadata
 
     if target == "onnx":
         return _export_onnx(run, out, opset, simplify)
@@ -272,8 +272,8 @@ def _export_one(run, target: str, precision: str, out: Path, source_onnx: Path, 
 def _export_captures(run, targets: list[str], staging: Path, export_dir: Path, source_onnx: Path, data_dir, parity_images,
                      report: ExportReport, step) -> None:
     """The whole-capture variants (exporters/capture.py), parity-checked on captures, moved into place, recorded."""
+    from edgeblood.contract import artifact_metadata
     from edgeblood.exporters.capture import build_capture_model, build_capture_openvino, check_capture_parity, load_capture_parity_frames, replace_jpeg
-    from edgeblood.exporters.contract import artifact_metadata
 
     frames, labels, description = load_capture_parity_frames(run, data_dir, parity_images)
     report.notes.append(f"capture variants: run on {len(frames)} whole frames ({description}) and compared with the Python path "

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from edgeblood.bench.runtimes import get_runtime
+from edgeblood.runtimes import get_runtime
 
 
 def main(run: str, rounds: int = 15, calls: int = 400) -> None:

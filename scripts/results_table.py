@@ -199,7 +199,8 @@ def render(rows: list[dict]) -> str:
            "Val originals: the 1,712 original PBC captures behind the val split, framed with the model's framing "
            "(`edgeblood evaluate RUN --images ../shared/data/pbc-originals/val`), beside the npz val accuracy; "
            "'-' where the run was not evaluated on them.", "",
-           "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | val originals (npz val) | macro-F1 | worst-class recall | latency p50 (variant) | train time | published | command |",
+           "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | val originals (npz val) | macro-F1 | worst-class recall "
+           "| latency p50 (variant) | train time | published | command |",
            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["size"], -r["fp32_accuracy"])):
         int8 = f"{100 * r['int8']['accuracy']:.2f} % ({r['int8']['runtime']})" if r.get("int8") else "-"
@@ -215,7 +216,8 @@ def render(rows: list[dict]) -> str:
         derived = f" [{r['derived']}]" if r.get("derived") else ""
         derived += f" [{r['recipe_note']}]" if r.get("recipe_note") else ""
         derived += f" [distilled from {r['teacher']}]" if r.get("teacher") else ""
-        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} | {tta} | {int8} | {orig_s} | "
+        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M "
+                   f"| {acc} | {tta} | {int8} | {orig_s} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
                    f"{r['train_precision']}) | {r.get('published') or _published(r['model']) or '-'} | `{r['command']}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",

@@ -76,8 +76,8 @@ def exported_once(run_dir: Path, workdir: Path):
     from typer.testing import CliRunner
 
     from edgeblood.cli import app
-    from edgeblood.exporters.manifest import load_manifest
     from edgeblood.exporters.pipeline import ExportReport
+    from edgeblood.manifest import load_manifest
 
     key = str(run_dir)
     if key not in _EXPORTS:

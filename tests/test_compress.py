@@ -48,7 +48,7 @@ def _test_split(run):
 
 
 def _accuracy_with_own_runtime(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
-    from edgeblood.bench.runtimes import runtime_for_artifact
+    from edgeblood.runtimes import runtime_for_artifact
 
     probs = runtime_for_artifact(path).load(path).predict(images)
     assert probs.shape == (len(labels), 8)
@@ -238,7 +238,7 @@ def test_openvino_int8_nncf_and_accuracy_control(sample_run, tmp_path, tmp_path_
 def test_coreml_weight_compression_is_smaller_valid_and_honest_about_measurement(sample_run, tmp_path, tmp_path_factory):
     from edgeblood.compression.coreml_compress import activation_skip_reason
     from edgeblood.exporters.coreml import can_predict, validate_coreml
-    from edgeblood.exporters.manifest import artifact_size
+    from edgeblood.manifest import artifact_size
 
     run_dir = _exported_copy(sample_run, tmp_path_factory, tmp_path, ("coreml",))
     opts = CompressOptions(quantize=("int8",), targets=("coreml",), calibration_images=16, palettize_bits=(4,))
@@ -321,8 +321,8 @@ def test_unstructured_pruning_reports_sparsity_and_gzip_size_honestly(pruned):
     assert row.gzip_bytes == comp["weights_gzip_bytes_after"] and any("sparsity" in n for n in row.notes)
     assert row.measured["status"] == "ok" and row.delta is not None
     images, labels = _test_split(child)
-    from edgeblood.evaluation.predict import predict_probs
     from edgeblood.data.bloodmnist import load_sample
+    from edgeblood.evaluation.predict import predict_probs
 
     probs = predict_probs(child.model, load_sample(28).images("test"), child.mean, child.std)
     assert row.measured["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from edgeblood.data.bloodmnist import load_sample
 from edgeblood.data.batches import BatchStream
+from edgeblood.data.bloodmnist import load_sample
 from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.evaluate import evaluate_run
 from edgeblood.evaluation.predict import dihedral_views, predict_logits, predict_probs

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from edgeblood import manifest as mf
 from edgeblood.errors import EdgebloodError
-from edgeblood.exporters import manifest as mf
 from edgeblood.exporters.parity import check_parity, load_parity_data, require_parity, select_indices
 from edgeblood.preprocess import wrap_for_deployment
 from edgeblood.runs import open_run
@@ -34,8 +34,8 @@ def report(sample_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(report):
     """Seven real test images (float32 NCHW 0-255) and the PyTorch probabilities for them."""
-    from edgeblood.bench.runtimes import to_model_input
     from edgeblood.data.bloodmnist import load_sample
+    from edgeblood.runtimes import to_model_input
 
     run = open_run(report.run_dir)
     x = to_model_input(load_sample(28).images("test")[:7])
@@ -318,8 +318,7 @@ def test_unwritable_run_folder(sample_run, tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("rel", ["model-capture.onnx", "openvino/model-capture.xml"])
 def test_capture_variant_frames_any_capture_inside_the_graph(report, rel):
     """A 360x363 and a 366x369 frame straight in: the same prediction as edgeblood's Python framing + PyTorch."""
-    from edgeblood.exporters.capture import capture_predictor
-    from edgeblood.exporters.capture import replace_jpeg
+    from edgeblood.exporters.capture import capture_predictor, replace_jpeg
 
     run = open_run(report.run_dir)
     runtime, predict = capture_predictor(report.export_dir / rel)

@@ -13,7 +13,6 @@ from PIL import Image
 
 from edgeblood.data.bloodmnist import load_sample
 from edgeblood.errors import EdgebloodError
-from edgeblood.imageio import CELL_CROP
 from edgeblood.evaluation.gradcam import (
     GradCAM,
     cell_mask,
@@ -23,6 +22,7 @@ from edgeblood.evaluation.gradcam import (
     sanity_check,
     spearman,
 )
+from edgeblood.imageio import CELL_CROP
 from edgeblood.models import create
 
 

@@ -1,4 +1,4 @@
-"""bench.runtimes: one interface over PyTorch, ONNX Runtime, OpenVINO and Core ML, on real artifacts."""
+"""edgeblood.runtimes: one interface over PyTorch, ONNX Runtime, OpenVINO and Core ML, on real artifacts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import platform
 import numpy as np
 import pytest
 
-from edgeblood.bench.runtimes import LoadedModel, Runtime, get_runtime, list_runtimes, runtime_for_artifact, to_model_input
 from edgeblood.data.bloodmnist import load_sample
 from edgeblood.errors import EdgebloodError
+from edgeblood.runtimes import LoadedModel, Runtime, get_runtime, list_runtimes, runtime_for_artifact, to_model_input
 from export_runs import exported_once
 
 

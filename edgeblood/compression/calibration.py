@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeblood.bench.runtimes import to_model_input as to_contract  # uint8 NHWC -> float32 NCHW 0-255
 from edgeblood.errors import EdgebloodError
+from edgeblood.runtimes import to_model_input as to_contract  # uint8 NHWC -> float32 NCHW 0-255
 
 DEFAULT_CALIBRATION_IMAGES = 512
 

@@ -47,7 +47,7 @@ def measure_artifact(
     split: str = "test", device: str = "cpu", threads: int | None = None,
 ) -> dict:
     """Predict ``images`` (float32 NCHW 0-255) with the artifact's own runtime; 'skipped' with a reason where it cannot run."""
-    from edgeblood.bench.runtimes import runtime_for_artifact
+    from edgeblood.runtimes import runtime_for_artifact
 
     runtime = runtime_for_artifact(path)
     ok, why = runtime.available()
@@ -100,6 +100,6 @@ def gzip_size(path: str | os.PathLike) -> int:
     """Bytes of the artifact's files after gzip -9 (what sparsity buys in a compressed download)."""
     import gzip
 
-    from edgeblood.exporters.manifest import artifact_files
+    from edgeblood.manifest import artifact_files
 
     return sum(len(gzip.compress(p.read_bytes(), compresslevel=9, mtime=0)) for p in artifact_files(Path(path)))

@@ -104,7 +104,7 @@ def save_ir(model, out_xml: str | os.PathLike, compress_to_fp16: bool) -> Path:
 
 def _validation_fn(compiled_model, items) -> tuple[float, list[float]]:
     """NNCF's metric: val accuracy, plus per-image correctness (lets it rank layers by harm)."""
-    from edgeblood.bench.runtimes import probabilities_port
+    from edgeblood.runtimes import probabilities_port
 
     output = probabilities_port(compiled_model)
     hits = []

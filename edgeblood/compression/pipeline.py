@@ -220,8 +220,9 @@ class _Session:
                                         self._onnx_static(method), tag=f"static QDQ {method}"))
                 if o.dynamic:
                     out.append(_Variant("int8 dynamic", "onnx", "int8-dynamic",
-                                        "model-int8-dynamic.onnx", lambda src, dst: _timed(oq.quantize_dynamic, src, dst,
-                                                                                           details={"method": "onnxruntime quantize_dynamic", "weights": "uint8 (ConvInteger)"}),
+                                        "model-int8-dynamic.onnx",
+                                        lambda src, dst: _timed(oq.quantize_dynamic, src, dst,
+                                                                details={"method": "onnxruntime quantize_dynamic", "weights": "uint8 (ConvInteger)"}),
                                         tag="dynamic"))
             if "fp16" in o.quantize and target == "onnx":
                 out.append(_Variant("fp16", "onnx", "fp16", "model-fp16.onnx",
@@ -235,11 +236,13 @@ class _Session:
                 out.append(_Variant("fp16", "openvino", "fp16", "openvino/model-fp16.xml", None, via_exporter=True))
             if "int8" in o.quantize and target == "coreml":
                 out.append(_Variant("int8 weights", "coreml", "int8-weights", "model-int8.mlpackage",
-                                    lambda src, dst: _timed(cm.quantize_weights_int8, src, dst, details={"method": "coremltools linear_quantize_weights int8 per-channel symmetric"}),
+                                    lambda src, dst: _timed(cm.quantize_weights_int8, src, dst,
+                                                            details={"method": "coremltools linear_quantize_weights int8 per-channel symmetric"}),
                                     tag="linear weights"))
                 for bits in o.palettize_bits:
                     out.append(_Variant(f"{bits}-bit palette", "coreml", f"palettized-{bits}bit", f"model-palettized{bits}.mlpackage",
-                                        (lambda b: lambda src, dst: _timed(cm.palettize, src, dst, b, details={"method": f"coremltools palettize_weights kmeans {b} bit"}))(bits),
+                                        (lambda b: lambda src, dst: _timed(cm.palettize, src, dst, b,
+                                                                           details={"method": f"coremltools palettize_weights kmeans {b} bit"}))(bits),
                                         tag="k-means"))
             if "fp16" in o.quantize and target == "coreml":
                 out.append(_Variant("fp16", "coreml", "fp16", "model-fp16.mlpackage", None, via_exporter=True))
@@ -357,7 +360,7 @@ class _Session:
         return report
 
     def _make_variant(self, run, v: _Variant, fp32: Path, test, params: int, macs: int, source: bool) -> Row:
-        from edgeblood.exporters import manifest as mf
+        from edgeblood import manifest as mf
 
         dest = run.export_dir / v.rel_path
         self.step(f"{run.name}: {v.target} {v.label}")
@@ -435,9 +438,9 @@ class _Session:
 
     def _measure(self, path: Path, test, precision: str) -> dict:
         """Full-test-split figures of ``path`` with its own runtime, plus agreement with PyTorch fp32."""
-        from edgeblood.bench.runtimes import runtime_for_artifact
         from edgeblood.compression.evaluate import summarize
         from edgeblood.exporters.parity import THRESHOLDS, compare
+        from edgeblood.runtimes import runtime_for_artifact
 
         runtime = runtime_for_artifact(path)
         ok, why = runtime.available()
@@ -458,7 +461,7 @@ class _Session:
 
     def _record_evaluation(self, run, rel: str, m: dict, d: dict | None) -> None:
         """Add the full-test-split figures to an existing manifest entry (fp32 / exporter-made fp16)."""
-        from edgeblood.exporters import manifest as mf
+        from edgeblood import manifest as mf
 
         entry = mf.find_artifact(run.export_dir, rel)
         if entry is None:
@@ -492,7 +495,7 @@ def _annotate(row: Row, m: dict) -> None:
 
 
 def _artifact_size(path: Path) -> int | None:
-    from edgeblood.exporters.manifest import artifact_size
+    from edgeblood.manifest import artifact_size
 
     return artifact_size(path) if Path(path).exists() else None
 

@@ -23,9 +23,9 @@ import torch.nn as nn
 from edgeblood.atomic import write_text
 from edgeblood.compression import prune as P
 from edgeblood.compression.finetune import FinetuneResult, finetune
-from edgeblood.compression.structure import describe_structure
 from edgeblood.errors import EdgebloodError
 from edgeblood.models import count_macs, count_params
+from edgeblood.models.structure import describe_structure
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
 from edgeblood.runs import Run, build_model, save_checkpoint
 

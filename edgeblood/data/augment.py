@@ -39,7 +39,8 @@ class AugmentConfig:
 
         lo, hi = self.crop_area
         checks = [
-            (0.25 <= lo <= hi <= 1.25, f"--crop-area must be LOW,HIGH with 0.25 <= LOW <= HIGH <= 1.25 (share of the window kept; above 1 zooms out), got {lo},{hi}"),
+            (0.25 <= lo <= hi <= 1.25,
+             f"--crop-area must be LOW,HIGH with 0.25 <= LOW <= HIGH <= 1.25 (share of the window kept; above 1 zooms out), got {lo},{hi}"),
             (0 < self.crop_ratio[0] <= self.crop_ratio[1], f"crop aspect ratio must be 0 < LOW <= HIGH, got {self.crop_ratio}"),
             (0 <= self.color_jitter < 1, f"--color-jitter must be in [0, 1), got {self.color_jitter}"),
             (0 <= self.crop_shift <= 0.25, f"crop shift must be in [0, 0.25] of the window side, got {self.crop_shift}"),

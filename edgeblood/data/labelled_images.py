@@ -121,7 +121,8 @@ def _label_index(label: str, lookup: dict[str, int], n_classes: int) -> int | No
     return lookup.get(normalise_class_name(label))
 
 
-def load_framed(items: LabelledImages, size: int, framing, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, list[Path], list[tuple[Path, str]]]:
+def load_framed(items: LabelledImages, size: int, framing, progress: Callable[[int], None] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[Path], list[tuple[Path, str]]]:
     """Decode and frame every listed image: (uint8 NHWC batch, labels, files kept, (file, reason) skipped)."""
     images, labels, kept, skipped = [], [], [], list(items.skipped)
     for file, label in zip(items.files, items.labels):

@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from edgeblood.atomic import exclusive_lock, write_json
 from edgeblood.data.bloodmnist import SPLITS, BloodMNIST, load_bloodmnist, load_sample
+from edgeblood.devices import resolve_device
 from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.metrics import compute_metrics, format_metrics_table
 from edgeblood.evaluation.plots import write_evaluation_plots
@@ -313,8 +314,6 @@ def _data_notes(run: Run, data: BloodMNIST) -> list[str]:
 
 
 def _resolve_device(device: str) -> str:
-    from edgeblood.training.distributed import resolve_device
-
     return str(resolve_device(str(device)))
 
 

@@ -83,7 +83,7 @@ def explain_images(
     targets = None
     if target is not None:
         targets = np.full(len(batch), _class_index(target, run), dtype=np.int64)
-    from edgeblood.training.distributed import resolve_device
+    from edgeblood.devices import resolve_device
 
     device = str(resolve_device(device))
     expl = explain(run.model, batch, run.mean, run.std, targets=targets, layer=layer, device=device)

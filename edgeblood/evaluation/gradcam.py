@@ -91,7 +91,8 @@ def default_target_layer(model: nn.Module, in_size: int) -> str:
     convs = [n for n, m, o in probe if isinstance(m, nn.Conv2d) and _spatial(o) and o.shape[1] > 1]
     if not convs:
         name = getattr(model, "edgeblood_config", {}).get("name", type(model).__name__)
-        raise EdgebloodError(f"model '{name}' has no convolution with a spatial output at {in_size} px, so Grad-CAM has nothing to map; explain a conv-based model")
+        raise EdgebloodError(f"model '{name}' has no convolution with a spatial output at {in_size} px, so Grad-CAM has nothing to map; "
+                             "explain a conv-based model")
     target = convs[-1]
     size = tuple(out_of[target].shape[-2:])
     parent = target.rpartition(".")[0]
@@ -297,7 +298,6 @@ RANDOMISED_RHO_MAX = 0.5
 def overlay(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.45, size: int = DISPLAY_PX, cmap: str = "jet") -> np.ndarray:
     """The cell image with the Grad-CAM map blended on top, upscaled to ``size`` px (uint8 HxWx3)."""
     import matplotlib
-
     from PIL import Image
 
     base = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)

@@ -63,7 +63,8 @@ def teacher_logits(
         )
     logits, fingerprint = _cached_logits(teacher, data, device, progress)
     teacher_acc = float((logits.argmax(1) == labels).mean())
-    info = {"run": str(Path(teacher.dir).resolve()), "weights_sha256": fingerprint, "model": teacher.model_name, "in_size": teacher.in_size, "params": teacher.metadata["model"].get("params"),
+    info = {"run": str(Path(teacher.dir).resolve()), "weights_sha256": fingerprint, "model": teacher.model_name, "in_size": teacher.in_size,
+            "params": teacher.metadata["model"].get("params"),
             "test_accuracy": teacher.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
             "train_accuracy_tta": round(teacher_acc, 6), "views": TTA_VIEWS}
     return torch.from_numpy(logits), info

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from edgeblood.errors import EdgebloodError
+from edgeblood.devices import resolve_device
 
 
 @dataclass
@@ -33,6 +33,10 @@ class DistContext:
     def from_env(cls) -> "DistContext":
         world = int(os.environ.get("WORLD_SIZE", "1"))
         return cls(rank=int(os.environ.get("RANK", "0")), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+    def device(self, name: str) -> torch.device:
+        """The device ``--device name`` means for this process: under torchrun a bare 'cuda' is ``cuda:<local_rank>``."""
+        return resolve_device(name, self.local_rank if self.enabled else None)
 
     def init(self, device: torch.device) -> None:
         if self.enabled and not dist.is_initialized():
@@ -58,30 +62,6 @@ class DistContext:
     def shutdown(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def resolve_device(name: str, ctx: DistContext | None = None) -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
-    ctx = ctx or DistContext()
-    name = name.lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise EdgebloodError("--device cuda asked, but PyTorch sees no CUDA GPU here; use --device cpu or auto")
-        return torch.device(f"cuda:{ctx.local_rank}" if name == "cuda" and ctx.enabled else name)
-    if name == "mps":
-        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise EdgebloodError("--device mps asked, but Apple-silicon MPS is not available here; use --device cpu or auto")
-        return torch.device("mps")
-    if name != "cpu":
-        raise EdgebloodError(f"unknown device '{name}'; use auto, cpu, cuda or mps")
-    return torch.device("cpu")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

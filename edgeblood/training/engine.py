@@ -43,7 +43,7 @@ from edgeblood.provenance import command_line, git_commit, library_versions, utc
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, save_checkpoint
 from edgeblood.training.config import TrainConfig
 from edgeblood.training.distill import distillation_loss, teacher_logits
-from edgeblood.training.distributed import DistContext, resolve_device, resolve_precision
+from edgeblood.training.distributed import DistContext, resolve_precision
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
@@ -86,7 +86,7 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
         run_dir, state, cfg = _load_resume_state(Path(resume))
     cfg.validate()
     get_entry(cfg.model)  # an unknown model name fails before any data is loaded
-    device = resolve_device(cfg.device, ctx)
+    device = ctx.device(cfg.device)
     cfg.precision = resolve_precision(cfg.precision, device)  # recorded resolved, so --resume keeps it
     ctx.init(device)
     if cfg.threads > 0:

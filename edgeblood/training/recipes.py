@@ -17,7 +17,8 @@ _REAL_PIXELS = dict(crop_area=(0.9, 1.1), crop_shift=0.03, stain=0.05, jpeg_prob
 _BASE_DEFAULT = dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
                      batch_size=128, epochs=30, augment=dict(rot90=True, flips=True, **_REAL_PIXELS))
 _BASE_BEST = dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="cosine", warmup_epochs=2, label_smoothing=0.1,
-                  batch_size=128, epochs=80, ema_decay=0.999, augment=dict(rot90=True, flips=True, color_jitter=0.1, **dict(_REAL_PIXELS, crop_area=(0.85, 1.1))))
+                  batch_size=128, epochs=80, ema_decay=0.999,
+                  augment=dict(rot90=True, flips=True, color_jitter=0.1, **dict(_REAL_PIXELS, crop_area=(0.85, 1.1))))
 
 # Settings the reference studies report (Adam at 1e-3, plain CE, their epoch budgets).
 _PUBLISHED = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="plateau", label_smoothing=0.0, batch_size=64,

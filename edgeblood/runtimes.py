@@ -8,6 +8,10 @@
 Adding a runtime is one new ``Runtime`` subclass decorated with ``@register_runtime``; nothing else
 changes. Heavy libraries are imported inside the adapters so that listing runtimes is cheap and a
 missing one is a reason string, never an ImportError.
+
+It lives in the core of the package, not in ``edgeblood.bench``, because every consumer of an
+artifact runs it through this interface: ``predict`` (edgeblood.inference), ``compress`` (calibration and the
+measured rows), the exporters' parity check and the benchmark itself.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class LoadedModel:
         return self._fixed_batch_call(batch), "static"
 
     def metadata(self) -> dict[str, Any]:
-        """The contract metadata read back from the artifact (see edgeblood.exporters.contract)."""
+        """The contract metadata read back from the artifact (see edgeblood.contract)."""
         return dict(self._metadata)
 
     def predict(self, images: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
@@ -221,7 +225,7 @@ class PyTorchRuntime(Runtime):
     def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
         import torch
 
-        from edgeblood.exporters.contract import artifact_metadata, decode_metadata
+        from edgeblood.contract import artifact_metadata, decode_metadata
         from edgeblood.preprocess import wrap_for_deployment
         from edgeblood.runs import open_run
 
@@ -270,7 +274,7 @@ class OnnxRuntime(Runtime):
     def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
         import onnxruntime as ort
 
-        from edgeblood.exporters.contract import decode_metadata
+        from edgeblood.contract import decode_metadata
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 0  # 0 = onnxruntime's default (one per physical core)
@@ -369,7 +373,7 @@ def _probabilities_call(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 def read_openvino_metadata(model: Any) -> dict[str, Any]:
     """The contract stored under rt_info['edgeblood'] of an ov.Model (empty when absent)."""
-    from edgeblood.exporters.contract import decode_metadata
+    from edgeblood.contract import decode_metadata
 
     if not model.has_rt_info(["edgeblood"]):
         return {}
@@ -438,6 +442,6 @@ class CoreMLRuntime(Runtime):
 
 def read_coreml_metadata(mlmodel: Any) -> dict[str, Any]:
     """The contract stored in a Core ML model's user_defined_metadata."""
-    from edgeblood.exporters.contract import decode_metadata
+    from edgeblood.contract import decode_metadata
 
     return decode_metadata(dict(mlmodel.user_defined_metadata))

@@ -4,6 +4,9 @@ ONNX ``metadata_props``, OpenVINO ``rt_info`` and Core ML ``user_defined_metadat
 string -> string pairs, so the contract is written once here and stored identically in each format.
 Scalars are plain strings (readable in Netron or Xcode as they are); lists and dicts are JSON
 (``JSON_KEYS``). An app reads ``classes`` and ``input_size`` from the model and never hard-codes them.
+
+Part of the run/artifact contract, so it sits in the core of the package: the exporters write it and
+``edgeblood.runtimes`` (for predict, compress, parity and bench) reads it back.
 """
 
 from __future__ import annotations
@@ -31,9 +34,8 @@ def artifact_metadata(run_metadata: dict, *, precision: str = "fp32", target: st
     """The flat string map stored in an artifact, built from a run's metadata (run.json)."""
     # Imported here: edgeblood.preprocess imports torch, and the bench worker reads artifact metadata
     # through this module for ONNX Runtime / OpenVINO rows whose peak RSS must not include torch.
-    from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
-
     from edgeblood.framing import framing_of
+    from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
 
     inp = run_metadata["input"]
     ds = run_metadata.get("dataset", {})

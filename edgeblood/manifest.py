@@ -12,6 +12,9 @@ to the export folder) and replaced when the same path is recorded again.
                     "export_seconds": 5.1, "created": "...", "details": {...}}]}
 
 Parity ``status``: "ok", "failed" (exported but wrong: do not ship), or "skipped" (with ``reason``).
+
+Part of the run directory's contract, so it sits in the core of the package: export and compress
+write it, bench reads it.
 """
 
 from __future__ import annotations

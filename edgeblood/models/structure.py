@@ -5,6 +5,9 @@ A pruned run therefore stores, next to the model config, the width attributes th
 freshly built model (``metadata["model"]["structure"]``); ``apply_structure`` sets them back and
 resizes parameters/buffers to the checkpoint's shapes before ``load_state_dict``. Checkpoints stay
 ``torch.load(weights_only=True)``-safe and the model code stays the registry's.
+
+It is part of the model layer, not of ``edgeblood.compression``: opening any run
+(``edgeblood.runs.build_model``) applies the stored structure, while only compress describes it.
 """
 
 from __future__ import annotations
