@@ -91,8 +91,8 @@ def check_request(
     pairs, notes = plan(targets, precisions)
     _require_libraries({t for t, _ in pairs})
     if opset is not None and any(t in ("onnx", "openvino") for t, _ in pairs):
-        from edgeblood.exporters.onnx import DEFAULT_OPSET
         from edgeblood.exporters.capture import MIN_OPSET
+        from edgeblood.exporters.onnx import DEFAULT_OPSET
 
         if not MIN_OPSET <= opset <= DEFAULT_OPSET:  # torch's exporter writes >= 18; the capture variant needs 18 (antialias)
             raise EdgebloodError(f"--opset must be between {MIN_OPSET} and {DEFAULT_OPSET} (got {opset}); ONNX Runtime >= 1.18 and OpenVINO read all of them")

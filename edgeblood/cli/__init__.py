@@ -41,7 +41,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_sigint)
     try:
         app()
-    except SystemExit as exc:  # click turns Ctrl-C into "Aborted!" + exit 1; shells expect 130 (128 + SIGINT)
+    except SystemExit:  # click turns Ctrl-C into "Aborted!" + exit 1; shells expect 130 (128 + SIGINT)
         if interrupted:
             sys.exit(130)
         raise

@@ -33,8 +33,8 @@ def explain(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from edgeblood.evaluation.explain import explain_images
     from edgeblood.atomic import check_output_dir
+    from edgeblood.evaluation.explain import explain_images
     from edgeblood.framing import Framing
     from edgeblood.runs import open_run
 

@@ -65,6 +65,17 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
         raise
 
 
+def _require_first_checkpoint(run_dir: Path, interrupted: bool, ctx: DistContext, console: Console) -> None:
+    """Stop here when no epoch finished: Ctrl-C stays an interrupt (exit 130), anything else an error."""
+    if (run_dir / CHECKPOINT).exists():
+        return
+    ctx.shutdown()
+    if interrupted:
+        console.print("[yellow]interrupted before the first epoch finished[/]: nothing was saved, no run directory kept")
+        raise KeyboardInterrupt
+    raise EdgebloodError("training stopped before the first epoch finished; nothing was saved - run the command again")
+
+
 def _discard_runs_without_checkpoint(out: Path, before: set[str]) -> None:
     """Remove run folders this call created that hold no checkpoint (nothing of value was written)."""
     import shutil
@@ -257,12 +268,7 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
     if not ctx.is_main:
         ctx.shutdown()
         return run_dir
-    if not (run_dir / CHECKPOINT).exists():
-        ctx.shutdown()
-        if interrupted:
-            console.print("[yellow]interrupted before the first epoch finished[/]: nothing was saved, no run directory kept")
-            raise KeyboardInterrupt
-        raise EdgebloodError("training stopped before the first epoch finished; nothing was saved - run the command again")
+    _require_first_checkpoint(run_dir, interrupted, ctx, console)
     metadata["training"].update(wall_time_s=round(wall, 1), status="interrupted" if interrupted else "complete", finished=utc_now())
     if interrupted:
         _update_run_json(run_dir, metadata)
