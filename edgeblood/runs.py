@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if not path.is_file():
         raise EdgebloodError(f"no checkpoint at {path}; train one with `edgeblood train` or pass a run directory")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about weights_only defaults; the outcome is reported below
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses code objects; a truncated file fails to unzip
-        raise EdgebloodError(f"{path} is not a valid edgeblood checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+        raise EdgebloodError(f"{path} is not a valid edgeblood checkpoint: {_why_unreadable(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise EdgebloodError(f"{path} is not an edgeblood checkpoint (no '{CHECKPOINT_FORMAT}' header); retrain or re-save it with edgeblood")
     if payload.get("version", 0) > CHECKPOINT_VERSION:
@@ -167,6 +170,18 @@ def open_run(path: str | os.PathLike) -> Run:
         raise EdgebloodError(f"{path} has no {CHECKPOINT}{hint}; train with `edgeblood train` first")
     state, metadata = load_checkpoint(path / CHECKPOINT)
     return Run(dir=path, metadata=metadata, _state_dict=state)
+
+
+def _why_unreadable(exc: BaseException) -> str:
+    """torch.load's failure as one whole sentence with the fix (its own messages run to many lines)."""
+    text = str(exc)
+    if "Weights only load failed" in text or "weights_only" in text:
+        return ("it holds Python objects, not plain tensors, and loading them could run code, so edgeblood refuses it; "
+                "use a checkpoint written by `edgeblood train` (tensors + JSON metadata), or retrain")
+    if "zip archive" in text or "central directory" in text or isinstance(exc, EOFError):
+        return "the file is truncated or damaged (not a complete checkpoint archive); copy it again or retrain"
+    first = text.splitlines()[0].strip() if text.strip() else type(exc).__name__
+    return f"{type(exc).__name__}: {first}; use a checkpoint written by `edgeblood train`, or retrain"
 
 
 def _jsonable(obj):

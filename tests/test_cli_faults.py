@@ -41,3 +41,59 @@ def test_ctrl_c_before_the_first_epoch_exits_130_and_leaves_no_empty_run_dir(tmp
     left = [p for p in runs.iterdir()] if runs.exists() else []
     assert all((p / "checkpoint.pt").exists() for p in left), f"empty run folder left: {left}\n{out[-1000:]}"
     assert "Traceback" not in out
+
+
+def test_resume_refuses_options_it_would_ignore(tmp_path):
+    """D10: `train --resume RUN --epochs 5 --model resnet18 --lr 0.5` silently ignored the three options."""
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "some-run"), "--epochs", "5", "--model", "resnet18", "--lr", "0.5"])
+    assert isinstance(result.exception, EdgebloodError)
+    assert "so --epochs, --model, --lr would be ignored" in str(result.exception)
+
+
+def test_version_and_short_help():
+    """D19: no --version and no -h."""
+    from edgeblood import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"edgeblood {__version__}"
+    result = CliRunner().invoke(app, ["predict", "-h"])
+    assert result.exit_code == 0 and "--framing" in result.output
+
+
+class _RunsCode:
+    """A pickle payload that would create a file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_unsafe_or_truncated_checkpoints_are_one_whole_sentence(sample_run, copy_run, tmp_path):
+    """D18: the message was cut at 160 characters mid-sentence with no fix, and leaked a torch UserWarning."""
+    import warnings
+
+    import torch
+
+    from edgeblood.runs import open_run
+
+    run_dir = copy_run(sample_run)
+    good = (run_dir / "checkpoint.pt").read_bytes()
+    marker = tmp_path / "code-ran"
+    torch.save({"format": "edgeblood-checkpoint", "payload": _RunsCode(marker)}, run_dir / "checkpoint.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning may leak to the user
+        try:
+            open_run(run_dir)
+        except EdgebloodError as exc:
+            unsafe = str(exc)
+    assert not marker.exists()
+    assert "loading them could run code" in unsafe and unsafe.endswith("or retrain")
+    (run_dir / "checkpoint.pt").write_bytes(good[: len(good) // 2])
+    try:
+        open_run(run_dir)
+    except EdgebloodError as exc:
+        assert "truncated or damaged" in str(exc) and str(exc).endswith("retrain")
+    else:
+        raise AssertionError("a truncated checkpoint was accepted")

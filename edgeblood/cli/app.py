@@ -12,13 +12,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from edgeblood import __version__
+
+        typer.echo(f"edgeblood {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the edgeblood version and exit."),
+) -> None:
     """Blood-cell classification from training to an app on a device.
 
     Typical path: `edgeblood train` -> `edgeblood export RUN --target all` -> `edgeblood compress RUN --quantize int8`

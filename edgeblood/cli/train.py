@@ -29,6 +29,7 @@ def parse_model_opts(pairs: list[str]) -> dict:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: str = typer.Option("se-cnn", "--model", "-m", help="Registry name (see `edgeblood models`)."),
     size: int = typer.Option(28, "--size", "-s", help="Input size in px: 28, 64, 128 or 224."),
     recipe: str = typer.Option("default", help="Training recipe: default (fast, strong), best (headline), published (the study's settings)."),
@@ -80,6 +81,7 @@ def train(
     from edgeblood.training import train as run_training
 
     if resume is not None:
+        _refuse_options_with_resume(ctx)
         run_dir = run_training(TrainConfig(), resume=resume, console=console, evaluate=evaluate)
         console.print(f"run directory: {run_dir}")
         return
@@ -128,3 +130,15 @@ def _area_range(text: str) -> tuple[float, float | None]:
     if len(values) not in (1, 2):
         raise EdgebloodError(f"--crop-area takes LOW or LOW,HIGH (shares of the window's area, e.g. 0.9 or 0.9,1.1), got {text!r}")
     return (values[0], values[1] if len(values) == 2 else None)
+
+
+def _refuse_options_with_resume(ctx: typer.Context) -> None:
+    """--resume continues a run exactly as configured; any other option given would be silently ignored."""
+    def on_command_line(name: str) -> bool:  # compared by name: Typer vendors click's ParameterSource since 0.2x
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    given = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in ("resume", "evaluate") and on_command_line(name)]
+    if given:
+        raise EdgebloodError(f"--resume continues the run with the settings it was started with, so {', '.join(given)} would be "
+                             "ignored; drop them, or start a new run (--name) with the settings you want")
