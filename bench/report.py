@@ -39,10 +39,8 @@ def validate_report(report: dict[str, Any], source: str = "report") -> None:
             f"{source} has report schema {found!r}, this edgeblood reads {SCHEMA!r}; "
             "re-run `edgeblood bench` with the same edgeblood version on every machine"
         )
-    try:
-        import jsonschema
-    except ImportError:  # jsonschema is a dev extra; the version check above is the part users hit
-        return
+    import jsonschema  # a base dependency: a file from another machine is validated before use
+
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(load_schema()).iter_errors(report))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"

@@ -128,6 +128,18 @@ def test_merge_two_machines_and_schema_mismatch(cli_report, tmp_path):
     assert len(lines) == 1 and "edgeblood.bench/0" in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "m").exists()
 
+    # D6: a report with a missing key is one line in every install (jsonschema is a base dependency now)
+    broken = json.loads(json.dumps(report))
+    del broken["rows"][0]["latency_ms"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    proc = subprocess.run([sys.executable, "-m", "edgeblood", "report", "merge", str(cli_report / "report.json"),
+                           str(tmp_path / "broken.json"), "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "latency_ms" in lines[0] and "KeyError" not in proc.stderr, proc.stderr
+    from importlib.metadata import requires
+
+    assert any(r.startswith("jsonschema") and "extra" not in r for r in requires("edgeblood"))
+
 
 def test_wrong_outputs_are_flagged_and_a_corrupt_file_fails_alone(exported_run, tmp_path):
     import torch

@@ -97,3 +97,17 @@ def test_unsafe_or_truncated_checkpoints_are_one_whole_sentence(sample_run, copy
         assert "truncated or damaged" in str(exc) and str(exc).endswith("retrain")
     else:
         raise AssertionError("a truncated checkpoint was accepted")
+
+
+def test_piped_output_is_not_cut_at_80_columns():
+    """D20: output to a file or pipe was cut at rich's 80-column default ('+0.…', reasons one word per line)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    code = "from edgeblood.cli.app import console, err_console; print(console.width, err_console.width)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert res.stdout.split() == ["200", "200"], res.stdout + res.stderr
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "120"})
+    assert res.stdout.split() == ["120", "120"]  # an explicit COLUMNS still wins

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 from rich.console import Console
 
@@ -14,8 +17,19 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console()
-err_console = Console(stderr=True)
+# Piped or logged output (not a terminal, no COLUMNS) gets wide lines: rich's 80-column default cut
+# figures and reasons mid-word ("+0.…", one word per line) in files and CI logs.
+PIPE_WIDTH = 200
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    is_tty = hasattr(stream, "isatty") and stream.isatty()
+    return Console(stderr=stderr, width=None if is_tty or os.environ.get("COLUMNS") else PIPE_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def _print_version(value: bool) -> None:
