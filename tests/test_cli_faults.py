@@ -111,3 +111,41 @@ def test_piped_output_is_not_cut_at_80_columns():
     assert res.stdout.split() == ["200", "200"], res.stdout + res.stderr
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "120"})
     assert res.stdout.split() == ["120", "120"]  # an explicit COLUMNS still wins
+
+
+def test_finished_run_messages_point_to_what_works(sample_run, copy_run):
+    """D17: a run whose final evaluation was cut off said "nothing to resume" (and `--name X` suggested --resume)."""
+    import json
+
+    from edgeblood.training import TrainConfig, train
+
+    run_dir = copy_run(sample_run)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({"val": metrics["val"]}))  # Ctrl-C hit during the test evaluation
+    try:
+        train(TrainConfig(), resume=run_dir)
+    except EdgebloodError as exc:
+        assert f"edgeblood evaluate {run_dir} --split test" in str(exc)
+    else:
+        raise AssertionError("resume of a finished run was accepted")
+    try:
+        train(TrainConfig(sample=True, out_dir=str(run_dir.parent), name=run_dir.name, epochs=1))
+    except EdgebloodError as exc:
+        assert "--resume" not in str(exc) and "nothing to resume" in str(exc)
+    else:
+        raise AssertionError("a finished run's name was reused")
+
+
+def test_a_failed_start_removes_only_its_own_empty_run_folder(tmp_path):
+    """The clean-up after a failed start must not touch another training's fresh folder in the same --out."""
+    from edgeblood.training import TrainConfig, train
+
+    out = tmp_path / "runs"
+    (out / "other-training").mkdir(parents=True)  # started a moment ago, first epoch not done: no checkpoint yet
+    try:
+        train(TrainConfig(sample=True, out_dir=str(out), epochs=1, teacher=str(tmp_path / "no-such-teacher")))
+    except EdgebloodError:
+        pass
+    else:
+        raise AssertionError("a missing teacher was accepted")
+    assert sorted(p.name for p in out.iterdir()) == ["other-training"]

@@ -20,6 +20,7 @@ import io
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -55,13 +56,13 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Consol
     A new run that fails or is interrupted before its first checkpoint leaves no empty run directory
     behind (which would also push the next run's default name to ``-2``).
     """
-    out = Path(cfg.out_dir).expanduser()
-    before = {p.name for p in out.iterdir()} if resume is None and out.is_dir() else set()
+    created: list[Path] = []  # the run folder this call makes (never another training's, even in the same --out)
     try:
-        return _train(cfg, resume=resume, console=console, evaluate=evaluate)
+        return _train(cfg, resume=resume, console=console, evaluate=evaluate, created=created)
     except BaseException:
-        if resume is None and DistContext.from_env().is_main:
-            _discard_runs_without_checkpoint(out, before)
+        for folder in created:
+            if not (folder / CHECKPOINT).exists():
+                shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
@@ -76,20 +77,7 @@ def _require_first_checkpoint(run_dir: Path, interrupted: bool, ctx: DistContext
     raise EdgebloodError("training stopped before the first epoch finished; nothing was saved - run the command again")
 
 
-def _discard_runs_without_checkpoint(out: Path, before: set[str]) -> None:
-    """Remove run folders this call created that hold no checkpoint (nothing of value was written)."""
-    import shutil
-
-    if not out.is_dir():
-        return
-    for folder in out.iterdir():
-        if folder.name not in before and folder.is_dir() and not (folder / CHECKPOINT).exists():
-            shutil.rmtree(folder, ignore_errors=True)
-    if not before and not any(out.iterdir()):
-        out.rmdir()
-
-
-def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | None, evaluate: bool) -> Path:
+def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | None, evaluate: bool, created: list[Path]) -> Path:
     console = console or Console()
     ctx = DistContext.from_env()
     run_dir, state = None, None
@@ -118,7 +106,7 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
     model = create(cfg.model, num_classes=len(CLASS_NAMES), in_size=cfg.size, **cfg.model_cfg)
     params, macs = count_params(model), count_macs(model, cfg.size)
     if run_dir is None:
-        run_dir = _new_run_dir(cfg) if ctx.is_main else None
+        run_dir = _new_run_dir(cfg, created) if ctx.is_main else None
         run_dir = _broadcast_path(run_dir, ctx)
     say(f"[bold]model:[/] {cfg.model} ({params:,} params, {macs / 1e6:.2f} M MACs at {cfg.size} px)  [bold]device:[/] {device}  "
         f"[bold]precision:[/] {cfg.precision}{' channels_last' if cfg.channels_last else ''}  [bold]run:[/] {run_dir}")
@@ -461,7 +449,7 @@ def _metadata(cfg: TrainConfig, model, data, mean, std, params: int, macs: int, 
     }
 
 
-def _new_run_dir(cfg: TrainConfig) -> Path:
+def _new_run_dir(cfg: TrainConfig, created: list[Path]) -> Path:
     base = Path(cfg.out_dir).expanduser()
     name = cfg.name or f"{cfg.model}-{cfg.size}px" + ("-sample" if cfg.sample else "")
     run_dir = base / name
@@ -471,11 +459,16 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
             run_dir = base / f"{name}-{k}"
             k += 1
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise EdgebloodError(f"{run_dir} already exists; choose another --name, or continue it with --resume {run_dir}")
+        resumable = (run_dir / TRAIN_STATE).exists()
+        raise EdgebloodError(f"{run_dir} already exists; choose another --name" +
+                             (f", or continue it with --resume {run_dir}" if resumable else " (that run finished training: nothing to resume)"))
+    existed = run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgebloodError(f"cannot create {run_dir}: {exc.strerror}; pass a writable --out") from None
+    if not existed:
+        created.append(run_dir)
     return run_dir
 
 
@@ -512,13 +505,23 @@ def _load_resume_state(run_dir: Path) -> tuple[Path, dict, TrainConfig]:
     path = run_dir / TRAIN_STATE
     if not path.is_file():
         if (run_dir / CHECKPOINT).is_file():
-            raise EdgebloodError(f"{run_dir} finished training (no {TRAIN_STATE}); nothing to resume - start a new run")
+            missing = [s for s in ("val", "test") if s not in _evaluated_splits(run_dir)]
+            then = (f"; its evaluation did not finish ({', '.join(missing)} missing): run `edgeblood evaluate {run_dir} --split "
+                    f"{missing[0]}`" + (f" and `--split {missing[1]}`" if len(missing) > 1 else "") if missing
+                    else "; evaluate or export it, or start a new run with another --name")
+            raise EdgebloodError(f"{run_dir} finished training (no {TRAIN_STATE}), so there is nothing to resume{then}")
         raise EdgebloodError(f"{run_dir} has no {TRAIN_STATE} to resume from; check the path (runs/<name>)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise EdgebloodError(f"{path} is unreadable ({type(exc).__name__}); the run cannot be resumed, start a new one") from None
     return run_dir, state, TrainConfig.from_dict(state["config"])
+
+
+def _evaluated_splits(run_dir: Path) -> set[str]:
+    from edgeblood.evaluation.evaluate import read_metrics
+
+    return {s for s, e in read_metrics(run_dir).items() if isinstance(e, dict)}
 
 
 def _update_run_json(run_dir: Path, metadata: dict) -> None:
