@@ -21,6 +21,7 @@ edgeblood's real-pixel augmentation hold on both (see the README's real-image ta
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from edgeblood.errors import EdgebloodError
@@ -80,10 +81,7 @@ def build_capture_model(model_onnx: str | Path, framing: Framing, size: int, out
     graph.node.extend(nodes + model_nodes)
     graph.input.remove(image_input)
     graph.input.insert(0, helper.make_tensor_value_info(CAPTURE_INPUT, TensorProto.UINT8, ["N", "H", "W", 3]))
-    in_graph = replace_jpeg(framing)
-    meta = dict(metadata)
-    meta.update(input_name=CAPTURE_INPUT, input_layout="NHWC", input_dtype="uint8", input_shape='["N", "H", "W", 3]',
-                capture_framing=in_graph.describe(), variant="capture")
+    meta, details = _capture_contract(framing, metadata)
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
@@ -91,10 +89,7 @@ def build_capture_model(model_onnx: str | Path, framing: Framing, size: int, out
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out))
-    return {"variant": "capture", "input": {"name": CAPTURE_INPUT, "shape": ["N", "H", "W", 3], "layout": "NHWC", "dtype": "uint8",
-                                             "range": [0, 255], "channel_order": "RGB"},
-            "framing_in_graph": in_graph.to_dict(),
-            "not_in_graph": ["JPEG round trip"] if framing.jpeg_quality else []}
+    return details
 
 
 def _side_nodes(framing: Framing, const) -> list:
@@ -148,24 +143,28 @@ def build_capture_openvino(model_xml: str | Path, framing: Framing, size: int, o
     for target in list(param.output(0).get_target_inputs()):
         target.replace_source_output(framed.output(0))
     capture_model = ov.Model(model.get_results(), [cap], "edgeblood-capture")
-    in_graph = replace_jpeg(framing)
-    meta = dict(metadata)
-    meta.update(input_name=CAPTURE_INPUT, input_layout="NHWC", input_dtype="uint8", input_shape='["N", "H", "W", 3]',
-                capture_framing=in_graph.describe(), variant="capture")
+    meta, details = _capture_contract(framing, metadata)
     write_rt_info(capture_model, meta)
     out_xml = Path(out_xml)
     out_xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(capture_model, str(out_xml), compress_to_fp16=False)
-    return {"variant": "capture", "input": {"name": CAPTURE_INPUT, "shape": ["N", "H", "W", 3], "layout": "NHWC", "dtype": "uint8",
-                                             "range": [0, 255], "channel_order": "RGB"},
-            "framing_in_graph": in_graph.to_dict(), "resize_op": "Interpolate-11 bilinear_pillow",
-            "not_in_graph": ["JPEG round trip"] if framing.jpeg_quality else []}
+    return details | {"resize_op": "Interpolate-11 bilinear_pillow"}
 
 
 def replace_jpeg(framing: Framing) -> Framing:
     """The framing a graph can hold: the same window and resize, no JPEG round trip."""
-    return Framing(kind=framing.kind, window_px=framing.window_px, fraction=framing.fraction, resize=framing.resize,
-                   jpeg_quality=None, source=framing.source)
+    return dataclasses.replace(framing, jpeg_quality=None)
+
+
+def _capture_contract(framing: Framing, metadata: dict[str, str]) -> tuple[dict[str, str], dict]:
+    """(artifact metadata, manifest details) of a capture variant, the same for every runtime."""
+    in_graph = replace_jpeg(framing)
+    meta = dict(metadata, input_name=CAPTURE_INPUT, input_layout="NHWC", input_dtype="uint8", input_shape='["N", "H", "W", 3]',
+                capture_framing=in_graph.describe(), variant="capture")
+    details = {"variant": "capture", "input": {"name": CAPTURE_INPUT, "shape": ["N", "H", "W", 3], "layout": "NHWC", "dtype": "uint8",
+                                                "range": [0, 255], "channel_order": "RGB"},
+               "framing_in_graph": in_graph.to_dict(), "not_in_graph": ["JPEG round trip"] if framing.jpeg_quality else []}
+    return meta, details
 
 
 def capture_predictor(artifact: str | Path):
