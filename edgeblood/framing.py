@@ -184,11 +184,19 @@ def bloodmnist_framing(size: int, variant: str = "official") -> Framing:
 def framing_of(metadata: dict) -> tuple[Framing, bool]:
     """The framing stored in run metadata; for runs made before framing was recorded, derived from the
     dataset (every such run is a BloodMNIST run). Returns (framing, was_recorded)."""
-    stored = (metadata.get("input") or {}).get("framing")
-    if stored:
-        return Framing.from_dict(stored), True
     ds = metadata.get("dataset") or {}
-    return bloodmnist_framing(int(ds.get("size") or (metadata.get("input") or {}).get("size") or 28), str(ds.get("variant") or "official")), False
+    size = ds.get("size") or (metadata.get("input") or {}).get("size")
+    return stored_or_dataset_framing((metadata.get("input") or {}).get("framing"), size, ds.get("variant"))
+
+
+def stored_or_dataset_framing(stored: Any, dataset_size: Any, dataset_variant: Any) -> tuple[Framing, bool]:
+    """A stored framing (validated), or BloodMNIST's for that file when none was stored: (framing, was_stored).
+
+    Shared by run metadata (``framing_of``) and flat artifact metadata (``edgeblood.inference``).
+    """
+    if isinstance(stored, dict) and stored:
+        return Framing.from_dict(stored), True
+    return bloodmnist_framing(int(dataset_size or 28), str(dataset_variant or "official")), False
 
 
 def _number(text: str, kind: type, where: str):

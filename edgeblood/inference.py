@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeblood.errors import EdgebloodError
-from edgeblood.framing import Framing, bloodmnist_framing
+from edgeblood.framing import Framing, bloodmnist_framing, stored_or_dataset_framing
 from edgeblood.imageio import iter_image_files, load_image
 
 DEFAULT_BATCH = 64
@@ -212,14 +212,10 @@ def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None
 
 def _framing_from_metadata(meta: dict, path: Path) -> tuple[Framing, bool]:
     """The artifact's framing; artifacts exported before the framing contract get BloodMNIST's (recorded=False)."""
-    stored = meta.get("framing")
-    if isinstance(stored, dict) and stored:
-        try:
-            return Framing.from_dict(stored), True
-        except EdgebloodError as exc:
-            raise EdgebloodError(f"{path}: its framing metadata is invalid ({exc}); re-export it with `edgeblood export RUN --force`") from None
-    size = meta.get("dataset_size") or meta.get("input_size") or 28
-    return bloodmnist_framing(int(size), str(meta.get("dataset_variant") or "official")), False
+    try:
+        return stored_or_dataset_framing(meta.get("framing"), meta.get("dataset_size") or meta.get("input_size"), meta.get("dataset_variant"))
+    except EdgebloodError as exc:
+        raise EdgebloodError(f"{path}: its framing metadata is invalid ({exc}); re-export it with `edgeblood export RUN --force`") from None
 
 
 def predict_files(

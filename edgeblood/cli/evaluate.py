@@ -78,11 +78,11 @@ def _evaluate_images(run, images: Path, framing: str, *, device: str, batch_size
     from edgeblood.framing import Framing
 
     chosen = Framing.parse(framing, run.framing)
-    n = len(read_labelled_images(images, run.classes, run.metadata.get("class_names_full")).files)
+    items = read_labelled_images(images, run.classes, run.metadata.get("class_names_full"))  # listed once, framed below
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:
-        task = bar.add_task(f"reading and framing {images}", total=n)
-        entry = evaluate_images(run, images, framing=chosen, device=device, batch_size=batch_size, plots=plots,
+        task = bar.add_task(f"reading and framing {images}", total=len(items.files))
+        entry = evaluate_images(run, items, framing=chosen, device=device, batch_size=batch_size, plots=plots,
                                 load_progress=lambda k: bar.advance(task, k))
     for item in entry["data"]["skipped_files"]:
         err_console.print(f"[yellow]skipped:[/] {item['reason']}", highlight=False, soft_wrap=True)

@@ -81,7 +81,7 @@ def evaluate_run(
 
 def evaluate_images(
     run_dir: str | os.PathLike | Run,
-    source: str | os.PathLike,
+    source,
     *,
     framing=None,
     device: str = "cpu",
@@ -91,18 +91,19 @@ def evaluate_images(
     progress=None,
     load_progress=None,
 ) -> dict:
-    """Evaluate on a lab's labelled images (class folders or a CSV of path,label), framed like training.
+    """Evaluate on a lab's labelled images (class folders or a CSV of path,label, or an already listed
+    ``LabelledImages``), framed like training.
 
     The entry lands in metrics.json under ``images-<folder name>`` beside val/test, with the same
     metrics and plots, plus the framing, the file count and the files that could not be read.
     ``framing`` (an ``edgeblood.framing.Framing``) defaults to the run's own.
     """
-    from edgeblood.data.labelled_images import load_framed, read_labelled_images
+    from edgeblood.data.labelled_images import LabelledImages, load_framed, read_labelled_images
 
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     device = _resolve_device(device)
     framing = framing or run.framing
-    items = read_labelled_images(source, run.classes, run.metadata.get("class_names_full"))
+    items = source if isinstance(source, LabelledImages) else read_labelled_images(source, run.classes, run.metadata.get("class_names_full"))
     images, labels, kept, skipped = load_framed(items, run.in_size, framing, progress=load_progress)
     key = f"images-{re.sub(r'[^A-Za-z0-9._-]+', '_', items.name) or 'folder'}"
     data_block = {
