@@ -57,7 +57,18 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
         report = json.loads(path.read_text())
     except ValueError as exc:
         raise EdgebloodError(f"{path} is not valid JSON ({exc}); pass the report.json that `edgeblood bench` wrote") from None
-    validate_report(report, str(path))
+    validate_report(upgrade_report(report), str(path))
+    return report
+
+
+def upgrade_report(report: Any) -> Any:
+    """A report of schema edgeblood.bench/1 read as /2 (in place): only the status word changed,
+    "output mismatch" -> "mismatch" (the parity judge's word). Other schemas are left for validation."""
+    if isinstance(report, dict) and report.get("schema") == "edgeblood.bench/1":
+        report["schema"] = SCHEMA
+        for row in report.get("rows") or []:
+            if isinstance(row, dict) and row.get("status") == "output mismatch":
+                row["status"] = "mismatch"
     return report
 
 
@@ -459,7 +470,7 @@ def charts(report: dict[str, Any]) -> list[tuple[str, str]]:
             title = (f"Accuracy vs latency — test split, batch 1, {threads or '-'} thread(s), device {', '.join(devices)}, "
                      f"runtimes {', '.join(runtimes)}, machine {machine}")
             ax.set_title(_wrap(title), fontsize=9)
-            out.append((title + ". Filled: ok; hollow: output mismatch. Marker: ○ fp32, □ fp16, △ int8, ◇ other.", _svg(fig)))
+            out.append((title + ". Filled: ok; hollow: mismatch. Marker: ○ fp32, □ fp16, △ int8, ◇ other.", _svg(fig)))
             plt.close(fig)
     sizes: dict[tuple[str, str], int] = {}
     for r in report["rows"]:

@@ -8,8 +8,9 @@ compares every row's predictions with them:
 * accuracy and macro-F1 on the full test split are measured once per (artifact, runtime, device), in
   the row with the most threads and the largest batch, at that row's batch size; the other rows of
   the group predict a slice of the split at their own batch size, which is checked for parity;
-* status: ``ok``; ``output mismatch`` (top-1 agreement, max |p - p_ref| or accuracy beyond the
-  tolerance for the artifact's precision); ``failed`` (load/predict error, crash, timeout — the rest
+* status, in the words of the one parity judge (``edgeblood.parity``, the thresholds export and
+  compress use too): ``ok``; ``mismatch`` (top-1 agreement, max |p - p_ref| or accuracy beyond the
+  threshold for the artifact's precision); ``failed`` (load/predict error, crash, timeout — the rest
   still runs); ``skipped`` (runtime not installed, device absent, Core ML off macOS, ...).
 """
 
@@ -31,11 +32,10 @@ import numpy as np
 from edgeblood.bench.machine import machine_info, peak_gmacs
 from edgeblood.bench.measure import TimingConfig, achieved_gmacs
 from edgeblood.errors import EdgebloodError
+from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED, STATUSES, THRESHOLDS, precision_class
 
-SCHEMA = "edgeblood.bench/1"
+SCHEMA = "edgeblood.bench/2"  # /2: the parity judge's status words ("mismatch", was "output mismatch") and thresholds
 SPLIT = "test"
-OK, MISMATCH, FAILED, SKIPPED = "ok", "output mismatch", "failed", "skipped"
-STATUSES = (OK, MISMATCH, FAILED, SKIPPED)
 PARITY_SLICE = 64  # images predicted by rows that do not measure the full split
 
 # A device name a user types -> the runtime's own device name.
@@ -44,31 +44,6 @@ DEVICE_ALIASES = {
     "onnxruntime": {"gpu": "cuda"},
     "pytorch": {"gpu": "cuda"},
 }
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far a row may be from the PyTorch fp32 reference before it is an ``output mismatch``."""
-
-    min_agreement: float  # top-1 agreement with the reference
-    max_abs_diff: float | None  # max |p - p_ref| over all probabilities (None: not checked)
-    max_accuracy_drop: float  # reference accuracy - row accuracy (fraction)
-
-
-TOLERANCES = {
-    "fp32": Tolerance(min_agreement=0.999, max_abs_diff=1e-3, max_accuracy_drop=0.005),
-    "fp16": Tolerance(min_agreement=0.99, max_abs_diff=0.05, max_accuracy_drop=0.01),
-    "quantized": Tolerance(min_agreement=0.90, max_abs_diff=None, max_accuracy_drop=0.03),
-}
-
-
-def precision_class(precision: str | None) -> str:
-    p = (precision or "fp32").lower()
-    if p in ("fp32", "float32", "f32"):
-        return "fp32"
-    if p in ("fp16", "float16", "f16", "bf16", "bfloat16"):
-        return "fp16"
-    return "quantized"
 
 
 @dataclass
@@ -97,7 +72,7 @@ class BenchConfig:
             "row_timeout_s": self.row_timeout_s,
             "images": self.images,
             "parity_slice_images": PARITY_SLICE,
-            "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
+            "tolerances": {k: dict(v) for k, v in THRESHOLDS.items()},
         }
 
 
@@ -231,7 +206,10 @@ def plan_rows(run, artifacts: list[Artifact], config: BenchConfig, machine_label
 
 
 def _target_hint(runtime: str) -> str:
-    return {"onnxruntime": "onnx", "openvino": "openvino", "coreml": "coreml"}.get(runtime, "all")
+    from edgeblood.targets import target_for_runtime
+
+    target = target_for_runtime(runtime)
+    return target.name if target is not None else "all"
 
 
 def _row(base: dict, art: Artifact | None, *, device: str, threads: int | None = None, batch: int | None = None,
@@ -474,32 +452,21 @@ def _execute(p: Planned, run, data, data_path: Path, ref, config: BenchConfig, m
 def _judge(row: dict, art: Artifact, probs: np.ndarray, data, ref, full_eval: bool, num_classes: int) -> None:
     """Compare a row's probabilities with the PyTorch reference; set accuracy (full split) and status."""
     from edgeblood.evaluation.metrics import accuracy_and_macro_f1
+    from edgeblood.parity import ParityData, compare, thresholds_for
 
     n = len(probs)
     ref_probs = ref["probs"][:n]
     if probs.ndim != 2 or probs.shape[1] != ref_probs.shape[1]:
         row.update(status=MISMATCH, reason=f"output shape {list(probs.shape)} but the reference is [N, {ref_probs.shape[1]}]", n_images=n)
         return
-    agreement = float((probs.argmax(1) == ref_probs.argmax(1)).mean())
-    max_diff = float(np.abs(probs - ref_probs).max())
-    row.update(agreement=round(agreement, 6), max_abs_diff=max_diff, parity_images=n)
-    tol = TOLERANCES[precision_class(art.precision)]
-    problems = []
-    if agreement < tol.min_agreement:
-        problems.append(f"top-1 agrees with PyTorch fp32 on {agreement:.1%} of {n} images (< {tol.min_agreement:.1%})")
-    if tol.max_abs_diff is not None and max_diff > tol.max_abs_diff:
-        problems.append(f"max |p - p_ref| = {max_diff:.2g} (> {tol.max_abs_diff:g})")
-    if not np.all(np.isfinite(probs)):
-        problems.append("non-finite probabilities")
+    reference = ParityData(images=None, labels=np.asarray(data["labels"][:n]), reference=ref_probs, split=SPLIT, source="", description="")
+    result = compare(probs, reference, thresholds_for(art.precision), check_accuracy=full_eval)
+    row.update(agreement=round(result.agreement, 6), max_abs_diff=result.max_abs_diff, parity_images=n)
     if full_eval:
         acc, f1 = accuracy_and_macro_f1(data["labels"][:n], probs.argmax(1), num_classes)
         row.update(accuracy=acc, macro_f1=f1, n_images=n, accuracy_measured_at={"threads": row["threads"], "batch": row["batch"]})
-        drop = ref["accuracy"] - acc
-        if drop > tol.max_accuracy_drop:
-            problems.append(f"accuracy {acc:.2%} is {drop * 100:.1f} points below PyTorch fp32 ({ref['accuracy']:.2%})")
-    kind = precision_class(art.precision)
-    if problems:
-        row.update(status=MISMATCH, reason=f"{'; '.join(problems)} [tolerance for {kind}]")
+    if result.status == MISMATCH:
+        row.update(status=MISMATCH, reason=f"{result.reason} [threshold for {precision_class(art.precision)}]")
     else:
         row.update(status=OK, reason=None)
 

@@ -19,6 +19,11 @@ from edgeblood.info import CREDIT, LICENSE
 
 CONTRACT = "edgeblood.artifact/1"
 
+# Tensor names every artifact uses (Core ML renames the label output: see exporters/coreml.py).
+INPUT_NAME = "image"
+PROB_NAME = "probabilities"
+LABEL_NAME = "label"
+
 # Keys whose values are JSON (everything else is a plain string).
 JSON_KEYS = frozenset({"classes", "class_names_full", "model_config", "input_range", "input_shape", "normalization", "outputs",
                        "framing", "train_class_prior"})
@@ -32,10 +37,7 @@ DESCRIPTION = (
 
 def artifact_metadata(run_metadata: dict, *, precision: str = "fp32", target: str = "", run_name: str = "") -> dict[str, str]:
     """The flat string map stored in an artifact, built from a run's metadata (run.json)."""
-    # Imported here: edgeblood.preprocess imports torch, and the bench worker reads artifact metadata
-    # through this module for ONNX Runtime / OpenVINO rows whose peak RSS must not include torch.
     from edgeblood.framing import framing_of
-    from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
 
     inp = run_metadata["input"]
     ds = run_metadata.get("dataset", {})
@@ -93,3 +95,8 @@ def decode_metadata(flat: dict[str, str]) -> dict[str, Any]:
                 pass
         out[key] = value
     return out
+
+
+def nchw_input(size: int) -> dict:
+    """The manifest's ``input`` entry of a tensor artifact: the README's layout rule, raw 0-255 RGB pixels."""
+    return {"name": INPUT_NAME, "shape": ["N", 3, size, size], "layout": "NCHW", "dtype": "float32", "range": [0, 255], "channel_order": "RGB"}

@@ -11,7 +11,8 @@ to the export folder) and replaced when the same path is recorded again.
                                "n_images": 256, "split": "test", ...},
                     "export_seconds": 5.1, "created": "...", "details": {...}}]}
 
-Parity ``status``: "ok", "failed" (exported but wrong: do not ship), or "skipped" (with ``reason``).
+Parity ``status``: the judge's words (edgeblood.parity): "ok", "mismatch" (exported but wrong: do not
+ship), "failed" (could not be run: missing, invalid or unloadable), or "skipped" (with ``reason``).
 
 Part of the run directory's contract, so it sits in the core of the package: export and compress
 write it, bench reads it.
@@ -27,11 +28,12 @@ from typing import Any
 
 from edgeblood.atomic import exclusive_lock, write_json
 from edgeblood.errors import EdgebloodError
+from edgeblood.parity import STATUSES
 from edgeblood.provenance import utc_now
 
 MANIFEST = "manifest.json"
 SCHEMA = "edgeblood.export-manifest/1"
-PARITY_STATUSES = ("ok", "failed", "skipped")
+PARITY_STATUSES = STATUSES
 
 
 def load_manifest(export_dir: str | os.PathLike) -> dict:

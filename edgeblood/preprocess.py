@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-INPUT_NAME = "image"
-PROB_NAME = "probabilities"
-LABEL_NAME = "label"
+from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME
+
+__all__ = ["INPUT_NAME", "LABEL_NAME", "PROB_NAME", "RawPixelClassifier", "wrap_for_deployment"]
 
 
 class RawPixelClassifier(nn.Module):

@@ -189,8 +189,8 @@ def load_capture_parity_frames(run, data_dir=None, n_images: int | None = 256):
 
     from edgeblood.data.bloodmnist import candidate_dirs
     from edgeblood.data.labelled_images import read_labelled_images
-    from edgeblood.exporters.parity import select_indices
     from edgeblood.imageio import read_pixels, to_rgb_uint8
+    from edgeblood.parity import select_indices
 
     for folder in candidate_dirs(data_dir):
         originals = folder / "pbc-originals" / "val"
@@ -199,7 +199,7 @@ def load_capture_parity_frames(run, data_dir=None, n_images: int | None = 256):
             idx = select_indices(items.labels, n_images)
             frames = [to_rgb_uint8(read_pixels(items.files[i])) for i in idx]
             return frames, items.labels[idx], f"PBC val originals ({originals})"
-    from edgeblood.exporters.parity import load_parity_data
+    from edgeblood.parity import load_parity_data
 
     data = load_parity_data(run, n_images, data_dir=data_dir)
     from PIL import Image
@@ -224,7 +224,7 @@ def check_capture_parity(artifact: str | Path, run, frames, labels, description:
     import numpy as np
     import torch
 
-    from edgeblood.exporters.parity import THRESHOLDS
+    from edgeblood.parity import MISMATCH, OK, THRESHOLDS
     from edgeblood.preprocess import wrap_for_deployment
 
     t0 = time.perf_counter()
@@ -238,12 +238,12 @@ def check_capture_parity(artifact: str | Path, run, frames, labels, description:
     agreement = float((probs.argmax(1) == reference.argmax(1)).mean())
     need = THRESHOLDS["capture"]["min_agreement"]
     result = {
-        "status": "ok" if agreement >= need else "failed", "n_images": len(frames), "split": "captures", "data": description,
+        "status": OK if agreement >= need else MISMATCH, "n_images": len(frames), "split": "captures", "data": description,
         "runtime": runtime, "device": "cpu", "agreement": agreement, "max_abs_diff": float(np.abs(probs - reference).max()),
         "artifact_accuracy": float((probs.argmax(1) == labels).mean()), "reference_accuracy": float((reference.argmax(1) == labels).mean()),
         "reference": f"Python path: {framing.describe()}, then PyTorch fp32", "thresholds": dict(THRESHOLDS["capture"]),
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    if result["status"] == "failed":
+    if result["status"] == MISMATCH:
         result["reason"] = f"agreement {agreement * 100:.2f} % < {need * 100:.1f} %"
     return result

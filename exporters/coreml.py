@@ -25,11 +25,14 @@ import platform
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from edgeblood.contract import INPUT_NAME, PROB_NAME
 from edgeblood.errors import EdgebloodError, missing_extra
-from edgeblood.preprocess import INPUT_NAME, PROB_NAME
+from edgeblood.targets import ExportJob, ExportOptions, Target, register
+
+if TYPE_CHECKING:
+    import torch
 
 LABEL_OUTPUT = "classLabel"
 DEFAULT_MIN_TARGET = "iOS16"
@@ -100,6 +103,8 @@ def export_coreml(
                              "int8/palettized weights come from `edgeblood compress --target coreml`")
     target = deployment_target(min_target)
     out_path = Path(out_path)
+    import torch
+
     example = torch.full((1, 3, in_size, in_size), 128.0)
     t0 = time.perf_counter()
     with quiet():
@@ -213,3 +218,35 @@ def validate_coreml(path: str | Path, classes: list[str], in_size: int, metadata
     if problems:
         raise EdgebloodError(f"Core ML model {path} does not match the contract: {'; '.join(problems)}")
     return info
+
+
+# ----------------------------------------------------------------------------------- the target
+
+def _export_target(job: ExportJob) -> dict:
+    from edgeblood.preprocess import wrap_for_deployment
+
+    run = job.run
+    model = wrap_for_deployment(run.model, run.metadata, with_label=False)  # Core ML adds classLabel itself
+    return export_coreml(model, job.metadata, run.classes, job.out, in_size=run.in_size, precision=job.precision,
+                         min_target=job.options.min_target)
+
+
+def image_input(size: int) -> dict:
+    """Core ML's input: an image (Vision scales the capture to it), raw 0-255 RGB, no scale or bias."""
+    return {"name": INPUT_NAME, "type": "image", "color": "RGB", "width": size, "height": size, "batch": 1, "scale": 1.0, "bias": [0, 0, 0]}
+
+
+def _validate(path: Path, run) -> None:
+    validate_coreml(path, run.classes, run.in_size)
+
+
+def _check_options(options: ExportOptions) -> None:
+    deployment_target(options.min_target)
+
+
+TARGET = register(Target(
+    name="coreml", title="Core ML", runtime="coreml", extra="coreml", libraries=("coremltools",),
+    artifacts={"fp32": "model.mlpackage", "fp16": "model-fp16.mlpackage"}, outputs=(PROB_NAME, LABEL_OUTPUT),
+    export=_export_target, input_contract=image_input, order=30, validate=_validate, check_options=_check_options,
+    description="Core ML ML program (.mlpackage) for iOS/macOS apps (Vision image input); predictions need macOS",
+))

@@ -21,12 +21,16 @@ import logging
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME, nchw_input
 from edgeblood.errors import EdgebloodError, missing_extra
-from edgeblood.preprocess import INPUT_NAME, LABEL_NAME, PROB_NAME
+from edgeblood.targets import CaptureVariant, ExportJob, ExportOptions, Target, register
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_OPSET = 21
 LEGACY_MAX_OPSET = 20  # the TorchScript exporter's newest fully supported opset
@@ -54,6 +58,7 @@ def export_onnx(
     """
     require_onnx()
     import onnx
+    import torch
 
     out_path = Path(out_path)
     example = torch.full((2, 3, in_size, in_size), 128.0)
@@ -83,6 +88,7 @@ def export_onnx(
 def _torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int):
     """(ModelProto, exporter description); torch.export exporter first, TorchScript as fallback."""
     import onnx
+    import torch
 
     names = dict(input_names=[INPUT_NAME], output_names=[PROB_NAME, LABEL_NAME])
     errors = []
@@ -264,3 +270,36 @@ def _measure(proto, in_size: int, rounds: int = 5, repeats: int = 40) -> dict:
         "latency_ms": round(float(np.median(medians)) * 1e3, 4),
         "probs": sess.run([PROB_NAME], {INPUT_NAME: _probe(in_size)})[0],
     }
+
+
+# ----------------------------------------------------------------------------------- the target
+
+def _export_target(job: ExportJob) -> dict:
+    from edgeblood.preprocess import wrap_for_deployment
+
+    run = job.run
+    return export_onnx(wrap_for_deployment(run.model, run.metadata), job.metadata, job.out, in_size=run.in_size,
+                       opset=job.options.opset or DEFAULT_OPSET, simplify=job.options.simplify)
+
+
+def check_opset(options: ExportOptions) -> None:
+    """torch's exporter writes opset >= 18, and the capture variant needs 18 (Resize with antialias)."""
+    from edgeblood.exporters.capture import MIN_OPSET
+
+    if options.opset is not None and not MIN_OPSET <= options.opset <= DEFAULT_OPSET:
+        raise EdgebloodError(f"--opset must be between {MIN_OPSET} and {DEFAULT_OPSET} (got {options.opset}); "
+                             "ONNX Runtime >= 1.18 and OpenVINO read all of them")
+
+
+def _build_capture(job: ExportJob, fp32_artifact: Path) -> dict:
+    from edgeblood.exporters.capture import build_capture_model
+
+    return build_capture_model(fp32_artifact, job.run.framing, job.run.in_size, job.out, job.metadata)
+
+
+TARGET = register(Target(
+    name="onnx", title="ONNX", runtime="onnxruntime", extra="onnx", libraries=("onnx", "onnxruntime"),
+    artifacts={"fp32": "model.onnx"}, outputs=(PROB_NAME, LABEL_NAME), export=_export_target, input_contract=nchw_input,
+    order=10, check_options=check_opset, capture=CaptureVariant("model-capture.onnx", _build_capture),
+    description="ONNX (opset 21) for ONNX Runtime on CPU/CUDA/CoreML/DirectML; int8/fp16 from `edgeblood compress`",
+))

@@ -12,7 +12,9 @@ import importlib.util
 import time
 from pathlib import Path
 
+from edgeblood.contract import LABEL_NAME, PROB_NAME, nchw_input
 from edgeblood.errors import EdgebloodError, missing_extra
+from edgeblood.targets import CaptureVariant, ExportJob, Target, register
 
 RT_INFO_SECTION = "edgeblood"
 
@@ -48,3 +50,32 @@ def ir_files(xml: str | Path) -> list[Path]:
     """The files one IR consists of (.xml and its .bin)."""
     xml = Path(xml)
     return [xml, xml.with_suffix(".bin")]
+
+
+# ----------------------------------------------------------------------------------- the target
+
+def _export_target(job: ExportJob) -> dict:
+    details = export_openvino(job.sources["onnx"], job.metadata, job.out, precision=job.precision)
+    details["source"] = "the ONNX export of this run (same graph as model.onnx)"
+    return details
+
+
+def _build_capture(job: ExportJob, fp32_artifact: Path) -> dict:
+    from edgeblood.exporters.capture import build_capture_openvino
+
+    return build_capture_openvino(fp32_artifact, job.run.framing, job.run.in_size, job.out, job.metadata)
+
+
+def _check_options(options) -> None:
+    from edgeblood.exporters.onnx import check_opset  # the IR is converted from the ONNX export
+
+    check_opset(options)
+
+
+TARGET = register(Target(
+    name="openvino", title="OpenVINO IR", runtime="openvino", extra="openvino", libraries=("onnx", "onnxruntime", "openvino"),
+    artifacts={"fp32": "openvino/model.xml", "fp16": "openvino/model-fp16.xml"}, outputs=(PROB_NAME, LABEL_NAME),
+    export=_export_target, input_contract=nchw_input, order=20, source="onnx", check_options=_check_options,
+    capture=CaptureVariant("openvino/model-capture.xml", _build_capture),
+    description="OpenVINO IR (fp32, fp16 weights) for Intel CPUs, GPUs and NPUs; int8 with NNCF from `edgeblood compress`",
+))

@@ -161,7 +161,7 @@ def test_wrong_outputs_are_flagged_and_a_corrupt_file_fails_alone(exported_run, 
     report = bench_runs([run_dir], BenchConfig(runtimes=["pytorch", "onnxruntime", "openvino"], batches=[4], threads=[1], timing=TINY))
     by_rt = {r["runtime"]: r for r in report["rows"]}
     assert by_rt["pytorch"]["status"] == "ok"
-    assert by_rt["onnxruntime"]["status"] == "output mismatch"
+    assert by_rt["onnxruntime"]["status"] == "mismatch"
     assert "agree" in by_rt["onnxruntime"]["reason"] and by_rt["onnxruntime"]["latency_ms"] is not None
     assert by_rt["openvino"]["status"] == "failed" and by_rt["openvino"]["reason"]
     assert "sha256" in by_rt["openvino"]["reason"]

@@ -18,7 +18,7 @@ import torch
 
 from edgeblood import manifest as mf
 from edgeblood.errors import EdgebloodError
-from edgeblood.exporters.parity import check_parity, load_parity_data, require_parity, select_indices
+from edgeblood.parity import check_parity, load_parity_data, require_parity, select_indices
 from edgeblood.preprocess import wrap_for_deployment
 from edgeblood.runs import open_run
 from export_runs import copy_run, exported_once, perturbed_copy
@@ -191,7 +191,7 @@ def test_parity_check_fails_on_a_different_models_artifact(report, tmp_path):
     data = load_parity_data(other, 64)
     for artifact, precision in (("model.onnx", "fp32"), ("openvino/model-fp16.xml", "fp16")):
         result = check_parity(report.export_dir / artifact, data, precision=precision)
-        assert result.status == "failed" and result.agreement < 0.995
+        assert result.status == "mismatch" and result.agreement < 0.995
         assert "agreement" in result.reason
         with pytest.raises(EdgebloodError, match=r"does not match the PyTorch model: agreement .*% top-1 agreement .*max \|dp\|"):
             require_parity(result, artifact)
@@ -199,7 +199,7 @@ def test_parity_check_fails_on_a_different_models_artifact(report, tmp_path):
     assert same.status == "ok" and same.agreement == 1.0
 
 
-def test_verify_marks_stale_artifacts_failed_in_the_manifest(report, tmp_path):
+def test_verify_marks_stale_artifacts_mismatched_in_the_manifest(report, tmp_path):
     from edgeblood.exporters.pipeline import verify_exports
 
     run_dir = perturbed_copy(report.run_dir, tmp_path / "stale")  # the checkpoint changed under its exports
@@ -207,7 +207,7 @@ def test_verify_marks_stale_artifacts_failed_in_the_manifest(report, tmp_path):
     with pytest.raises(EdgebloodError, match="does not match the PyTorch model"):
         verify_exports(run_dir, parity_images=32)
     status = {a["path"]: a["parity"]["status"] for a in mf.load_manifest(run_dir / "export")["artifacts"]}
-    assert status["model.onnx"] == status["openvino/model.xml"] == status["openvino/model-fp16.xml"] == "failed"
+    assert status["model.onnx"] == status["openvino/model.xml"] == status["openvino/model-fp16.xml"] == "mismatch"
     assert status["model.mlpackage"] == "skipped"  # spec still valid; numbers need macOS
 
 
@@ -226,7 +226,7 @@ def test_record_artifact_replaces_by_path_and_load_manifest(tmp_path):
 
 
 def test_near_ties_are_reported_but_only_decisive_flips_fail():
-    from edgeblood.exporters.parity import ParityData, compare, thresholds_for
+    from edgeblood.parity import ParityData, compare, thresholds_for
 
     ref = np.array([[0.5, 0.3, 0.2], [0.4002, 0.3998, 0.2], [0.6, 0.2, 0.2]] * 70, dtype=np.float32)
     data = ParityData(images=np.zeros((len(ref), 3, 1, 1), np.float32), labels=np.zeros(len(ref), int), reference=ref,
@@ -236,11 +236,11 @@ def test_near_ties_are_reported_but_only_decisive_flips_fail():
     r = compare(flipped, data, thresholds_for("fp16"))
     assert r.status == "ok" and r.near_tie_flips == 1 and r.agreement < 1.0 and r.decisive_agreement == 1.0
     assert "near-tie" in r.summary()
-    assert compare(flipped, data, thresholds_for("fp32")).status == "failed"  # fp32 ties must be within 1e-6
+    assert compare(flipped, data, thresholds_for("fp32")).status == "mismatch"  # fp32 ties must be within 1e-6
     flipped[0] = [0.3, 0.5, 0.2]
     flipped[2] = [0.2, 0.6, 0.2]
     r = compare(flipped, data, thresholds_for("fp16"))
-    assert r.status == "failed" and r.disagreements == 3 and r.near_tie_flips == 1
+    assert r.status == "mismatch" and r.disagreements == 3 and r.near_tie_flips == 1
 
 
 def test_stratified_selection_takes_classes_in_turn():

@@ -34,8 +34,8 @@ def bench(
     Each row runs in its own process: it loads the artifact with its runtime, predicts the full
     test split (accuracy, macro-F1, agreement with the PyTorch fp32 model), then times the
     runtime's own inference call until run-to-run spread is within 5 %. Status per row: ok,
-    output mismatch, failed (with the error; the rest still runs) or skipped (with the reason).
-    Writes report.md, report.json (schema edgeblood.bench/1) and report.html.
+    mismatch, failed (with the error; the rest still runs) or skipped (with the reason).
+    Writes report.md, report.json (schema edgeblood.bench/2) and report.html.
 
         edgeblood bench runs/se-cnn
         edgeblood bench runs/se-cnn --runtimes onnxruntime,openvino --devices cpu --batch 1,64 --threads 1,2
@@ -88,7 +88,7 @@ def bench(
     for run in report["runs"]:
         ev = run["evaluated_on"]
         console.print(f"{run['name']}: accuracy on the {ev['split']} split, {ev['images']} images ({ev['describe']})", highlight=False, soft_wrap=True)
-    counts = {s: sum(r["status"] == s for r in report["rows"]) for s in ("ok", "output mismatch", "failed", "skipped")}
+    counts = {s: sum(r["status"] == s for r in report["rows"]) for s in ("ok", "mismatch", "failed", "skipped")}
     console.print("rows: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), highlight=False)
     console.print(f"report: {paths['md']}  {paths['json']}  {paths['html']}", highlight=False, soft_wrap=True)
 

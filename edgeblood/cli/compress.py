@@ -8,14 +8,14 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
-from edgeblood.cli.options import file_size, split_list
+from edgeblood.cli.options import file_size, split_list, status_cell, target_help
 
 
 @app.command()
 def compress(
     run: Path = typer.Argument(..., help="Run directory made by `edgeblood train` (runs/<name>)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", "-q", help="int8 and/or fp16 (comma-separated) post-training quantization."),
-    target: str = typer.Option("onnx", "--target", "-t", help="onnx, openvino, coreml or all (comma-separated list allowed)."),
+    target: str = typer.Option("onnx", "--target", "-t", help=target_help()),
     calibration_images: int = typer.Option(512, "--calibration-images", help="Calibration images for int8: a class-stratified subset of the TRAIN split."),
     calibration_method: str = typer.Option("minmax", "--calibration-method", help="ONNX Runtime static int8 calibration: minmax, entropy, percentile (comma-separated: one variant each)."),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="OpenVINO: NNCF accuracy-controlled int8 keeping val accuracy within this many percentage points of fp32."),
@@ -97,11 +97,12 @@ def variant_table(report):
     for r in report.rows:
         m, d = r.measured, r.delta
         status = m.get("status")
-        acc = f"{100 * m['accuracy']:.2f}" if status == "ok" else ("[bold red]FAILED[/]" if status == "failed" else "[yellow]skipped[/]")
+        acc = f"{100 * m['accuracy']:.2f}" if status == "ok" else (
+            f"[bold red]{100 * m['accuracy']:.2f} MISMATCH[/]" if status == "mismatch" and m.get("accuracy") is not None else status_cell(status))
         size = file_size(r.size_bytes) + ("" if r.size_pct is None else f" ({r.size_pct:.0f}%)")
         table.add_row(
             f"{r.target} {r.variant}", size, _count(r.params), _count(r.macs), acc,
-            f"{100 * m['macro_f1']:.2f}" if status == "ok" else "-",
+            f"{100 * m['macro_f1']:.2f}" if m.get("macro_f1") is not None else "-",
             _signed(d["accuracy_pt"]) if d else "-",
             _worst(d),
         )

@@ -8,13 +8,13 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
-from edgeblood.cli.options import file_size, split_list
+from edgeblood.cli.options import file_size, split_list, status_cell, target_help
 
 
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="Run directory made by `edgeblood train` (runs/<name>)."),
-    target: str = typer.Option("onnx", "--target", "-t", help="onnx, openvino, coreml or all (comma-separated list allowed)."),
+    target: str = typer.Option("onnx", "--target", "-t", help=target_help()),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 or fp16 (or fp32,fp16). fp16: OpenVINO fp16 weights, Core ML fp16 compute; ONNX stays fp32."),
     min_target: str = typer.Option("iOS16", "--min-target", help="Core ML minimum deployment target (iOS15, iOS16, iOS17, iOS18, macOS13, ...)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite artifacts that already exist."),
@@ -73,7 +73,7 @@ def export(
 def _show(report) -> None:
     """Print the table and parity notes; then fail (exit 2, with the figures) if any artifact failed."""
     from edgeblood.errors import EdgebloodError
-    from edgeblood.exporters.parity import ParityResult, require_parity
+    from edgeblood.parity import ParityResult, require_parity
 
     console.print(artifact_table(report))
     for line in parity_lines(report) + [n for n in report.notes if not n.startswith("parity:")]:
@@ -104,7 +104,7 @@ def artifact_table(report):
     table.add_column("secs", justify="right", no_wrap=True)
     for a in report.artifacts:
         p = a["parity"]
-        status = {"ok": "[green]ok[/]", "failed": "[bold red]FAILED[/]"}.get(p["status"], "[yellow]skipped[/]")
+        status = status_cell(p["status"])
         agree = f"{p['agreement'] * 100:.2f}" + ("*" if p.get("near_tie_flips") else "") if p.get("agreement") is not None else "-"
         diff = f"{p['max_abs_diff']:.1e}" if p.get("max_abs_diff") is not None else "-"
         table.add_row(a["target"], a["precision"], a["path"], file_size(a.get("size_bytes", 0)), status, agree, diff, f"{a['export_seconds']:.1f}")

@@ -30,3 +30,15 @@ def file_size(n: int | None) -> str:
     if n is None:
         return "-"
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def status_cell(status: str) -> str:
+    """A parity/measurement status word (edgeblood.parity) as a table cell."""
+    return {"ok": "[green]ok[/]", "mismatch": "[bold red]MISMATCH[/]", "failed": "[bold red]FAILED[/]"}.get(status, "[yellow]skipped[/]")
+
+
+def target_help(what: str = "") -> str:
+    """The --target help: the registered targets (edgeblood.targets) and 'all'."""
+    from edgeblood.targets import choices_text
+
+    return f"{choices_text()} (comma-separated list allowed){what}."

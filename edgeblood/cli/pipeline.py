@@ -86,16 +86,31 @@ def _available_targets(text: str) -> tuple[str, ...]:
 
     from rich.markup import escape
 
-    needs = {"onnx": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino"), "coreml": ("coremltools",)}
-    wanted = tuple(split_list(text))
-    unknown = [t for t in wanted if t not in needs]
-    if unknown:
-        raise EdgebloodError(f"unknown target(s) {', '.join(unknown)}; choose from onnx, openvino, coreml")
-    keep = tuple(t for t in wanted if all(importlib.util.find_spec(m) is not None for m in needs[t]))
+    from edgeblood.targets import get_target, parse_targets
+
+    chosen = parse_targets(split_list(text))
+
+    def missing(target) -> list[str]:
+        libs = [*target.libraries, *(get_target(target.source).libraries if target.source else ())]
+        return [m for m in dict.fromkeys(libs) if importlib.util.find_spec(m) is None]
+
+    keep = tuple(t.name for t in chosen if not missing(t))
     if not keep:
-        raise EdgebloodError(f"none of the export targets ({', '.join(wanted)}) can run here: their libraries are missing; "
-                             f'install them first with pip install "edgeblood[{",".join(wanted)}]" (or "edgeblood[all]")')
-    for t in sorted(set(wanted) - set(keep)):
-        hint = escape('pip install "edgeblood[' + t + ']"')
-        console.print(f"skipping {t}: {' and '.join(needs[t])} not installed ({hint})", style="yellow", highlight=False)
+        extras = ",".join(dict.fromkeys(t.extra for t in chosen))
+        raise EdgebloodError(f"none of the export targets ({', '.join(t.name for t in chosen)}) can run here: their libraries are missing; "
+                             f'install them first with pip install "edgeblood[{extras}]" (or "edgeblood[all]")')
+    for t in chosen:
+        if t.name not in keep:
+            hint = escape('pip install "edgeblood[' + t.extra + ']"')
+            console.print(f"skipping {t.name}: {' and '.join(missing(t))} not installed ({hint})", style="yellow", highlight=False)
     return keep
+
+
+def _int8_targets(targets: tuple[str, ...]) -> tuple[str, ...]:
+    """The targets with a registered int8 method whose runtime can measure it here (Core ML needs macOS)."""
+    from edgeblood.compression.methods import all_methods
+    from edgeblood.runtimes import get_runtime
+    from edgeblood.targets import get_target
+
+    with_int8 = {m.target for m in all_methods() if m.quantize == "int8"}
+    return tuple(t for t in targets if t in with_int8 and get_runtime(get_target(t).runtime).available()[0])

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from edgeblood.compression.methods import QuantizeMethod, Variant, register, timed
 from edgeblood.errors import EdgebloodError
 
 PALETTE_BITS = (4, 6)
@@ -80,3 +81,24 @@ def _transform(src, dest, fn, precision: str) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+# ---------------------------------------------------------------------------------- the methods
+
+def _palette_variants(options) -> list[Variant]:
+    return [Variant(None, f"{b}-bit palette", "coreml", f"palettized-{b}bit", f"model-palettized{b}.mlpackage", tag="k-means",
+                    params={"bits": b}) for b in options.palettize_bits]
+
+
+_COREMLTOOLS = (("coremltools", "coremltools", "coreml"),)
+register(QuantizeMethod(
+    name="coreml-linear-int8", target="coreml", quantize="int8", libraries=_COREMLTOOLS,
+    variants=lambda o: [Variant(None, "int8 weights", "coreml", "int8-weights", "model-int8.mlpackage", tag="linear weights")],
+    make=lambda job: timed(quantize_weights_int8, job.source, job.dest,
+                           details={"method": "coremltools linear_quantize_weights int8 per-channel symmetric"}),
+    description="int8 per-channel weights (W8, fp compute)"))
+register(QuantizeMethod(
+    name="coreml-palettize", target="coreml", quantize="int8", libraries=_COREMLTOOLS, variants=_palette_variants,
+    make=lambda job: timed(palettize, job.source, job.dest, job.params["bits"],
+                           details={"method": f"coremltools palettize_weights kmeans {job.params['bits']} bit"}),
+    description="k-means palettized weights, one variant per --palettize-bits"))

@@ -72,8 +72,10 @@ def measure_model(model: nn.Module, images_u8_nhwc: np.ndarray, labels: np.ndarr
 
 
 def delta(variant: dict, baseline: dict) -> dict | None:
-    """Percentage-point changes of ``variant`` vs ``baseline``; None unless both were measured."""
-    if variant.get("status") != "ok" or baseline.get("status") != "ok":
+    """Percentage-point changes of ``variant`` vs ``baseline``; None unless both were measured (a
+    mismatch was measured too: its deltas say how wrong it is)."""
+    measured = ("ok", "mismatch")
+    if variant.get("status") not in measured or baseline.get("status") not in measured:
         return None
     if variant["n_images"] != baseline["n_images"]:
         raise EdgebloodError("variant and fp32 were measured on different image sets; re-run compress on one split")

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgeblood.atomic import atomic_path
 from edgeblood.compression.calibration import batches
+from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, register, timed
 from edgeblood.errors import EdgebloodError, import_extra
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -261,3 +262,35 @@ def _reader(base: type, input_name: str, images: np.ndarray, batch_size: int = C
             self._it = iter(batches(self.images, batch_size))
 
     return Reader()
+
+
+# ---------------------------------------------------------------------------------- the methods
+
+def _static_variants(options) -> list[Variant]:
+    first = options.calibration_methods[0]
+    return [Variant(None, f"int8 static ({m})", "onnx", "int8", "model-int8.onnx" if m == first else f"model-int8-{m}.onnx",
+                    tag=f"static QDQ {m}", params={"calibration_method": m}) for m in options.calibration_methods]
+
+
+def _make_static(job: QuantizeJob) -> dict:
+    method = job.params["calibration_method"]
+    return timed(quantize_static, job.source, job.dest, job.calibration, method, details={
+        "method": "onnxruntime quantize_static, QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations",
+        "calibration": {**job.calibration_info, "method": method}, "float_ops": list(FLOAT_ONLY_OPS)})
+
+
+_ORT = (("onnx", "onnx", "onnx"), ("onnxruntime", "onnxruntime", "onnx"))
+register(QuantizeMethod(
+    name="onnxruntime-static", target="onnx", quantize="int8", variants=_static_variants, make=_make_static, libraries=_ORT,
+    description="ONNX Runtime static int8 (QDQ), one variant per --calibration-method"))
+register(QuantizeMethod(
+    name="onnxruntime-dynamic", target="onnx", quantize="int8", libraries=_ORT,
+    variants=lambda o: [Variant(None, "int8 dynamic", "onnx", "int8-dynamic", "model-int8-dynamic.onnx", tag="dynamic")] if o.dynamic else [],
+    make=lambda job: timed(quantize_dynamic, job.source, job.dest,
+                           details={"method": "onnxruntime quantize_dynamic", "weights": "uint8 (ConvInteger)"}),
+    description="ONNX Runtime dynamic int8 (the comparison point; --no-dynamic skips it)"))
+register(QuantizeMethod(
+    name="onnxruntime-fp16", target="onnx", quantize="fp16", libraries=_ORT,
+    variants=lambda o: [Variant(None, "fp16", "onnx", "fp16", "model-fp16.onnx")],
+    make=lambda job: timed(convert_fp16, job.source, job.dest, details={"method": "onnxruntime.transformers.float16, keep_io_types"}),
+    description="fp16 initializers and ops, float32 input/output"))

@@ -19,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, register
 from edgeblood.errors import EdgebloodError, import_extra
 
 PRESETS = ("performance", "mixed")
@@ -133,3 +135,30 @@ def _quiet_nncf(nncf):
             yield
     finally:
         logger.setLevel(level)
+
+
+# ---------------------------------------------------------------------------------- the methods
+
+def _nncf_variants(options) -> list[Variant]:
+    out = [Variant(None, "int8 NNCF", "openvino", "int8", "openvino/model-int8.xml", tag="nncf", params={"max_drop": None})]
+    if options.max_drop is not None:
+        out.append(Variant(None, f"int8 NNCF acc-control {options.max_drop:g}pt", "openvino", "int8", "openvino/model-int8-acc.xml",
+                           tag=f"nncf accuracy-control {options.max_drop:g}pt", params={"max_drop": options.max_drop}))
+    return out
+
+
+def _make_nncf(job: QuantizeJob) -> dict:
+    max_drop = job.params["max_drop"]
+    t0 = time.perf_counter()
+    _, info = quantize(job.source, job.dest, job.calibration, max_drop=max_drop, validation=job.validation if max_drop is not None else None)
+    return {"seconds": round(time.perf_counter() - t0, 3), "method": info.method, "preset": info.preset,
+            "bias_correction": info.bias_correction,
+            "calibration": {**job.calibration_info, "method": f"nncf min-max (preset {info.preset})"},
+            **({"max_drop_pt": info.max_drop_pt, "validation": "val split"} if info.max_drop_pt is not None else {}),
+            "notes": info.notes}
+
+
+register(QuantizeMethod(
+    name="nncf", target="openvino", quantize="int8", variants=_nncf_variants, make=_make_nncf, bounds_accuracy_drop=True,
+    libraries=(("openvino", "openvino", "openvino"), ("nncf", "nncf", "openvino")),
+    description="NNCF post-training int8 (full bias correction); with --max-drop also NNCF accuracy control on val"))

@@ -12,22 +12,16 @@ Compressed artifacts are recorded in the run's ``export/manifest.json`` next to 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgeblood.compression.methods import QUANTIZE_CHOICES, QuantizeJob, Variant, all_methods, variants_for
 from edgeblood.errors import EdgebloodError
-
-QUANTIZE = ("int8", "fp16")
-TARGETS = ("onnx", "openvino", "coreml")
-RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "coreml": "coreml", "pytorch": "pytorch"}
-FP32_PATHS = {"onnx": "model.onnx", "openvino": "openvino/model.xml", "coreml": "model.mlpackage"}
-# Quantized artifacts are not held to parity thresholds (they are expected to differ from fp32);
-# their agreement with PyTorch is recorded and their accuracy deltas are the verdict.
-UNBOUNDED = {"min_agreement": None, "max_abs_diff": None}
+from edgeblood.parity import FAILED, MISMATCH, SKIPPED
+from edgeblood.targets import choices_text, get_target, parse_targets
 
 Progress = Callable[[str, int, int], None]  # (what is happening, steps done, steps in all)
 Say = Callable[[str], None]
@@ -59,16 +53,14 @@ class CompressOptions:
         from edgeblood.compression.prune import IMPORTANCES, PRUNE_BY, check_ratio
 
         self.quantize = tuple(dict.fromkeys(q.lower() for q in self.quantize))
-        self.targets = tuple(dict.fromkeys(t.lower() for t in self.targets))
-        if "all" in self.targets:
-            self.targets = TARGETS
+        try:
+            self.targets = tuple(t.name for t in parse_targets(self.targets))
+        except EdgebloodError:
+            raise EdgebloodError(f"unknown --target in '{','.join(self.targets)}'; choose {choices_text()}") from None
         self.calibration_methods = tuple(dict.fromkeys(m.lower() for m in self.calibration_methods))
         for q in self.quantize:
-            if q not in QUANTIZE:
+            if q not in QUANTIZE_CHOICES:
                 raise EdgebloodError(f"--quantize must be int8 or fp16 (got '{q}')")
-        for t in self.targets:
-            if t not in TARGETS:
-                raise EdgebloodError(f"unknown --target '{t}'; choose onnx, openvino, coreml or all")
         for m in self.calibration_methods:
             if m not in CALIBRATION_METHODS:
                 raise EdgebloodError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)} (got '{m}')")
@@ -130,19 +122,6 @@ class RunReport:
         return {"run_dir": str(self.run_dir), "title": self.title, "rows": [r.to_dict() for r in self.rows], "notes": self.notes}
 
 
-@dataclass
-class _Variant:
-    """A compressed artifact to make from a run's fp32 artifact of ``target``."""
-
-    label: str
-    target: str
-    precision: str
-    rel_path: str
-    make: Callable[[Path, Path], dict]  # (fp32 artifact, destination) -> details for the manifest
-    via_exporter: bool = False  # made by edgeblood.exporters (fp16 OpenVINO/Core ML): path decided there
-    tag: str = ""  # manifest "variant": what tells it apart from other artifacts of the same precision (bench labels)
-
-
 def compress(run, options: CompressOptions, *, say: Say | None = None, progress: Progress | None = None) -> list[RunReport]:
     """Make and measure everything ``options`` asks for; returns one report per run (source first)."""
     from edgeblood.compression.calibration import calibration_set, to_contract
@@ -152,15 +131,15 @@ def compress(run, options: CompressOptions, *, say: Say | None = None, progress:
     options.validate()
     say = say or (lambda _m: None)
     run = run if isinstance(run, Run) else open_run(run)
-    _require_libraries(options)
+    variants = plan_variants(options, say)
+    _require_libraries(options, variants)
     data = data_for_run(run, options.data_dir)
     session = _Session(run=run, data=data, options=options, say=say, progress=progress)
-    session.total = _count_steps(options)
+    session.total = _count_steps(options, variants)
     say(f"data: {data.describe()}")
     if data.is_sample:
         say("[yellow]embedded sample: every accuracy below is a smoke-test figure on 96 test images, not a BloodMNIST result[/]")
 
-    variants = session.variants()
     _refuse_existing(run, variants, options)
     if "int8" in options.quantize:
         session.calibration = calibration_set(data.images("train"), data.labels("train"), options.calibration_images, options.seed)
@@ -187,6 +166,17 @@ def compress(run, options: CompressOptions, *, say: Say | None = None, progress:
     return reports
 
 
+def plan_variants(options: CompressOptions, say: Say) -> list[Variant]:
+    """The registered methods' variants for every requested target (edgeblood.compression.methods)."""
+    o = options
+    out = [v for t in o.targets for v in variants_for(get_target(t), o)]
+    chosen = {v.method.name for v in out if v.method is not None}
+    if "int8" in o.quantize and o.max_drop is not None and not any(m.bounds_accuracy_drop for m in all_methods() if m.name in chosen):
+        bounded = sorted({m.target for m in all_methods() if m.bounds_accuracy_drop})
+        say(f"[yellow]note:[/] --max-drop applies to the int8 methods of {', '.join(bounded)}; add --target {bounded[0]} to use it")
+    return out
+
+
 @dataclass
 class _Session:
     run: object
@@ -206,74 +196,8 @@ class _Session:
         self.done += 1
 
     # ------------------------------------------------------------------------------------- plan
-    def variants(self) -> list[_Variant]:
-        from edgeblood.compression import coreml_compress as cm
-        from edgeblood.compression import onnx_quant as oq
-
-        o = self.options
-        out: list[_Variant] = []
-        for target in o.targets:
-            if "int8" in o.quantize and target == "onnx":
-                for method in o.calibration_methods:
-                    rel = "model-int8.onnx" if method == o.calibration_methods[0] else f"model-int8-{method}.onnx"
-                    out.append(_Variant(f"int8 static ({method})", "onnx", "int8", rel,
-                                        self._onnx_static(method), tag=f"static QDQ {method}"))
-                if o.dynamic:
-                    out.append(_Variant("int8 dynamic", "onnx", "int8-dynamic",
-                                        "model-int8-dynamic.onnx",
-                                        lambda src, dst: _timed(oq.quantize_dynamic, src, dst,
-                                                                details={"method": "onnxruntime quantize_dynamic", "weights": "uint8 (ConvInteger)"}),
-                                        tag="dynamic"))
-            if "fp16" in o.quantize and target == "onnx":
-                out.append(_Variant("fp16", "onnx", "fp16", "model-fp16.onnx",
-                                    lambda src, dst: _timed(oq.convert_fp16, src, dst, details={"method": "onnxruntime.transformers.float16, keep_io_types"})))
-            if "int8" in o.quantize and target == "openvino":
-                out.append(_Variant("int8 NNCF", "openvino", "int8", "openvino/model-int8.xml", self._openvino(None), tag="nncf"))
-                if o.max_drop is not None:
-                    out.append(_Variant(f"int8 NNCF acc-control {o.max_drop:g}pt", "openvino", "int8",
-                                        "openvino/model-int8-acc.xml", self._openvino(o.max_drop), tag=f"nncf accuracy-control {o.max_drop:g}pt"))
-            if "fp16" in o.quantize and target == "openvino":
-                out.append(_Variant("fp16", "openvino", "fp16", "openvino/model-fp16.xml", None, via_exporter=True))
-            if "int8" in o.quantize and target == "coreml":
-                out.append(_Variant("int8 weights", "coreml", "int8-weights", "model-int8.mlpackage",
-                                    lambda src, dst: _timed(cm.quantize_weights_int8, src, dst,
-                                                            details={"method": "coremltools linear_quantize_weights int8 per-channel symmetric"}),
-                                    tag="linear weights"))
-                for bits in o.palettize_bits:
-                    out.append(_Variant(f"{bits}-bit palette", "coreml", f"palettized-{bits}bit", f"model-palettized{bits}.mlpackage",
-                                        (lambda b: lambda src, dst: _timed(cm.palettize, src, dst, b,
-                                                                           details={"method": f"coremltools palettize_weights kmeans {b} bit"}))(bits),
-                                        tag="k-means"))
-            if "fp16" in o.quantize and target == "coreml":
-                out.append(_Variant("fp16", "coreml", "fp16", "model-fp16.mlpackage", None, via_exporter=True))
-        if "int8" in o.quantize and o.max_drop is not None and "openvino" not in o.targets:
-            self.say("[yellow]note:[/] --max-drop applies to OpenVINO int8 (NNCF accuracy control); add --target openvino to use it")
-        return out
-
-    def _onnx_static(self, method: str):
-        from edgeblood.compression import onnx_quant as oq
-
-        def make(src: Path, dst: Path) -> dict:
-            return _timed(oq.quantize_static, src, dst, self.calibration, method, details={
-                "method": "onnxruntime quantize_static, QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations",
-                "calibration": self._calibration_details(method), "float_ops": list(oq.FLOAT_ONLY_OPS)})
-        return make
-
-    def _openvino(self, max_drop: float | None):
-        from edgeblood.compression import openvino_quant as ovq
-
-        def make(src: Path, dst: Path) -> dict:
-            t0 = time.perf_counter()
-            _, info = ovq.quantize(src, dst, self.calibration, max_drop=max_drop, validation=self.validation if max_drop is not None else None)
-            return {"seconds": round(time.perf_counter() - t0, 3), "method": info.method, "preset": info.preset,
-                    "bias_correction": info.bias_correction,
-                    "calibration": self._calibration_details("nncf min-max (preset " + info.preset + ")"),
-                    **({"max_drop_pt": info.max_drop_pt, "validation": "val split"} if info.max_drop_pt is not None else {}),
-                    "notes": info.notes}
-        return make
-
-    def _calibration_details(self, method: str) -> dict:
-        return {"images": int(len(self.calibration)), "split": "train", "stratified": True, "seed": self.options.seed, "method": method}
+    def _calibration_info(self) -> dict:
+        return {"images": int(len(self.calibration)), "split": "train", "stratified": True, "seed": self.options.seed} if self.calibration is not None else {}
 
     # ------------------------------------------------------------------------------- derived runs
     def pruned_run(self):
@@ -304,7 +228,7 @@ class _Session:
         return on_batch
 
     # ---------------------------------------------------------------------------------- measure
-    def measure_run(self, run, variants: list[_Variant], *, source: bool) -> RunReport:
+    def measure_run(self, run, variants: list[Variant], *, source: bool) -> RunReport:
         """Rows for ``run``: PyTorch fp32, then per target its fp32 artifact and the variants."""
         from edgeblood.compression.evaluate import delta, measure_model
 
@@ -331,11 +255,12 @@ class _Session:
 
         test = self._test_data(run)
         for target in self.options.targets:
+            fp32_rel = get_target(target).fp32_path
             fp32 = self._ensure_fp32(run, target, report if source else None)
             self.step(f"{run.name}: {target} fp32 on the test split")
             m = self._measure(fp32, test, "fp32")
             fp32_size = _artifact_size(fp32)
-            row = Row("fp32", target, "fp32", FP32_PATHS[target], fp32_size, None, params, macs, m, None)
+            row = Row("fp32", target, "fp32", fp32_rel, fp32_size, None, params, macs, m, None)
             if source:
                 self.baselines[target] = (m, fp32_size, f"{target} fp32 of {run.name}")
             else:
@@ -344,10 +269,10 @@ class _Session:
                     from edgeblood.compression.evaluate import gzip_size
 
                     row.gzip_bytes = gzip_size(fp32)
-                    base_gz = gzip_size(self.run.export_dir / FP32_PATHS[target])
+                    base_gz = gzip_size(self.run.export_dir / fp32_rel)
                     row.notes.append(f"gzip -9: {base_gz / 1e6:.2f} -> {row.gzip_bytes / 1e6:.2f} MB; same dense file size and math")
             _annotate(row, m)
-            self._record_evaluation(run, FP32_PATHS[target], m, row.delta)
+            self._record_evaluation(run, fp32_rel, m, row.delta)
             report.rows.append(row)
             for v in (v for v in variants if v.target == target):
                 report.rows.append(self._make_variant(run, v, fp32, test, params, macs, source))
@@ -359,10 +284,10 @@ class _Session:
                 report.notes.append(f"Core ML W8A8 (activation) quantization: {why}")
         return report
 
-    def _make_variant(self, run, v: _Variant, fp32: Path, test, params: int, macs: int, source: bool) -> Row:
+    def _make_variant(self, run, v: Variant, fp32: Path, test, params: int, macs: int, source: bool) -> Row:
         from edgeblood import manifest as mf
 
-        dest = run.export_dir / v.rel_path
+        dest = run.export_dir / v.path
         self.step(f"{run.name}: {v.target} {v.label}")
         if v.via_exporter:  # fp16 OpenVINO/Core ML are exports (parity-checked there); reuse one unless --force
             if self.options.force or not dest.exists():
@@ -371,26 +296,29 @@ class _Session:
                 export_run(run, [v.target], [v.precision], force=True, data_dir=self.options.data_dir, strict=False)
             details = {}
         else:
-            details = v.make(fp32, dest)
+            details = v.method.make(QuantizeJob(source=fp32, dest=dest, calibration=self.calibration, calibration_info=self._calibration_info(),
+                                                validation=self.validation, options=self.options, params=dict(v.params)))
         self.step(f"{run.name}: {v.target} {v.label} on the test split")
         m = self._measure(dest, test, v.precision)
-        row = Row(v.label, v.target, v.precision, v.rel_path, _artifact_size(dest), None, params, macs, m, None)
+        row = Row(v.label, v.target, v.precision, v.path, _artifact_size(dest), None, params, macs, m, None)
         self._compare(row, v.target)
         _annotate(row, m)
         if v.via_exporter:
-            self._record_evaluation(run, v.rel_path, m, row.delta)
+            self._record_evaluation(run, v.path, m, row.delta)
         else:
-            fp32_entry = mf.find_artifact(run.export_dir, FP32_PATHS[v.target]) or {}
+            target = get_target(v.target)
+            fp32_entry = mf.find_artifact(run.export_dir, target.fp32_path) or {}
             mf.record_artifact(run.export_dir, {
                 "target": v.target,
                 "precision": v.precision,
                 **({"variant": v.tag} if v.tag else {}),
-                "path": v.rel_path,
-                "runtime": RUNTIME_OF[v.target],
-                "parity": m.get("parity") or {"status": "skipped", "reason": m.get("reason", "")},
+                "path": v.path,
+                "runtime": target.runtime,
+                "parity": m.get("parity") or {"status": SKIPPED, "reason": m.get("reason", "")},
                 "export_seconds": details.pop("seconds", None),
                 "source_run": run.name,
-                "source_artifact": FP32_PATHS[v.target],
+                "source_artifact": target.fp32_path,
+                **({"method": v.method.name}),
                 "input": fp32_entry.get("input"),
                 "outputs": fp32_entry.get("outputs"),
                 "compression": details,
@@ -410,7 +338,7 @@ class _Session:
 
     def _ensure_fp32(self, run, target: str, report: RunReport | None) -> Path:
         """The run's fp32 artifact of ``target``, exported (and parity-checked) first when missing."""
-        path = run.export_dir / FP32_PATHS[target]
+        path = run.export_dir / get_target(target).fp32_path
         if not path.exists():
             from edgeblood.exporters.pipeline import export_run
 
@@ -425,7 +353,7 @@ class _Session:
         import torch
 
         from edgeblood.compression.calibration import to_contract
-        from edgeblood.exporters.parity import ParityData
+        from edgeblood.parity import ParityData
         from edgeblood.preprocess import wrap_for_deployment
 
         images = to_contract(self.data.images("test"))
@@ -439,24 +367,23 @@ class _Session:
     def _measure(self, path: Path, test, precision: str) -> dict:
         """Full-test-split figures of ``path`` with its own runtime, plus agreement with PyTorch fp32."""
         from edgeblood.compression.evaluate import summarize
-        from edgeblood.exporters.parity import THRESHOLDS, compare
+        from edgeblood.parity import compare, thresholds_for
         from edgeblood.runtimes import runtime_for_artifact
 
         runtime = runtime_for_artifact(path)
         ok, why = runtime.available()
         context = {"split": "test", "runtime": runtime.name, "device": "cpu_only" if runtime.name == "coreml" else "cpu"}
         if not ok:
-            return {"status": "skipped", "reason": f"not measured here: {why}", **context}
+            return {"status": SKIPPED, "reason": f"not measured here: {why}", **context}
         loaded = runtime.load(path, device=context["device"])
         probs = loaded.predict(test.images)
-        thresholds = THRESHOLDS.get(precision, UNBOUNDED)
-        parity = compare(probs, test, dict(thresholds), runtime=runtime.name, device=context["device"])
-        if parity.status == "failed" and parity.agreement is None:
-            return {"status": "failed", "reason": parity.reason, "parity": parity.to_dict(), **context}
+        parity = compare(probs, test, thresholds_for(precision), runtime=runtime.name, device=context["device"])
+        if parity.status == MISMATCH and parity.agreement is None:  # no usable outputs (wrong shape)
+            return {"status": FAILED, "reason": parity.reason, "parity": parity.to_dict(), **context}
         m = summarize(test.labels, probs, list(self.run.classes), **context)
         m["parity"] = parity.to_dict()
-        if parity.status == "failed":
-            m["status"], m["reason"] = "failed", f"exported but wrong: {parity.reason}"
+        if parity.status == MISMATCH:
+            m["status"], m["reason"] = MISMATCH, f"exported but wrong: {parity.reason}"
         return m
 
     def _record_evaluation(self, run, rel: str, m: dict, d: dict | None) -> None:
@@ -474,14 +401,6 @@ class _Session:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-def _timed(fn, *args, details: dict) -> dict:
-    """Run one compression step; its manifest details, with the time it took and, when the step returns
-    a dict, what it reports about itself (e.g. the graph rewrites of quantize_static)."""
-    t0 = time.perf_counter()
-    result = fn(*args)
-    return {"seconds": round(time.perf_counter() - t0, 3), **details, **(result if isinstance(result, dict) else {})}
-
 
 def _evaluation(m: dict) -> dict:
     from edgeblood.compression.evaluate import jsonable
@@ -509,46 +428,33 @@ def _derived_label(comp: dict) -> str:
     return comp.get("method", "derived")
 
 
-def _count_steps(o: CompressOptions) -> int:
-    per_target_variants = 0
-    for t in o.targets:
-        if "int8" in o.quantize:
-            per_target_variants += {"onnx": len(o.calibration_methods) + int(o.dynamic), "openvino": 1 + int(o.max_drop is not None),
-                                    "coreml": 1 + len(o.palettize_bits)}[t]
-        if "fp16" in o.quantize:
-            per_target_variants += 1
-    per_run = 1 + 2 * len(o.targets) + 2 * per_target_variants
+def _count_steps(o: CompressOptions, variants: list[Variant]) -> int:
+    per_run = 1 + 2 * len(o.targets) + 2 * len(variants)
     runs = 1 + (o.prune is not None) + (o.unstructured is not None)
     return runs * per_run + (runs - 1) + 1
 
 
-def _require_libraries(o: CompressOptions) -> None:
+def _require_libraries(o: CompressOptions, variants: list[Variant]) -> None:
     """Fail before any work when a needed library is missing (with the pip extra that installs it)."""
     import importlib.util
 
     from edgeblood.errors import missing_extra
 
-    needs = []
-    if "onnx" in o.targets or "openvino" in o.targets:
-        needs += [("onnx", "onnx", "onnx"), ("onnxruntime", "onnxruntime", "onnx")]
-    if "openvino" in o.targets:
-        needs += [("openvino", "openvino", "openvino")]
-        if "int8" in o.quantize:
-            needs += [("nncf", "nncf", "openvino")]
-    if "coreml" in o.targets:
-        needs += [("coremltools", "coremltools", "coreml")]
+    for target in o.targets:
+        get_target(target).require()
+    needs = [lib for v in variants if v.method is not None for lib in v.method.libraries]
     if o.prune is not None:
         needs += [("torch_pruning", "torch-pruning", "prune")]
-    for module, package, extra in needs:
+    for module, package, extra in dict.fromkeys(needs):
         if importlib.util.find_spec(module) is None:
             raise missing_extra(package, extra)
 
 
-def _refuse_existing(run, variants: list[_Variant], o: CompressOptions) -> None:
+def _refuse_existing(run, variants: list[Variant], o: CompressOptions) -> None:
     """Refuse before any work when outputs exist (unless --force): nothing is overwritten by surprise."""
     from edgeblood.compression.pruned_run import derived_name
 
-    existing = [run.export_dir / v.rel_path for v in variants if not v.via_exporter]
+    existing = [run.export_dir / v.path for v in variants if not v.via_exporter]
     if o.prune is not None:
         existing.append(run.dir.parent / derived_name(run, "structured", o.prune, o.prune_by))
     if o.unstructured is not None:
