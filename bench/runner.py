@@ -316,10 +316,15 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
                 rows.append(_finish(row, p.artifact, run))
     mark_pareto(rows)
     add_comparisons(rows, run_entries)
+    looped = sorted({r["runtime"] for r in rows if r.get("latency_input_shape") == "batch-1 calls"})
+    if looped:
+        notes.append(f"{', '.join(looped)}: artifacts of fixed batch sizes (1 and 64); a row of another batch is timed as that many "
+                     "batch-1 calls (latency_input_shape 'batch-1 calls')")
     static = sorted({r["runtime"] for r in rows if r.get("latency_input_shape") == "static"})
     if static:
-        notes.append(f"{', '.join(static)}: latency and throughput are timed on the model compiled for the row's batch "
-                     "(static input shape, as an app serving that batch deploys it); accuracy comes from the dynamic-batch model")
+        notes.append(f"{', '.join(static)}: latency and throughput are timed on the model compiled (OpenVINO) or exported "
+                     "(LiteRT signatures, ExecuTorch methods) for the row's batch, as an app serving that batch deploys it; accuracy "
+                     "comes from predicting the whole split (OpenVINO: the dynamic-batch model; LiteRT/ExecuTorch: batches of 64, the rest one by one)")
     return {
         "schema": SCHEMA,
         "created": utc_now(),

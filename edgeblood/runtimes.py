@@ -56,7 +56,7 @@ class LoadedModel:
         metadata: dict[str, Any],
         input_size: int | None = None,
         handle: Any = None,
-        fixed_batch_call: Callable[[int], Callable[[np.ndarray], np.ndarray]] | None = None,
+        fixed_batch_call: Callable[[int], Callable[[np.ndarray], np.ndarray] | None] | None = None,
     ):
         self.runtime = runtime
         self.device = device
@@ -70,14 +70,17 @@ class LoadedModel:
         self._fixed_batch_call = fixed_batch_call
 
     def timed_call(self, batch: int) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-        """(the inference call to time at ``batch``, "static" or "dynamic" input shape).
+        """(the inference call to time at ``batch``, how its input shape was fixed).
 
-        Runtimes that compile for a shape (OpenVINO) get a model compiled for exactly this batch,
-        as an app that serves one image at a time would deploy it; the others reuse ``_run``.
+        "static": a model compiled (OpenVINO) or exported (LiteRT signature, ExecuTorch method) for
+        exactly this batch, as an app that serves that batch would deploy it; "dynamic": one model for
+        every batch (``_run``); "batch-1 calls": a fixed-batch artifact with no entry point of this
+        batch, timed as the loop of batch-1 calls an app would make.
         """
         if self._fixed_batch_call is None:
             return self._run, "dynamic"
-        return self._fixed_batch_call(batch), "static"
+        call = self._fixed_batch_call(batch)
+        return (call, "static") if call is not None else (self._run, "batch-1 calls")
 
     def metadata(self) -> dict[str, Any]:
         """The contract metadata read back from the artifact (see edgeblood.contract)."""
@@ -445,3 +448,163 @@ def read_coreml_metadata(mlmodel: Any) -> dict[str, Any]:
     from edgeblood.contract import decode_metadata
 
     return decode_metadata(dict(mlmodel.user_defined_metadata))
+
+
+# -------------------------------------------------------------------------------------------- LiteRT
+@register_runtime
+class LiteRTRuntime(Runtime):
+    """LiteRT (TensorFlow Lite) interpreter with its default XNNPACK delegate (ai-edge-litert).
+
+    A .tflite artifact holds fixed-batch signatures (exporters/litert.py: batch 1 and 64). ``predict``
+    runs whole chunks through the largest one and the rest image by image through batch 1; a benchmark
+    times each batch on the signature of exactly that batch (``timed_call``), as an app would call it.
+    """
+
+    name = "litert"
+    extra = "litert"
+    suffixes = (".tflite",)
+
+    def available(self) -> tuple[bool, str]:
+        return _import_ok("ai_edge_litert", "litert", "ai-edge-litert")
+
+    def devices(self) -> list[str]:
+        return ["cpu"] if self.available()[0] else []
+
+    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from edgeblood.contract import INPUT_NAME, PROB_NAME
+        from edgeblood.native_output import silenced
+
+        @silenced()  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        def load():
+            interpreter = Interpreter(model_path=str(artifact), **({"num_threads": threads} if threads else {}))
+            runners = {}
+            for name in interpreter.get_signature_list():
+                runner = interpreter.get_signature_runner(name)
+                shape = runner.get_input_details()[INPUT_NAME]["shape"]
+                runner(**{INPUT_NAME: np.zeros(shape, np.float32)})  # XNNPACK is applied at the first invoke: part of loading
+                runners[int(shape[0])] = runner
+            return interpreter, runners
+
+        (interpreter, runners), seconds = _timed(load)
+        if 1 not in runners:
+            raise EdgebloodError(f"{artifact} has no batch-1 signature (found batches {sorted(runners)}); re-export it with `edgeblood export`")
+        shape = runners[1].get_input_details()[INPUT_NAME]["shape"]
+
+        calls = {batch: _signature_call(runner, INPUT_NAME, PROB_NAME) for batch, runner in runners.items()}
+        predict = _fixed_batch_predict(calls)
+        return LoadedModel(
+            runtime=self.name, device=device, threads=threads, artifact=artifact, load_seconds=seconds, run=predict,
+            metadata=read_litert_metadata(artifact), input_size=int(shape[2]) if len(shape) == 4 else None, handle=interpreter,
+            fixed_batch_call=calls.get,
+        )
+
+
+def _signature_call(runner: Any, input_name: str, output_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda x: runner(**{input_name: x})[output_name]
+
+
+def _fixed_batch_predict(calls: dict[int, Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
+    """Any number of images through fixed-batch entry points: whole chunks of the largest batch, the rest one by one."""
+    largest = max(calls)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        out, i = [], 0
+        while largest > 1 and len(x) - i >= largest:
+            out.append(calls[largest](x[i : i + largest]))
+            i += largest
+        out += [calls[1](x[j : j + 1]) for j in range(i, len(x))]
+        return np.concatenate(out)
+
+    return predict
+
+
+def read_litert_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The contract stored in a .tflite file's ``Model.metadata`` entry ``edgeblood`` (empty when absent).
+
+    Read with ai-edge-litert's generated flatbuffer schema only. A buffer may live after the
+    flatbuffer itself (offset/size; ai-edge-quantizer writes them so) or inside it.
+    """
+    import json
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeblood.contract import decode_metadata
+
+    data = Path(path).read_bytes()
+    model = schema.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name().decode() != "edgeblood":
+            continue
+        buffer = model.Buffers(entry.Buffer())
+        raw = data[buffer.Offset() : buffer.Offset() + buffer.Size()] if buffer.Offset() > 1 else buffer.DataAsNumpy().tobytes()
+        return decode_metadata(json.loads(raw.decode("utf-8")))
+    return {}
+
+
+# ---------------------------------------------------------------------------------------- ExecuTorch
+@register_runtime
+class ExecuTorchRuntime(Runtime):
+    """ExecuTorch's Python runtime on a .pte program whose graph is delegated to XNNPACK.
+
+    ``threads`` resets XNNPACK's thread pool (process-wide, through the pybindings' underscore API
+    ``_unsafe_reset_threadpool``: the only handle the Python runtime has; benchmark one setting per
+    process). The runtime hands tensors over as torch tensors, so torch is loaded in the process.
+    """
+
+    name = "executorch"
+    extra = "executorch"
+    suffixes = (".pte",)
+
+    def available(self) -> tuple[bool, str]:
+        return _import_ok("executorch", "executorch")
+
+    def devices(self) -> list[str]:
+        return ["cpu"] if self.available()[0] else []
+
+    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
+        import torch
+
+        from edgeblood.native_output import silenced
+
+        with silenced():  # CPU-probe lines ("[cpuinfo_utils.cpp:87] Failed to open midr file") at first use
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+            from executorch.runtime import Runtime as ProgramRuntime
+
+            if threads is not None:
+                _unsafe_reset_threadpool(threads)
+
+        @silenced()
+        def load():
+            program = ProgramRuntime.get().load_program(str(artifact))
+            return program, [program.load_method(n) for n in sorted(program.method_names) if n.startswith("forward")]
+
+        (program, methods), seconds = _timed(load)
+
+        def call(method: Any) -> Callable[[np.ndarray], np.ndarray]:
+            return lambda x: method.execute([torch.from_numpy(x)])[0].numpy()
+
+        calls = {int(m.metadata.input_tensor_meta(0).sizes()[0]): call(m) for m in methods}  # the batch each method was exported for
+        if 1 not in calls:
+            raise EdgebloodError(f"{artifact} has no batch-1 forward method (found batches {sorted(calls)}); re-export it with `edgeblood export`")
+        predict = _fixed_batch_predict(calls)
+        meta = read_executorch_metadata(program)
+        size = int(meta["input_size"]) if str(meta.get("input_size", "")).isdigit() else None
+        return LoadedModel(
+            runtime=self.name, device=device, threads=threads, artifact=artifact, load_seconds=seconds, run=predict,
+            metadata=meta, input_size=size, handle=program, fixed_batch_call=calls.get,
+        )
+
+
+def read_executorch_metadata(program: Any) -> dict[str, Any]:
+    """The contract stored as the constant method ``edgeblood_metadata`` (a JSON string) of a .pte program."""
+    import json
+
+    from edgeblood.contract import decode_metadata
+
+    if "edgeblood_metadata" not in program.method_names:
+        return {}
+    (value,) = program.load_method("edgeblood_metadata").execute([])
+    return decode_metadata(json.loads(value if isinstance(value, str) else bytes(value.numpy()).decode("utf-8")))

@@ -28,6 +28,8 @@ BUILTIN_MODULES = (
     "edgeblood.exporters.onnx",
     "edgeblood.exporters.openvino",
     "edgeblood.exporters.coreml",
+    "edgeblood.exporters.litert",
+    "edgeblood.exporters.executorch",
 )
 ENTRY_POINT_GROUP = "edgeblood.targets"
 

@@ -7,7 +7,7 @@ artifact (``make``: a :class:`QuantizeJob` in, the manifest's ``compression`` de
 only chooses entries, calls ``make`` and measures what it wrote; it knows no method by name.
 
 Methods register from the module that implements them (``onnx_quant``, ``openvino_quant``,
-``coreml_compress``, and the targets' own modules for LiteRT / ExecuTorch). fp16 for a target whose
+``coreml_compress``, ``litert_quant``, ``executorch_quant``). fp16 for a target whose
 exporter writes fp16 (OpenVINO, Core ML) needs no method: :func:`variants_for` adds it from the
 target record, and compress re-uses the exporter for it.
 """
@@ -27,6 +27,8 @@ BUILTIN_MODULES = (
     "edgeblood.compression.onnx_quant",
     "edgeblood.compression.openvino_quant",
     "edgeblood.compression.coreml_compress",
+    "edgeblood.compression.litert_quant",
+    "edgeblood.compression.executorch_quant",
 )
 QUANTIZE_CHOICES = ("int8", "fp16")
 
@@ -42,6 +44,7 @@ class QuantizeJob:
     validation: tuple[np.ndarray, np.ndarray] | None  # val images + labels, for methods that bound an accuracy drop
     options: Any  # edgeblood.compression.pipeline.CompressOptions
     params: dict = field(default_factory=dict)  # what tells this variant apart (calibration method, palette bits)
+    run: Any = None  # the run (edgeblood.runs.Run): for methods that quantize the PyTorch model itself (PT2E) and for metadata
 
 
 @dataclass(frozen=True, eq=False)

@@ -297,7 +297,7 @@ class _Session:
             details = {}
         else:
             details = v.method.make(QuantizeJob(source=fp32, dest=dest, calibration=self.calibration, calibration_info=self._calibration_info(),
-                                                validation=self.validation, options=self.options, params=dict(v.params)))
+                                                validation=self.validation, options=self.options, params=dict(v.params), run=run))
         self.step(f"{run.name}: {v.target} {v.label} on the test split")
         m = self._measure(dest, test, v.precision)
         row = Row(v.label, v.target, v.precision, v.path, _artifact_size(dest), None, params, macs, m, None)

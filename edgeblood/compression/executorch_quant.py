@@ -1,0 +1,55 @@
+"""ExecuTorch int8: PT2E static quantization for XNNPACK, from the run's PyTorch model.
+
+PT2E quantizes the exported PyTorch graph, not a finished .pte, so this method starts from the run:
+``torch.export`` of the deployment-wrapped model (dynamic batch, example batch 64), ``prepare_pt2e``
+with ``XNNPACKQuantizer`` (symmetric per-channel int8 weights, per-tensor int8 activations),
+calibration on the stratified train subset every int8 path uses, ``convert_pt2e``, then the same
+lowering as the fp32 export (``forward`` batch 1 and ``forward_batch64``, XNNPACK delegate, the
+contract as the ``edgeblood_metadata`` constant method, ``precision`` int8). The fp32 ``model.pte``
+is what the int8 rows are compared with, not what they are made from.
+"""
+
+from __future__ import annotations
+
+from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, register
+
+
+def quantize_int8(job: QuantizeJob) -> dict:
+    import time
+
+    import torch
+
+    from edgeblood.contract import artifact_metadata
+    from edgeblood.exporters.executorch import BATCH_METHODS, example_input, export_executorch
+    from edgeblood.native_output import silenced
+    from edgeblood.preprocess import wrap_for_deployment
+
+    run = job.run
+    t0 = time.perf_counter()
+    with silenced():
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        model = wrap_for_deployment(run.model, run.metadata).eval()
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        graph = torch.export.export(model, (example_input(64, run.in_size),), dynamic_shapes=({0: batch},)).module()
+        prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
+        with torch.no_grad():
+            for i in range(0, len(job.calibration), 32):
+                prepared(torch.from_numpy(job.calibration[i : i + 32]))
+        quantized = convert_pt2e(prepared)
+        programs = {name: torch.export.export(quantized, (example_input(n, run.in_size),)) for name, n in BATCH_METHODS.items()}
+    details = export_executorch(None, artifact_metadata(run.metadata, precision="int8", target="executorch", run_name=run.name), job.dest,
+                                in_size=run.in_size, programs=programs)
+    return {**details, "seconds": round(time.perf_counter() - t0, 3),
+            "method": "PT2E static int8 (torchao prepare_pt2e/convert_pt2e), XNNPACKQuantizer symmetric per-channel weights, "
+                      "per-tensor activations; lowered to XNNPACK",
+            "calibration": {**job.calibration_info, "method": "PT2E observers (min-max) over the calibration images"},
+            "source": "the run's PyTorch model (PT2E quantizes the exported graph; the fp32 model.pte is the baseline)"}
+
+
+register(QuantizeMethod(
+    name="pt2e-xnnpack", target="executorch", quantize="int8", make=quantize_int8,
+    libraries=(("executorch", "executorch", "executorch"), ("torchao", "torchao", "executorch")),
+    variants=lambda o: [Variant(None, "int8 PT2E", "executorch", "int8", "model-int8.pte", tag="pt2e xnnpack")],
+    description="PT2E static int8 for XNNPACK (torchao), lowered like the fp32 program"))

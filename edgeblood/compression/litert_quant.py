@@ -1,0 +1,63 @@
+"""LiteRT full-integer int8 with ai-edge-quantizer, from the exported fp32 ``model.tflite``.
+
+Recipe ``static_wi8_ai8``: per-channel symmetric int8 weights and per-tensor int8 activations,
+calibrated on the stratified train subset that every int8 path uses, for both signatures of the file
+(batch 1 and batch 64 are separate subgraphs with their own activation tensors). The graph input
+stays float32 (the virtual INPUT op is left unquantized and a QUANTIZE op sits at the boundary), so
+the artifact keeps the tensor contract: float RGB 0-255 in, float probabilities out. Without that
+entry the input itself becomes int8 and the app would have to know its scale and zero point.
+
+Two repairs after ``export_model`` (ai-edge-quantizer 0.10): the signatures are pointed back at the
+dequantized probabilities (``exporters.litert.repoint_signature_outputs``) and the contract metadata
+is rewritten with ``precision`` int8 (the quantizer copies the fp32 entry).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, register
+
+RECIPE = "static_wi8_ai8"
+
+
+def quantize_int8(job: QuantizeJob) -> dict:
+    import os
+    import time
+
+    from edgeblood.contract import INPUT_NAME, artifact_metadata
+    from edgeblood.exporters.litert import BATCH_SIGNATURES, repoint_signature_outputs, write_metadata
+    from edgeblood.native_output import silenced
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # its calibration bar would run under ours
+    t0 = time.perf_counter()
+    with silenced():
+        from ai_edge_quantizer import quantizer, recipe
+
+        q = quantizer.Quantizer(str(job.source), getattr(recipe, RECIPE)() + [{"regex": ".*", "operation": "INPUT", "algorithm_key": "no_quantize"}])
+        samples = {name: [{INPUT_NAME: batch} for batch in _batches(job.calibration, size)] for name, size in BATCH_SIGNATURES.items()}
+        ranges = q.calibrate(samples)
+        q.quantize(ranges).export_model(str(job.dest), overwrite=True)
+    repaired = repoint_signature_outputs(job.dest)
+    write_metadata(job.dest, artifact_metadata(job.run.metadata, precision="int8", target="litert", run_name=job.run.name))
+    from importlib.metadata import version
+
+    return {"seconds": round(time.perf_counter() - t0, 3),
+            "method": f"ai-edge-quantizer {version('ai-edge-quantizer')} {RECIPE}: per-channel symmetric int8 weights, "
+                      "per-tensor int8 activations, float32 input and output",
+            "calibration": {**job.calibration_info, "method": "min-max over the calibration images, each signature"},
+            "signature_outputs_repointed": repaired}
+
+
+def _batches(images: np.ndarray, size: int) -> list[np.ndarray]:
+    """``images`` cut into batches of exactly ``size`` (the last one filled up by repeating from the start)."""
+    n = max(1, -(-len(images) // size))
+    padded = np.resize(images, (n * size, *images.shape[1:])).astype(np.float32)
+    return [padded[i * size : (i + 1) * size] for i in range(n)]
+
+
+register(QuantizeMethod(
+    name="ai-edge-quantizer", target="litert", quantize="int8", make=quantize_int8,
+    libraries=(("ai_edge_quantizer", "ai-edge-quantizer", "litert"), ("ai_edge_litert", "ai-edge-litert", "litert")),
+    variants=lambda o: [Variant(None, "int8 full-integer", "litert", "int8", "model-int8.tflite", tag="static int8")],
+    description="full-integer int8 (int8 weights and activations, float I/O) with ai-edge-quantizer"))
