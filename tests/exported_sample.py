@@ -16,7 +16,6 @@ import numpy as np
 from edgeblood.data.bloodmnist import load_sample
 
 _CACHE: dict[str, dict] = {}
-PATHS = {"onnx": "model.onnx", "openvino": "openvino/model.xml", "coreml": "model.mlpackage"}
 
 
 def sample_images() -> tuple[np.ndarray, np.ndarray]:
@@ -42,23 +41,22 @@ def write_pngs(folder: Path) -> list[Path]:
 
 
 def exported(run_dir: Path, work_dir: Path, targets: tuple[str, ...] = ("onnx",)) -> dict[str, Path]:
-    """Export (a copy of) ``run_dir`` once per session; {"run": copy, "onnx": ..., "openvino": ..., "coreml": ...}.
+    """Export (a copy of) ``run_dir`` once per session; {"run": copy, target name: its fp32 artifact, ...}.
 
-    ONNX and OpenVINO are always exported together (the IR is converted from the ONNX graph);
-    Core ML only when asked for.
+    A target that converts another one's artifact (OpenVINO from ONNX) brings that one along.
     """
     from edgeblood.exporters.pipeline import export_run
+    from edgeblood.targets import get_target
 
     entry = _CACHE.setdefault(str(run_dir), {})
     if "run" not in entry:
         copy = work_dir / "exported_run"
         shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export"))
         entry["run"] = copy
-    wanted = {"onnx", "openvino"} if {"onnx", "openvino"} & set(targets) else set()
-    wanted |= set(targets) & {"coreml"}
+    wanted = set(targets) | {get_target(t).source for t in targets if get_target(t).source}
     missing = sorted(t for t in wanted if t not in entry)
     if missing:
         export_run(entry["run"], missing, ["fp32"], simplify=False)
         for target in missing:
-            entry[target] = entry["run"] / "export" / PATHS[target]
+            entry[target] = entry["run"] / "export" / get_target(target).fp32_path
     return entry

@@ -85,7 +85,7 @@ def check_against_edgeblood(res: subprocess.CompletedProcess, model_path: Path, 
 
 
 def test_examples_import_only_their_runtime():
-    for script, runtime in (("onnx_app.py", "onnxruntime"), ("openvino_app.py", "openvino")):
+    for script, runtime in (("onnx_app.py", "onnxruntime"), ("openvino_app.py", "openvino"), ("litert_app.py", "ai_edge_litert")):
         tree = ast.parse((EXAMPLES / script).read_text())
         roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
