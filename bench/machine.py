@@ -135,13 +135,20 @@ def gpu_info() -> list[dict[str, Any]]:
     return gpus
 
 
+AMX_INT8_MACS = 1024  # per cycle per core: 2048 int8 ops (multiply + add)
+AMX_BF16_MACS = 512  # 1024 bf16 ops
+
+
 def peak_macs_per_cycle(isa: list[str], precision: str) -> tuple[int | None, str]:
     """Multiply-accumulates one core can retire per cycle for ``precision``, and how that was derived.
 
     fp32: 2 FMA units x SIMD lanes (16 with AVX-512, 8 with AVX2; 4 for NEON x 2-4 units, taken as 4x4).
     int8: with VNNI (AVX-512 VNNI / AVX-VNNI) 4 int8 MACs per 32-bit lane, i.e. 4x fp32; without it
     the pmaddubsw path is taken as 2x fp32. fp16/bf16 weights usually run in fp32 on CPUs without
-    AVX512-FP16/AMX, so they get the fp32 peak. AMX tiles are not counted (noted when present).
+    AVX512-FP16/AMX, so they get the fp32 peak.
+    AMX (Sapphire Rapids and later): the tile unit (TMUL) retires 2048 int8 or 1024 bf16 operations
+    per cycle per core (Intel, 4th Gen Xeon Scalable / Intel AMX overview), i.e. 1024 int8 or 512 bf16
+    MACs, which is the peak for int8 (``amx_int8``) and bf16/fp16 (``amx_bf16``; fp16 needs ``amx_fp16``).
     """
     flags = set(isa)
     if "avx512f" in flags:
@@ -152,7 +159,11 @@ def peak_macs_per_cycle(isa: list[str], precision: str) -> tuple[int | None, str
         fp32, simd = 4 * 4, "NEON (4 units x 4 lanes)"
     else:
         return None, "unknown SIMD width"
-    amx = " (AMX present, not counted)" if "amx_tile" in flags else ""
+    if precision == "int8" and "amx_int8" in flags:
+        return AMX_INT8_MACS, f"int8 AMX tiles: {AMX_INT8_MACS} MAC/cycle/core (2048 int8 ops, Intel 4th Gen Xeon)"
+    if (precision == "bf16" and "amx_bf16" in flags) or (precision == "fp16" and "amx_fp16" in flags):
+        return AMX_BF16_MACS, f"{precision} AMX tiles: {AMX_BF16_MACS} MAC/cycle/core (1024 {precision} ops, Intel 4th Gen Xeon)"
+    amx = " (AMX present, not used for this precision)" if "amx_tile" in flags else ""
     if precision == "int8":
         vnni = flags & {"avx512_vnni", "avx_vnni", "asimddp"}
         if vnni:

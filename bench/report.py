@@ -270,9 +270,27 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         "Accuracy and macro-F1: the full test split predicted by that runtime (once per artifact/runtime/device, at the largest batch "
         "and thread count); every row is also checked against the PyTorch fp32 reference (top-1 agreement, max |Δp|).",
         "GMAC/s = MACs per image x batch / p50. Peak = MAC/cycle/core x threads x clock: fp32 AVX-512 2 FMA x 16 lanes, AVX2 2 x 8, "
-        "int8 with VNNI 4x fp32 (the issue's model; on cores that split 512-bit ops into two 256-bit halves the real ceiling is lower).",
+        "int8 with VNNI 4x fp32 (the issue's model; on cores that split 512-bit ops into two 256-bit halves the real ceiling is lower); "
+        "on CPUs with AMX, int8 1024 and bf16 512 MAC/cycle/core (the tile unit: 2048 int8 / 1024 bf16 ops per cycle per core, "
+        "Intel 4th Gen Xeon Scalable).",
+        *_kernel_lines(report),
         "Compare ratios within one report; absolute times from different runs or machines are not comparable.",
     ]
+
+
+def _kernel_lines(report: dict[str, Any]) -> list[str]:
+    """Which kernels (and so which instruction set) each runtime used, where the runtime says so."""
+    seen: dict[tuple[str, str], dict[str, int]] = {}
+    for r in report["rows"]:
+        if r.get("kernels"):
+            seen.setdefault((r["runtime"], r["variant"] or r["precision"]), r["kernels"])
+    lines = [f"Kernels of {variant} ({rt} execution graph): " + ", ".join(f"{k} x{n}" for k, n in kernels.items())
+             for (rt, variant), kernels in sorted(seen.items())]
+    silent = sorted({r["runtime"] for r in report["rows"] if r["status"] == OK} - {rt for rt, _ in seen})
+    if silent:
+        lines.append(f"Kernels of {', '.join(silent)}: not reported by the runtime (XNNPACK, ONNX Runtime's MLAS and PyTorch's oneDNN "
+                     "pick their ISA at run time without telling the Python API); the machine section lists what the CPU offers.")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------ markdown

@@ -436,6 +436,7 @@ def _execute(p: Planned, run, data, data_path: Path, ref, config: BenchConfig, m
         | {k: lat[k] for k in ("iterations", "total_iterations", "blocks", "block_spread", "converged", "warmup_iterations")},
         throughput_ips=lat["throughput_ips"],
         latency_input_shape=result.get("latency_input_shape", "dynamic"),
+        kernels=result.get("kernels"),
         load_s=result["load_s"],
         peak_rss_mb=result["peak_rss_mb"],
         runtime_rss_mb=round(result["peak_rss_mb"] - result["baseline_rss_mb"], 1),
@@ -493,7 +494,7 @@ ROW_KEYS = (
     "status", "reason", "split", "accuracy", "macro_f1", "n_images", "accuracy_measured_at", "agreement", "max_abs_diff",
     "parity_images", "latency_ms", "throughput_ips", "latency_input_shape", "load_s", "peak_rss_mb", "runtime_rss_mb", "baseline_rss_mb",
     "size_bytes", "params", "macs", "gmacs", "peak_gmacs", "peak_fraction", "peak_basis", "pareto",
-    "accuracy_delta", "speedup_vs_pytorch", "images_accuracy", "images_n",
+    "accuracy_delta", "speedup_vs_pytorch", "images_accuracy", "images_n", "kernels",
 )
 
 

@@ -99,6 +99,7 @@ def run_job(job: dict[str, Any], state: dict[str, str] | None = None) -> dict[st
         "baseline_rss_mb": round(baseline_rss, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "threads_effective": model.threads,
+        "kernels": model.kernels(),
         "artifact_metadata": _small(model.metadata()),
     }
 

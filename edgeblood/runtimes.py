@@ -57,6 +57,7 @@ class LoadedModel:
         input_size: int | None = None,
         handle: Any = None,
         fixed_batch_call: Callable[[int], Callable[[np.ndarray], np.ndarray] | None] | None = None,
+        kernels: Callable[[], dict[str, int]] | None = None,
     ):
         self.runtime = runtime
         self.device = device
@@ -68,6 +69,12 @@ class LoadedModel:
         self._run = run
         self._metadata = metadata
         self._fixed_batch_call = fixed_batch_call
+        self._kernels = kernels
+
+    def kernels(self) -> dict[str, int] | None:
+        """The kernels the runtime chose, by implementation name and count, where it can tell (OpenVINO's
+        execution graph: e.g. ``brgconv_avx2_I8`` says int8 convolutions ran with AVX2); None elsewhere."""
+        return self._kernels() if self._kernels is not None else None
 
     def timed_call(self, batch: int) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
         """(the inference call to time at ``batch``, how its input shape was fixed).
@@ -359,8 +366,21 @@ class OpenVinoRuntime(Runtime):
         return LoadedModel(
             runtime=self.name, device=device, threads=threads, artifact=artifact,
             load_seconds=seconds, run=predict, metadata=read_openvino_metadata(model), input_size=size, handle=compiled,
+            kernels=lambda: openvino_kernels(compiled),
             fixed_batch_call=fixed_batch_call if shape.rank.is_static and all(d.is_static for d in list(shape)[1:]) else None,
         )
+
+
+def openvino_kernels(compiled: Any) -> dict[str, int]:
+    """Counts of ``primitiveType`` (the CPU plugin's kernel, named after its ISA and precision) over the execution graph."""
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "primitiveType" in info:
+            kind = info["primitiveType"].astype(str)
+            if kind and not kind.lower().startswith(("unknown", "undef")):  # reshapes, constants: no kernel
+                counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def probabilities_port(compiled: Any) -> Any:

@@ -73,6 +73,11 @@ def test_bench_rows_accuracy_and_measurements(cli_report, exported_run):
             assert r["gmacs"] > 0 and (r["peak_gmacs"] is None or r["peak_fraction"] > 0)
             # OpenVINO latency is timed on a model compiled for the row's batch (checked against the dynamic one)
             assert r["latency_input_shape"] == ("static" if runtime == "openvino" else "dynamic")
+            # which kernels ran: OpenVINO's execution graph names them after their ISA (jit_avx2_f32, brgconv_avx512_...)
+            if runtime == "openvino":
+                assert r["kernels"] and any("avx" in k or "sse" in k or "amx" in k for k in r["kernels"]), r["kernels"]
+            else:
+                assert r["kernels"] is None
     assert any("compiled (OpenVINO)" in n for n in report["notes"])
     # only batch-1 ok rows can be on the Pareto front, and at least one is
     front = [r for r in report["rows"] if r["pareto"]]
@@ -96,6 +101,7 @@ def test_report_files_follow_the_schema(cli_report):
     assert report["schema"] == SCHEMA and report["machines"][0]["label"] == "laptop"
     md = (cli_report / "report.md").read_text()
     assert "| p50 ms |" in md and "skipped" in md and "★" in md and "Machine: laptop" in md
+    assert "Kernels of openvino fp32 (openvino execution graph): jit_" in md and "Kernels of onnxruntime, pytorch: not reported" in md
     page = (cli_report / "report.html").read_text()
     assert page.count("<svg") >= 2 and "Pareto front" in page and "test split, batch 1, 1 thread(s), device cpu" in page
     assert "http://" not in page and "https://" not in page  # self-contained: nothing to fetch
@@ -186,6 +192,11 @@ def test_peak_model_and_pareto_front():
     assert peak_macs_per_cycle(avx512, "fp32")[0] == 32
     assert peak_macs_per_cycle(avx512, "int8")[0] == 128
     assert peak_macs_per_cycle(["avx2", "fma"], "fp32")[0] == 16
+    # AMX (Sapphire Rapids): the tile unit is the int8/bf16 peak, 2048 int8 / 1024 bf16 ops per cycle per core
+    amx = [*avx512, "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"]
+    assert peak_macs_per_cycle(amx, "int8") == (1024, "int8 AMX tiles: 1024 MAC/cycle/core (2048 int8 ops, Intel 4th Gen Xeon)")
+    assert peak_macs_per_cycle(amx, "bf16")[0] == 512 and peak_macs_per_cycle(amx, "fp16")[0] == 32  # fp16 tiles need amx_fp16
+    assert peak_macs_per_cycle(amx, "fp32")[0] == 32 and "not used for this precision" in peak_macs_per_cycle(amx, "fp32")[1]
     peak, basis = peak_gmacs({"isa": avx512, "clock_mhz": 2000.0, "clock_source": "test"}, "fp32", 2)
     assert peak == 128.0 and "2 core(s)" in basis
     # (latency, accuracy): b is slower and less accurate than a; c is slowest but most accurate
