@@ -32,6 +32,7 @@ import numpy as np
 from edgeblood.bench.machine import machine_info, peak_gmacs
 from edgeblood.bench.measure import TimingConfig, achieved_gmacs
 from edgeblood.errors import EdgebloodError
+from edgeblood.manifest import MANIFEST
 from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED, STATUSES, THRESHOLDS, precision_class
 
 SCHEMA = "edgeblood.bench/2"  # /2: the parity judge's status words ("mismatch", was "output mismatch") and thresholds
@@ -135,7 +136,7 @@ def require_artifacts(run) -> list[Artifact]:
     artifacts = run_artifacts(run)
     if len(artifacts) == 1:
         raise EdgebloodError(
-            f"{run.dir} has no exported artifacts (no entries in {run.export_dir / 'manifest.json'}); "
+            f"{run.dir} has no exported artifacts (no entries in {run.export_dir / MANIFEST}); "
             f"export them first with `edgeblood export {run.dir} --target all` (or add --export to `edgeblood bench`)"
         )
     return artifacts

@@ -89,9 +89,64 @@ def build_model(metadata: dict, state_dict: dict[str, torch.Tensor] | None = Non
     return model.eval()
 
 
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+# One set of columns for every history.csv (training and the fine-tune of a pruned run): a column a
+# writer does not measure stays empty, so readers never guess which writer made the file.
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict:
+    """metrics.json of a run: one entry per split ({} when absent or unreadable)."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def write_history(run_dir: str | os.PathLike, history: list[dict]) -> Path:
+    """history.csv (atomically): one row per epoch, the HISTORY_FIELDS columns."""
+    import csv
+    import io
+
+    from edgeblood.atomic import write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k) for k in HISTORY_FIELDS})
+    return write_text(Path(run_dir) / HISTORY_FILE, buf.getvalue())
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """history.csv as dicts of floats (epoch as int; empty cells None); [] when absent."""
+    import csv
+
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        for raw in csv.DictReader(f):
+            row = {k: (float(v) if v not in ("", None) else None) for k, v in raw.items() if k}
+            if row.get("epoch") is not None:
+                row["epoch"] = int(row["epoch"])
+            rows.append(row)
+    return rows
+
+
 @dataclass
 class Run:
-    """An opened run directory. ``model`` is rebuilt on first use, in eval mode on the CPU."""
+    """An opened run directory. ``model`` is rebuilt on first use, in eval mode on the CPU.
+
+    The run contract in one place: run.json / checkpoint.pt (``metadata``, ``save``), metrics.json
+    (``metrics()``), history.csv (``history()``) and export/manifest.json (``manifest()``); every other
+    module reads those files through these, and each has one writer (edgeblood.evaluation for metrics,
+    ``write_history``, edgeblood.manifest for the manifest).
+    """
 
     dir: Path
     metadata: dict
@@ -150,6 +205,18 @@ class Run:
     @property
     def plots_dir(self) -> Path:
         return self.dir / "plots"
+
+    def metrics(self) -> dict:
+        return read_metrics(self.dir)
+
+    def history(self) -> list[dict]:
+        return read_history(self.dir)
+
+    def manifest(self) -> dict:
+        """export/manifest.json ({"schema", "artifacts": []} when nothing was exported yet)."""
+        from edgeblood.manifest import load_manifest
+
+        return load_manifest(self.export_dir)
 
     def save(self, model: nn.Module | None = None) -> None:
         """Persist (possibly updated) metadata, and weights when ``model`` is given."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeblood import __version__
 from edgeblood.atomic import write_text
+from edgeblood.errors import EdgebloodError
 from edgeblood.info import CREDIT, LICENSE
 
 MODEL_CARD = "MODEL_CARD.md"
@@ -36,7 +37,13 @@ def write_model_card(run: Any, export_dir: str | os.PathLike | None = None) -> P
     if not isinstance(run, Run):
         run = open_run(run)
     export_dir = Path(export_dir) if export_dir is not None else run.export_dir
-    card = render_model_card(run.metadata, run.name, _read_json(run.dir / "metrics.json"), _read_json(export_dir / "manifest.json"))
+    from edgeblood.manifest import load_manifest
+
+    try:
+        manifest = load_manifest(export_dir)
+    except EdgebloodError:  # unreadable: the card says the manifest is missing rather than failing the export
+        manifest = None
+    card = render_model_card(run.metadata, run.name, run.metrics() or None, manifest if (manifest or {}).get("artifacts") else None)
     return write_text(export_dir / MODEL_CARD, card)
 
 
@@ -332,14 +339,6 @@ def _provenance(meta: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _read_json(path: Path) -> Any:
-    """A JSON file's content, or None when it is absent or unreadable (the card then says so)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _pick_split(metrics: dict | None) -> tuple[str, dict | None]:
     if not isinstance(metrics, dict):
         return "", None

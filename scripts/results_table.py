@@ -16,6 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from edgeblood.manifest import load_manifest
+from edgeblood.runs import read_metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 README = ROOT / "README.md"
@@ -37,7 +40,7 @@ ANCHORS = [
 
 def collect(run_dir: Path) -> dict:
     run = json.loads((run_dir / "run.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     test = metrics["test"]
     recalls = _per_class_recall(test)
     worst = min(recalls.items(), key=lambda kv: kv[1]) if recalls else (None, None)
@@ -121,7 +124,7 @@ def seed_summary(run_dirs: list[Path]) -> dict:
     for d in run_dirs:
         try:
             runs.append(json.loads((d / "run.json").read_text()))
-            accs.append(json.loads((d / "metrics.json").read_text())["test"]["accuracy"])
+            accs.append(read_metrics(d)["test"]["accuracy"])
         except (OSError, ValueError, KeyError):
             raise SystemExit(f"{d} has no finished, test-evaluated run (run.json + metrics.json 'test'); finish or evaluate it first") from None
     recipe = [_recipe_of(r) for r in runs]
@@ -158,11 +161,8 @@ def _data_label(ds: dict) -> str:
 
 
 def _int8(run_dir: Path) -> dict | None:
-    path = run_dir / "export" / "manifest.json"
-    if not path.is_file():
-        return None
     best = None
-    for art in json.loads(path.read_text())["artifacts"]:
+    for art in load_manifest(run_dir / "export")["artifacts"]:
         ev = art.get("evaluation") or {}
         if art.get("precision") == "int8" and ev.get("status") == "ok":
             cand = {"artifact": art["path"], "runtime": ev["runtime"], "accuracy": ev["accuracy"], "macro_f1": ev.get("macro_f1"),

@@ -166,3 +166,33 @@ def test_an_artifact_the_runtime_cannot_load_is_failed_not_a_crash(tmp_path):
                       source="synthetic", description="synthetic")
     result = check_parity(broken, data)
     assert result.status == FAILED and "onnxruntime could not run it" in result.reason
+
+
+# ------------------------------------------------------------------------------- the run contract
+
+def test_run_files_are_named_only_by_their_owners():
+    """metrics.json, history.csv and manifest.json are opened through edgeblood.runs / edgeblood.manifest only:
+    no other module spells their names (an AST check, so a docstring mentioning them is fine)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    owners = {"metrics.json": "edgeblood/runs.py", "history.csv": "edgeblood/runs.py", "manifest.json": "edgeblood/manifest.py"}
+    offenders = []
+    for folder in ("edgeblood", "exporters", "bench", "scripts"):
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in owners and owners[node.value] != rel:
+                    offenders.append(f"{rel}:{node.lineno} {node.value}")
+    assert offenders == []
+
+
+def test_run_reads_its_metrics_history_and_manifest(sample_run):
+    from edgeblood.runs import HISTORY_FIELDS, open_run
+
+    run = open_run(sample_run)
+    history = run.history()
+    assert [h["epoch"] for h in history] == list(range(1, len(history) + 1)) and len(history) == 6
+    assert set(history[0]) == set(HISTORY_FIELDS) and 0 < history[-1]["val_acc"] <= 1
+    assert run.metrics()["test"]["accuracy"] == pytest.approx(run.metadata["metrics"]["test"]["accuracy"])
+    assert run.manifest()["artifacts"] == []  # the session run itself is never exported (tests export copies)

@@ -9,6 +9,7 @@ import typer
 
 from edgeblood.cli.app import app, console, err_console
 from edgeblood.cli.options import file_size, split_list, status_cell, target_help
+from edgeblood.manifest import MANIFEST
 
 
 @app.command()
@@ -77,7 +78,7 @@ def compress(
         for note in report.notes + row_notes(report):
             console.print(f"  {note}", highlight=False, soft_wrap=True)
     console.print(measured_line(reports), highlight=False, soft_wrap=True)
-    console.print(f"manifest: {reports[0].run_dir / 'export' / 'manifest.json'}", highlight=False)
+    console.print(f"manifest: {reports[0].run_dir / 'export' / MANIFEST}", highlight=False)
 
 
 # Haematology abbreviations keep the worst-class column narrow (legend printed under the tables).

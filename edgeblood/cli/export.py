@@ -9,6 +9,7 @@ import typer
 
 from edgeblood.cli.app import app, console, err_console
 from edgeblood.cli.options import file_size, split_list, status_cell, target_help
+from edgeblood.manifest import MANIFEST
 
 
 @app.command()
@@ -78,7 +79,7 @@ def _show(report) -> None:
     console.print(artifact_table(report))
     for line in parity_lines(report) + [n for n in report.notes if not n.startswith("parity:")]:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
-    console.print(f"manifest: {report.export_dir / 'manifest.json'}", highlight=False)
+    console.print(f"manifest: {report.export_dir / MANIFEST}", highlight=False)
     from edgeblood.exporters.pipeline import STALE_FIX
 
     for failed in report.failures:

@@ -10,8 +10,6 @@ target and renamed into place at the end: an error or Ctrl-C leaves nothing half
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import os
 import shutil
 import tempfile
@@ -20,7 +18,6 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from edgeblood.atomic import write_text
 from edgeblood.compression import prune as P
 from edgeblood.compression.finetune import FinetuneResult, finetune
 from edgeblood.errors import EdgebloodError
@@ -155,7 +152,9 @@ def _write_run(parent: Run, model: nn.Module, data, dest: Path, compression: dic
         tmp.mkdir()
         save_checkpoint(tmp, model, meta)
         if ft is not None:
-            write_text(tmp / "history.csv", _history_csv(ft.history))
+            from edgeblood.runs import write_history
+
+            write_history(tmp, ft.history)
         from edgeblood.evaluation.evaluate import evaluate_run
 
         for split in ("val", "test"):  # metrics.json, headline metrics and (test) plots, as `edgeblood evaluate` writes them
@@ -167,13 +166,3 @@ def _write_run(parent: Run, model: nn.Module, data, dest: Path, compression: dic
         shutil.rmtree(holder, ignore_errors=True)
     say(f"wrote {dest} (test accuracy {entry['accuracy']:.4f}, macro-F1 {entry['macro_f1']:.4f}, PyTorch CPU, {entry['num_samples']} images)")
     return dest
-
-
-def _history_csv(history: list[dict]) -> str:
-    buf = io.StringIO()
-    fields = ["epoch", "train_loss", "val_acc", "lr"]
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: row.get(k) for k in fields})
-    return buf.getvalue()

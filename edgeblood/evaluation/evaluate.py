@@ -13,7 +13,6 @@ left from an earlier checkpoint is recognised and dropped instead of being repor
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
@@ -31,9 +30,9 @@ from edgeblood.evaluation.metrics import compute_metrics, format_metrics_table
 from edgeblood.evaluation.plots import write_evaluation_plots
 from edgeblood.evaluation.predict import TTA_VIEWS, predict_probs
 from edgeblood.provenance import utc_now
-from edgeblood.runs import Run, open_run
+from edgeblood.runs import HISTORY_FILE, Run, open_run, read_metrics
+from edgeblood.runs import METRICS_FILE as METRICS_JSON  # the run contract (edgeblood.runs) owns the file and its reader
 
-METRICS_JSON = "metrics.json"
 RUNTIME = "pytorch"
 HEADLINE = ("accuracy", "macro_f1", "balanced_accuracy", "mean_confidence")
 EXPLAIN_PER_SIDE = 4  # Grad-CAM grid: correct and misclassified examples per class
@@ -143,7 +142,7 @@ def _evaluate_arrays(run: Run, split: str, images: np.ndarray, labels: np.ndarra
     files: list[Path] = []
     if plots:
         files += write_evaluation_plots(run.plots_dir, split, entry, images, labels, probs,
-                                        history=run.dir / "history.csv", label=label, run_name=run.name)
+                                        history=run.dir / HISTORY_FILE, label=label, run_name=run.name)
     if explain:
         entry["gradcam"], grid_files = explain_split(run, images, labels, probs, split, device=device, layer=gradcam_layer, label=label)
         files += grid_files
@@ -271,18 +270,6 @@ def weights_fingerprint(model: nn.Module) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def read_metrics(run_dir: str | os.PathLike) -> dict:
-    """metrics.json of a run ({} when absent)."""
-    path = Path(run_dir) / METRICS_JSON
-    if not path.is_file():
-        return {}
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return content if isinstance(content, dict) else {}
 
 
 def _merge_metrics_json(path: Path, split: str, entry: dict) -> dict:

@@ -15,8 +15,6 @@ figures had to be made with ``edgeblood evaluate``).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import random
@@ -33,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from edgeblood import __version__
-from edgeblood.atomic import atomic_path, write_text
+from edgeblood.atomic import atomic_path
 from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.errors import EdgebloodError
@@ -41,13 +39,11 @@ from edgeblood.evaluation.evaluate import evaluate_run
 from edgeblood.info import CLASS_NAMES, CREDIT, LICENSE, SHORT_CLASS_NAMES
 from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
-from edgeblood.runs import CHECKPOINT, TRAIN_STATE, save_checkpoint
+from edgeblood.runs import CHECKPOINT, TRAIN_STATE, save_checkpoint, write_history
 from edgeblood.training.config import TrainConfig
 from edgeblood.training.distill import distillation_loss, teacher_logits
 from edgeblood.training.distributed import DistContext, resolve_precision
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
-
-HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
 
 def train(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console | None = None, evaluate: bool = True) -> Path:
@@ -483,12 +479,7 @@ def _broadcast_path(path: Path | None, ctx: DistContext) -> Path:
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: row.get(k) for k in HISTORY_FIELDS})
-    write_text(run_dir / "history.csv", buf.getvalue())
+    write_history(run_dir, history)
 
 
 def _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall, command) -> None:
