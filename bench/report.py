@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeblood.atomic import write_json, write_text
+from edgeblood.bench.load import DISTURBED_CORES
 from edgeblood.bench.runner import FAILED, MISMATCH, OK, SCHEMA, SKIPPED, add_comparisons, mark_pareto, pareto_front, sort_rows
 from edgeblood.errors import EdgebloodError
 
@@ -273,6 +274,9 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         "int8 with VNNI 4x fp32 (the issue's model; on cores that split 512-bit ops into two 256-bit halves the real ceiling is lower); "
         "on CPUs with AMX, int8 1024 and bf16 512 MAC/cycle/core (the tile unit: 2048 int8 / 1024 bf16 ops per cycle per core, "
         "Intel 4th Gen Xeon Scalable).",
+        "Machine load: around every row, the machine's busy CPU time (/proc/stat) minus the bench's own (parent + that row's worker) "
+        f"gives the cores other processes used; a row above {DISTURBED_CORES:g} cores is measured again after the others and the quieter "
+        "measurement kept (report.json: load.foreign_cores, loadavg_1m, remeasured).",
         *_kernel_lines(report),
         "Compare ratios within one report; absolute times from different runs or machines are not comparable.",
     ]

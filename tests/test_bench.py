@@ -228,3 +228,34 @@ def test_images_column_is_each_runtimes_own_accuracy_on_framed_files(exported_ru
         assert r["images_n"] == 16 and r["images_accuracy"] == pytest.approx(expected, abs=1 / 16)
     assert report["runs"][0]["images"]["files"] == 16 and "200x200 px window" in report["runs"][0]["images"]["framing"]
     validate_report(report)
+
+
+def test_a_busy_machine_is_noticed_and_its_rows_measured_again(exported_run):
+    """Another process burning a core while rows run: every row says how many cores others used, the
+    disturbed ones are measured again, and the report says so in one line."""
+    import subprocess
+    import sys
+
+    from edgeblood.bench.runner import BenchConfig, bench_runs
+
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        report = bench_runs([exported_run], BenchConfig(runtimes=["onnxruntime"], batches=[1], threads=[1], timing=TINY))
+    finally:
+        burner.kill()
+        burner.wait()
+    rows = [r for r in report["rows"] if r["status"] == "ok"]
+    assert rows
+    for r in rows:
+        assert r["load"]["remeasured"] is True and r["load"]["first_foreign_cores"] > 0.5, r["load"]
+        assert r["load"]["loadavg_1m"] is not None
+    assert any(n.startswith("machine load: ") and "measured again" in n for n in report["notes"])
+
+
+def test_foreign_cores_subtracts_the_bench_own_cpu_time():
+    from edgeblood.bench.load import Snapshot, foreign_cores, is_disturbed
+
+    before = Snapshot(wall=10.0, busy_s=100.0, own_s=5.0, loadavg_1m=1.0)
+    after = Snapshot(wall=12.0, busy_s=103.0, own_s=7.0, loadavg_1m=1.2)  # 3 busy core-seconds in 2 s, 2 of them ours
+    assert foreign_cores(before, after) == 0.5 and is_disturbed(0.5) and not is_disturbed(0.1)
+    assert foreign_cores(before, Snapshot(12.0, None, 7.0, None)) is None
