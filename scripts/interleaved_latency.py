@@ -1,9 +1,10 @@
-"""Interleaved batch-1 latency of a run's PyTorch model vs its int8 artifacts, in one process.
+"""Interleaved batch-1 latency of a run's PyTorch model vs every fp32/int8 artifact in its manifest, in one process.
 
 On a noisy machine, rows measured one after another (as `edgeblood bench` does, one subprocess per
 row) can land in different load phases. Alternating short rounds of each runtime puts every round
 under the same load and gives a per-round ratio. Uses the bench's own runtime adapters and timed
-calls (1 thread, batch 1; OpenVINO on the model compiled for batch 1).
+calls (1 thread, batch 1; OpenVINO on the model compiled for batch 1, LiteRT/ExecuTorch on their batch-1
+signature/method). Artifacts come from export/manifest.json, so a new target's files are timed with no change here.
 
     python scripts/interleaved_latency.py runs/se-cnn-28 [ROUNDS]
 """
@@ -15,17 +16,20 @@ import time
 
 import numpy as np
 
+from edgeblood.runs import open_run
 from edgeblood.runtimes import get_runtime
 
 
 def main(run: str, rounds: int = 15, calls: int = 400) -> None:
     models = {"pytorch fp32": get_runtime("pytorch").load(run, threads=1)}
     size = models["pytorch fp32"].input_size or 28
-    for name, runtime, path in (("onnxruntime int8", "onnxruntime", "export/model-int8.onnx"),
-                                ("openvino int8", "openvino", "export/openvino/model-int8.xml")):
+    for entry in open_run(run).manifest()["artifacts"]:
+        if entry.get("variant") == "capture" or entry.get("precision") not in ("fp32", "int8") or entry["runtime"] == "coreml":
+            continue
+        name = f"{entry['runtime']} {entry['precision']} {entry.get('variant', '')}".strip()
         try:
-            models[name] = get_runtime(runtime).load(f"{run}/{path}", threads=1)
-        except Exception as exc:  # a missing artifact or runtime is skipped, with the reason
+            models[name] = get_runtime(entry["runtime"]).load(f"{run}/export/{entry['path']}", threads=1)
+        except Exception as exc:  # a runtime that is not installed is skipped, with the reason
             print(f"{name}: skipped ({exc})")
     x = (np.random.default_rng(0).random((1, 3, size, size)) * 255).astype(np.float32)
     fns = {name: model.timed_call(1)[0] for name, model in models.items()}
@@ -43,7 +47,7 @@ def main(run: str, rounds: int = 15, calls: int = 400) -> None:
     base = np.asarray(medians["pytorch fp32"])
     for name, values in medians.items():
         ratio = base / np.asarray(values)
-        print(f"{name:18s} p50 {np.median(values):.4f} ms | x pytorch per round: median {np.median(ratio):.2f} "
+        print(f"{name:34s} p50 {np.median(values):.4f} ms | x pytorch per round: median {np.median(ratio):.2f} "
               f"[{ratio.min():.2f}-{ratio.max():.2f}] ({rounds} rounds x {calls} calls, 1 thread, batch 1)")
 
 

@@ -38,7 +38,8 @@ def compress(
     Quantization is post-training, calibrated on a class-stratified subset of the train split:
     ONNX Runtime static int8 (QDQ, per-channel weights; MinMax/Entropy/Percentile) with dynamic int8
     as a comparison point; OpenVINO int8 with NNCF (--max-drop: accuracy control on val); Core ML
-    int8 weights and 6/4-bit palettization; fp16 for every target. Pruning makes a NEW run
+    int8 weights and 6/4-bit palettization; LiteRT full-integer int8 (ai-edge-quantizer, float I/O);
+    ExecuTorch PT2E int8 for XNNPACK; fp16 for ONNX, OpenVINO and Core ML. Pruning makes a NEW run
     directory (runs/<name>-pruned50, -sparse50) that exports and benchmarks like any other.
 
     Every variant is evaluated on the full test split with its own runtime and compared with the
@@ -46,6 +47,7 @@ def compress(
     Results go to runs/<name>/export/manifest.json.
 
         edgeblood compress runs/se-cnn --quantize int8 --target onnx,openvino
+        edgeblood compress runs/se-cnn --quantize int8 --target litert,executorch
         edgeblood compress runs/se-cnn --prune 0.5 --finetune-epochs 3
         edgeblood compress runs/se-cnn --quantize int8 --target openvino --max-drop 0.5
     """

@@ -1,4 +1,4 @@
-"""`edgeblood export`: ONNX, OpenVINO and Core ML artifacts, each checked against PyTorch."""
+"""`edgeblood export`: ONNX, OpenVINO, Core ML, LiteRT and ExecuTorch artifacts, each checked against PyTorch."""
 
 from __future__ import annotations
 
@@ -30,16 +30,18 @@ def export(
 
     Every artifact takes RGB pixels 0-255 (float32 NCHW `image`; an RGB image for Core ML) at the
     run's size with normalisation inside the graph, and returns `probabilities` (softmax over the
-    8 cell types) plus the predicted `label` (`classLabel` in Core ML). Class names, input size,
-    dataset and the run's test accuracy travel in the artifact's metadata.
+    8 cell types) plus the predicted `label` (`classLabel` in Core ML). LiteRT (.tflite, Android) and
+    ExecuTorch (.pte, XNNPACK) have fixed batches 1 and 64 (signatures / methods). Class names, input
+    size, framing, dataset and the run's test accuracy travel in the artifact's metadata.
 
     Each artifact is run by its own runtime on real test images and compared with the PyTorch
     model: fp32 must agree 100 % with max probability difference < 1e-4, fp16 >= 99.5 % (flips
-    between classes PyTorch itself rates as near-ties are reported apart). A failure
-    is an error (and the artifact is marked failed in export/manifest.json). Core ML predictions
+    between classes PyTorch itself rates as near-ties are reported apart). A mismatch is an
+    error (and the artifact is marked "mismatch" in export/manifest.json). Core ML predictions
     need macOS; elsewhere its spec is validated and the numeric check is reported as skipped.
 
         edgeblood export runs/se-cnn --target all
+        edgeblood export runs/se-cnn --target litert,executorch
         edgeblood export runs/se-cnn --target coreml --precision fp16 --min-target iOS17
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
