@@ -13,15 +13,8 @@ from PIL import Image
 
 from edgeblood.data.bloodmnist import load_sample
 from edgeblood.errors import EdgebloodError
-from edgeblood.evaluation.gradcam import (
-    GradCAM,
-    cell_mask,
-    default_target_layer,
-    explain,
-    randomized_copy,
-    sanity_check,
-    spearman,
-)
+from edgeblood.evaluation.gradcam import GradCAM, default_target_layer, explain
+from edgeblood.evaluation.gradcam_checks import cell_mask, randomized_copy, sanity_check, spearman
 from edgeblood.imageio import CELL_CROP
 from edgeblood.models import create
 

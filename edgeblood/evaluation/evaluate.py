@@ -209,7 +209,9 @@ def explain_split(run: Run, images: np.ndarray, labels: np.ndarray, probs: np.nd
     Grad-CAM runs only on the examples the grids show (chosen from the predictions already made),
     so explaining the full test split costs seconds, not a second pass over it.
     """
-    from edgeblood.evaluation.gradcam import explain, sanity_check, write_class_grids
+    from edgeblood.evaluation.gradcam import explain
+    from edgeblood.evaluation.gradcam_checks import sanity_check
+    from edgeblood.evaluation.plots import write_class_grids
 
     preds = probs.argmax(1)
     rng = np.random.default_rng(0)

@@ -61,7 +61,9 @@ def explain_images(
     ``out_dir`` defaults to RUN/plots/explain. ``framing`` (an ``edgeblood.framing.Framing``)
     defaults to the run's own.
     """
-    from edgeblood.evaluation.gradcam import cell_mask, explain, mass_on_mask, plot_overview_grid, save_overlay, write_class_grids
+    from edgeblood.evaluation.gradcam import explain
+    from edgeblood.evaluation.gradcam_checks import cell_mask, mass_on_mask
+    from edgeblood.evaluation.plots import plot_overview_grid, save_overlay, write_class_grids
     from edgeblood.imageio import iter_image_files, load_image
 
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)

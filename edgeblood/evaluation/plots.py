@@ -1,5 +1,5 @@
 """Evaluation plots as PNG files: training curves, confusion matrices, per-class bars, calibration,
-and a grid of sample predictions.
+a grid of sample predictions, and the Grad-CAM overlays and grids (``edgeblood explain`` / ``evaluate --explain``).
 
 Figures are built with ``matplotlib.figure.Figure`` (Agg canvas) rather than pyplot, so nothing
 touches global GUI state and plotting is safe inside training loops and threads. Every file is
@@ -12,11 +12,16 @@ import csv
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeblood.atomic import atomic_path
 
+if TYPE_CHECKING:
+    from edgeblood.evaluation.gradcam import Explanation
+
+DISPLAY_PX = 168  # Grad-CAM overlays are upscaled so a 28 px cell is visible
 DPI = 110
 ERROR_RED = "#d62728"
 CORRECT_GREEN = "#2ca02c"
@@ -260,3 +265,133 @@ def write_evaluation_plots(
         if curves is not None:
             out.append(curves)
     return out
+
+
+# ------------------------------------------------------------------------------ Grad-CAM pictures
+
+def overlay(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.45, size: int = DISPLAY_PX, cmap: str = "jet") -> np.ndarray:
+    """The cell image with the Grad-CAM map blended on top, upscaled to ``size`` px (uint8 HxWx3)."""
+    import matplotlib
+    from PIL import Image
+
+    base = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    import torch
+    import torch.nn.functional as F
+
+    heat = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
+    heat = F.interpolate(heat, size=(size, size), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+    colour = matplotlib.colormaps[cmap](heat)[..., :3] * 255.0
+    return np.clip((1 - alpha) * base + alpha * colour, 0, 255).astype(np.uint8)
+
+
+def save_overlay(image: np.ndarray, cam: np.ndarray, dest: str | os.PathLike, *, size: int = DISPLAY_PX) -> Path:
+    """PNG with the image and its overlay side by side (no text: the file name says what it is)."""
+    from PIL import Image
+
+    from edgeblood.atomic import atomic_path
+
+    big = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
+    pair = np.concatenate([big, np.full((size, 4, 3), 255, np.uint8), overlay(image, cam, size=size)], axis=1)
+    dest = Path(dest)
+    with atomic_path(dest, suffix=".png") as tmp:
+        Image.fromarray(pair).save(tmp, format="PNG")
+    return dest
+
+
+def plot_class_grid(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    expl: Explanation,
+    classes: list[str],
+    cls: int,
+    dest: str | os.PathLike,
+    *,
+    per_side: int = 4,
+    seed: int = 0,
+    title: str = "",
+) -> Path:
+    """One class: correctly classified examples (left) and misclassified ones (right), each as
+    image + Grad-CAM overlay of the class the model predicted."""
+    from edgeblood.evaluation.plots import ERROR_RED, _figure, save_figure
+
+    rng = np.random.default_rng(seed)
+    of_class = y_true == cls
+    right = np.flatnonzero(of_class & (expl.preds == y_true))
+    wrong = np.flatnonzero(of_class & (expl.preds != y_true))
+    right = np.sort(rng.choice(right, min(per_side, len(right)), replace=False)) if len(right) else right
+    wrong = np.sort(rng.choice(wrong, min(per_side, len(wrong)), replace=False)) if len(wrong) else wrong
+    rows = max(1, len(right), len(wrong))
+    fig = _figure(8.2, 2.1 * rows + 0.8, grid=True)
+    axes = np.asarray(fig.subplots(rows, 4)).reshape(rows, 4)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for col, picked, ok in ((0, right, True), (2, wrong, False)):
+        if len(picked) == 0:
+            axes[0, col].text(0.5, 0.5, "none" if ok else "no mistakes", ha="center", va="center", transform=axes[0, col].transAxes)
+        for r, i in enumerate(picked):
+            p = expl.preds[i]
+            axes[r, col].imshow(images[i], interpolation="bicubic")
+            axes[r, col].set_title("correct" if ok else f"true {classes[cls]}", fontsize=7)
+            axes[r, col + 1].imshow(overlay(images[i], expl.cams[i]))
+            axes[r, col + 1].set_title(f"pred {classes[p]} {expl.probs[i, p]:.2f}", fontsize=7, color="black" if ok else ERROR_RED)
+    n_cls = int(of_class.sum())
+    fig.suptitle(
+        title or f"Grad-CAM, {classes[cls]}: {len(right)} correct (left) / {len(wrong)} misclassified (right) shown of {n_cls}; layer {expl.layer}",
+        fontsize=9,
+    )
+    return save_figure(fig, dest)
+
+
+def write_class_grids(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    expl: Explanation,
+    classes: list[str],
+    out_dir: str | os.PathLike,
+    *,
+    prefix: str = "gradcam",
+    per_side: int = 4,
+    label: str = "",
+) -> list[Path]:
+    """One grid PNG per class present in ``y_true`` (``{prefix}_{class}.png``)."""
+    out_dir = Path(out_dir)
+    paths = []
+    for cls in np.unique(y_true):
+        slug = classes[cls].replace(" ", "_")
+        title = f"Grad-CAM ({expl.layer}), true class {classes[cls]}: correct left, misclassified right (map of the predicted class)"
+        if label:
+            title += f"\n{label}"
+        paths.append(plot_class_grid(images, y_true, expl, classes, int(cls), out_dir / f"{prefix}_{slug}.png", per_side=per_side, title=title))
+    return paths
+
+
+def plot_overview_grid(
+    images: np.ndarray,
+    expl: Explanation,
+    classes: list[str],
+    names: list[str],
+    dest: str | os.PathLike,
+    *,
+    limit: int = 24,
+    title: str = "",
+) -> Path:
+    """Unlabelled images: image and Grad-CAM overlay pairs, titled with file name and prediction."""
+    from edgeblood.evaluation.plots import _figure, save_figure
+
+    n = min(len(images), limit)
+    pairs_per_row = 3
+    rows = max(1, math.ceil(n / pairs_per_row))
+    fig = _figure(2.0 * 2 * pairs_per_row, 2.2 * rows + 0.8, grid=True)
+    axes = np.asarray(fig.subplots(rows, 2 * pairs_per_row)).reshape(rows, 2 * pairs_per_row)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k in range(n):
+        r, c = divmod(k, pairs_per_row)
+        t = expl.targets[k]
+        axes[r, 2 * c].imshow(images[k], interpolation="bicubic")
+        axes[r, 2 * c].set_title(names[k][:28], fontsize=7)
+        axes[r, 2 * c + 1].imshow(overlay(images[k], expl.cams[k]))
+        axes[r, 2 * c + 1].set_title(f"{classes[t]} {expl.probs[k, t]:.2f}", fontsize=7)
+    more = f" (first {n} of {len(images)})" if len(images) > n else ""
+    fig.suptitle(title or f"Grad-CAM, layer {expl.layer}{more}", fontsize=9)
+    return save_figure(fig, dest)
