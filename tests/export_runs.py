@@ -76,7 +76,7 @@ def exported_once(run_dir: Path, workdir: Path):
     from typer.testing import CliRunner
 
     from edgeblood.cli import app
-    from edgeblood.exporters.pipeline import ExportReport
+    from edgeblood.exporters.run_export import ExportReport
     from edgeblood.manifest import load_manifest
 
     key = str(run_dir)

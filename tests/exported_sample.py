@@ -45,7 +45,7 @@ def exported(run_dir: Path, work_dir: Path, targets: tuple[str, ...] = ("onnx",)
 
     A target that converts another one's artifact (OpenVINO from ONNX) brings that one along.
     """
-    from edgeblood.exporters.pipeline import export_run
+    from edgeblood.exporters.run_export import export_run
     from edgeblood.targets import get_target
 
     entry = _CACHE.setdefault(str(run_dir), {})

@@ -23,7 +23,7 @@ TINY = TimingConfig(warmup_s=0.02, warmup_min_iters=2, block_s=0.01, min_block_i
 @pytest.fixture(scope="module")
 def exported_run(sample_run, tmp_path_factory) -> Path:
     """A copy of the sample run with ONNX and OpenVINO fp32 artifacts (exported by edgeblood.exporters)."""
-    from edgeblood.exporters.pipeline import export_run
+    from edgeblood.exporters.run_export import export_run
 
     dest = tmp_path_factory.mktemp("bench") / "run"
     shutil.copytree(sample_run, dest)

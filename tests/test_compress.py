@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from edgeblood.compression.calibration import stratified_indices, to_contract
-from edgeblood.compression.pipeline import CompressOptions, compress
+from edgeblood.compression.compress_run import CompressOptions, compress
 from edgeblood.errors import EdgebloodError
 from edgeblood.runs import open_run
 

@@ -200,7 +200,7 @@ def test_parity_check_fails_on_a_different_models_artifact(report, tmp_path):
 
 
 def test_verify_marks_stale_artifacts_mismatched_in_the_manifest(report, tmp_path):
-    from edgeblood.exporters.pipeline import verify_exports
+    from edgeblood.exporters.run_export import verify_exports
 
     run_dir = perturbed_copy(report.run_dir, tmp_path / "stale")  # the checkpoint changed under its exports
     shutil.copytree(report.export_dir, run_dir / "export")

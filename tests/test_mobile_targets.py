@@ -69,7 +69,7 @@ def test_executorch_program_has_fixed_batch_methods_and_metadata(mobile):
 
 @pytest.fixture(scope="module")
 def int8_reports(mobile):
-    from edgeblood.compression.pipeline import CompressOptions, compress
+    from edgeblood.compression.compress_run import CompressOptions, compress
 
     return compress(mobile["run"], CompressOptions(quantize=("int8",), targets=("litert", "executorch"), calibration_images=64))
 

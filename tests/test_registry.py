@@ -67,7 +67,7 @@ def onnx_copy_target(monkeypatch):
 def test_a_new_target_module_is_all_export_bench_and_the_cli_need(sample_run, copy_run, onnx_copy_target):
     from edgeblood.bench.runner import _target_hint
     from edgeblood.cli.options import target_help
-    from edgeblood.exporters.pipeline import export_run
+    from edgeblood.exporters.run_export import export_run
 
     target, made = onnx_copy_target
     run_dir = copy_run(sample_run)
@@ -84,7 +84,7 @@ def test_a_new_target_module_is_all_export_bench_and_the_cli_need(sample_run, co
 
 def test_a_new_quantization_method_is_one_registered_entry(sample_run, copy_run, monkeypatch):
     """compress finds the method, calls it with one QuantizeJob, measures and records what it wrote."""
-    from edgeblood.compression.pipeline import CompressOptions, compress
+    from edgeblood.compression.compress_run import CompressOptions, compress
 
     monkeypatch.setattr(methods, "_METHODS", dict(methods._METHODS))
     jobs = []

@@ -95,7 +95,7 @@ def bench(
 
 def _export_missing(opened, data_dir: Optional[Path]) -> None:
     from edgeblood.bench.runner import run_artifacts
-    from edgeblood.exporters.pipeline import export_run
+    from edgeblood.exporters.run_export import export_run
 
     for run in opened:
         if len(run_artifacts(run)) > 1:

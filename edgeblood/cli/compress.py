@@ -53,8 +53,8 @@ def compress(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from edgeblood.compression.pipeline import CompressOptions
-    from edgeblood.compression.pipeline import compress as run_compress
+    from edgeblood.compression.compress_run import CompressOptions
+    from edgeblood.compression.compress_run import compress as run_compress
 
     options = CompressOptions(
         quantize=tuple(split_list(quantize)), targets=tuple(split_list(target)), calibration_images=calibration_images,

@@ -46,7 +46,7 @@ def export(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from edgeblood.exporters.pipeline import check_request, export_run, verify_exports
+    from edgeblood.exporters.run_export import check_request, export_run, verify_exports
     from edgeblood.runs import open_run
 
     n_images = _parse_images(parity_images)
@@ -82,7 +82,7 @@ def _show(report) -> None:
     for line in parity_lines(report) + [n for n in report.notes if not n.startswith("parity:")]:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"manifest: {report.export_dir / MANIFEST}", highlight=False)
-    from edgeblood.exporters.pipeline import STALE_FIX
+    from edgeblood.exporters.run_export import STALE_FIX
 
     for failed in report.failures:
         fix = {"fix": STALE_FIX.format(run=report.run_dir)} if report.verified else {}

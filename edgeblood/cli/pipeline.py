@@ -36,9 +36,9 @@ def pipeline(
     from edgeblood.bench.runner import BenchConfig, bench_runs
     from edgeblood.cli.compress import variant_table
     from edgeblood.cli.train import build_config
-    from edgeblood.compression.pipeline import CompressOptions, compress
+    from edgeblood.compression.compress_run import CompressOptions, compress
     from edgeblood.data import find_dataset_file
-    from edgeblood.exporters.pipeline import export_run
+    from edgeblood.exporters.run_export import export_run
     from edgeblood.runs import open_run
     from edgeblood.training import train
 

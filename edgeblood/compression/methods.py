@@ -42,7 +42,7 @@ class QuantizeJob:
     calibration: np.ndarray | None  # float32 NCHW 0-255 train images, stratified by class (int8 methods)
     calibration_info: dict  # how they were chosen (recorded in the manifest)
     validation: tuple[np.ndarray, np.ndarray] | None  # val images + labels, for methods that bound an accuracy drop
-    options: Any  # edgeblood.compression.pipeline.CompressOptions
+    options: Any  # edgeblood.compression.compress_run.CompressOptions
     params: dict = field(default_factory=dict)  # what tells this variant apart (calibration method, palette bits)
     run: Any = None  # the run (edgeblood.runs.Run): for methods that quantize the PyTorch model itself (PT2E) and for metadata
 

@@ -103,7 +103,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        from edgeblood.compression.evaluate import jsonable
+        from edgeblood.compression.measure import jsonable
 
         d = {k: getattr(self, k) for k in ("variant", "target", "precision", "path", "size_bytes", "size_pct", "params", "macs",
                                             "delta", "baseline", "gzip_bytes", "notes")}
@@ -125,7 +125,7 @@ class RunReport:
 def compress(run, options: CompressOptions, *, say: Say | None = None, progress: Progress | None = None) -> list[RunReport]:
     """Make and measure everything ``options`` asks for; returns one report per run (source first)."""
     from edgeblood.compression.calibration import calibration_set, to_contract
-    from edgeblood.compression.evaluate import data_for_run
+    from edgeblood.compression.measure import data_for_run
     from edgeblood.runs import Run, open_run
 
     options.validate()
@@ -230,7 +230,7 @@ class _Session:
     # ---------------------------------------------------------------------------------- measure
     def measure_run(self, run, variants: list[Variant], *, source: bool) -> RunReport:
         """Rows for ``run``: PyTorch fp32, then per target its fp32 artifact and the variants."""
-        from edgeblood.compression.evaluate import delta, measure_model
+        from edgeblood.compression.measure import delta, measure_model
 
         comp = run.metadata.get("compression") or {}
         title = run.name if source else f"{run.name}: {_derived_label(comp)} (from {self.run.name})"
@@ -266,7 +266,7 @@ class _Session:
             else:
                 self._compare(row, target)
                 if comp.get("method") == "unstructured-magnitude-pruning":
-                    from edgeblood.compression.evaluate import gzip_size
+                    from edgeblood.compression.measure import gzip_size
 
                     row.gzip_bytes = gzip_size(fp32)
                     base_gz = gzip_size(self.run.export_dir / fp32_rel)
@@ -291,7 +291,7 @@ class _Session:
         self.step(f"{run.name}: {v.target} {v.label}")
         if v.via_exporter:  # fp16 OpenVINO/Core ML are exports (parity-checked there); reuse one unless --force
             if self.options.force or not dest.exists():
-                from edgeblood.exporters.pipeline import export_run
+                from edgeblood.exporters.run_export import export_run
 
                 export_run(run, [v.target], [v.precision], force=True, data_dir=self.options.data_dir, strict=False)
             details = {}
@@ -329,7 +329,7 @@ class _Session:
         return row
 
     def _compare(self, row: Row, target: str) -> None:
-        from edgeblood.compression.evaluate import delta
+        from edgeblood.compression.measure import delta
 
         base, base_size, label = self.baselines[target]
         row.delta = delta(row.measured, base)
@@ -340,7 +340,7 @@ class _Session:
         """The run's fp32 artifact of ``target``, exported (and parity-checked) first when missing."""
         path = run.export_dir / get_target(target).fp32_path
         if not path.exists():
-            from edgeblood.exporters.pipeline import export_run
+            from edgeblood.exporters.run_export import export_run
 
             self.step(f"{run.name}: exporting {target} fp32 (baseline)")
             export_run(run, [target], ["fp32"], data_dir=self.options.data_dir)
@@ -366,7 +366,7 @@ class _Session:
 
     def _measure(self, path: Path, test, precision: str) -> dict:
         """Full-test-split figures of ``path`` with its own runtime, plus agreement with PyTorch fp32."""
-        from edgeblood.compression.evaluate import summarize
+        from edgeblood.compression.measure import summarize
         from edgeblood.parity import compare, thresholds_for
         from edgeblood.runtimes import runtime_for_artifact
 
@@ -403,7 +403,7 @@ class _Session:
 # ------------------------------------------------------------------------------------------ helpers
 
 def _evaluation(m: dict) -> dict:
-    from edgeblood.compression.evaluate import jsonable
+    from edgeblood.compression.measure import jsonable
 
     return {k: v for k, v in jsonable(m).items() if k != "parity"}
 
