@@ -100,3 +100,9 @@ def decode_metadata(flat: dict[str, str]) -> dict[str, Any]:
 def nchw_input(size: int) -> dict:
     """The manifest's ``input`` entry of a tensor artifact: the README's layout rule, raw 0-255 RGB pixels."""
     return {"name": INPUT_NAME, "shape": ["N", 3, size, size], "layout": "NCHW", "dtype": "float32", "range": [0, 255], "channel_order": "RGB"}
+
+
+def fixed_batch_input(size: int, entry_points: dict[str, int], kind: str) -> dict:
+    """The ``input`` entry of an artifact with fixed batch sizes (LiteRT signatures, ExecuTorch methods):
+    the tensor contract at batch 1, plus each entry point and the batch it takes."""
+    return {**nchw_input(size), "shape": [1, 3, size, size], kind: dict(entry_points)}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME
+from edgeblood.contract import LABEL_NAME, PROB_NAME, fixed_batch_input
 from edgeblood.errors import EdgebloodError
 from edgeblood.targets import ExportJob, Target, register
 
@@ -68,9 +68,7 @@ def example_input(batch: int, in_size: int):
 
 
 def tensor_input(size: int) -> dict:
-    """The manifest's ``input`` entry: the tensor contract at the fixed batch of each method."""
-    return {"name": INPUT_NAME, "shape": [1, 3, size, size], "layout": "NCHW", "dtype": "float32", "range": [0, 255],
-            "channel_order": "RGB", "methods": dict(BATCH_METHODS)}
+    return fixed_batch_input(size, BATCH_METHODS, "methods")
 
 
 # ----------------------------------------------------------------------------------- the target

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME
+from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME, fixed_batch_input
 from edgeblood.errors import EdgebloodError
 from edgeblood.targets import ExportJob, Target, register
 
@@ -128,9 +128,7 @@ def _name(value) -> str:
 
 
 def tensor_input(size: int) -> dict:
-    """The manifest's ``input`` entry: the tensor contract at the fixed batch of each signature."""
-    return {"name": INPUT_NAME, "shape": [1, 3, size, size], "layout": "NCHW", "dtype": "float32", "range": [0, 255],
-            "channel_order": "RGB", "signatures": dict(BATCH_SIGNATURES)}
+    return fixed_batch_input(size, BATCH_SIGNATURES, "signatures")
 
 
 # ----------------------------------------------------------------------------------- the target
