@@ -52,7 +52,7 @@ def test_cli_prints_one_row_per_artifact_and_records_the_manifest(report):
     assert "64 test images (embedded sample)" in out
     paths = [a["path"] for a in report.artifacts]
     assert paths == ["model.onnx", "openvino/model.xml", "openvino/model-fp16.xml", "model.mlpackage", "model-fp16.mlpackage",
-                     "model-capture.onnx", "openvino/model-capture.xml"]
+                     "model.tflite", "model.pte", "model-capture.onnx", "openvino/model-capture.xml"]
     leftovers = [p.name for p in report.run_dir.iterdir() if p.name.startswith(".export-staging")]
     assert leftovers == []
 
@@ -276,7 +276,8 @@ def test_bad_input_is_one_line_and_writes_nothing(report, sample_run, tmp_path, 
     _assert_one_line(*run_main(monkeypatch, capsys, str(tmp_path / "missing")), "does not exist")
 
     fresh = copy_run(sample_run, tmp_path / "fresh")
-    _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--target", "tflite"), "unknown target 'tflite'; choose onnx, openvino, coreml or all")
+    _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--target", "tensorrt"),
+                     "unknown target 'tensorrt'; choose onnx, openvino, coreml, litert, executorch or all")
     _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--precision", "int8"), "int8 comes from `edgeblood compress")
     _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--parity-images", "0"), "--parity-images must be")
     _assert_one_line(*run_main(monkeypatch, capsys, str(fresh), "--target", "coreml", "--min-target", "iOS13"), "need iOS15")

@@ -68,23 +68,28 @@ def test_executorch_program_has_fixed_batch_methods_and_metadata(mobile):
 
 
 @pytest.fixture(scope="module")
-def int8_reports(mobile):
+def int8_reports(mobile, tmp_path_factory):
+    """(run copy, reports): compressed in a copy, so the shared exported sample keeps only its fp32 artifacts."""
+    import shutil
+
     from edgeblood.compression.compress_run import CompressOptions, compress
 
-    return compress(mobile["run"], CompressOptions(quantize=("int8",), targets=("litert", "executorch"), calibration_images=64))
+    run_dir = tmp_path_factory.mktemp("mobile-int8") / "run"
+    shutil.copytree(mobile["run"], run_dir)
+    return run_dir, compress(run_dir, CompressOptions(quantize=("int8",), targets=("litert", "executorch"), calibration_images=64))
 
 
-def test_int8_variants_are_remeasured_by_their_own_runtime(int8_reports, mobile):
+def test_int8_variants_are_remeasured_by_their_own_runtime(int8_reports):
     from edgeblood.data.bloodmnist import load_sample
     from edgeblood.runtimes import to_model_input
 
-    (report,) = int8_reports
+    run_dir, (report,) = int8_reports
     rows = {f"{r.target} {r.variant}": r for r in report.rows}
     test = load_sample(28)
     images, labels = to_model_input(test.images("test")), test.labels("test")
     for label, rel, runtime in (("litert int8 full-integer", "model-int8.tflite", "litert"), ("executorch int8 PT2E", "model-int8.pte", "executorch")):
         row = rows[label]
-        path = mobile["run"] / "export" / rel
+        path = run_dir / "export" / rel
         assert row.path == rel and row.size_pct < 45, f"{rel} is {row.size_pct:.0f} % of fp32"
         loaded = get_runtime(runtime).load(path)
         probs = loaded.predict(images)
@@ -93,16 +98,16 @@ def test_int8_variants_are_remeasured_by_their_own_runtime(int8_reports, mobile)
         assert row.measured["runtime"] == runtime and row.measured["n_images"] == len(labels)
         assert row.measured["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
         assert row.measured["status"] in ("ok", "mismatch") and row.delta is not None and len(row.delta["per_class_recall_pt"]) == 8
-        entry = mf.find_artifact(mobile["run"] / "export", rel)
+        entry = mf.find_artifact(run_dir / "export", rel)
         assert entry["precision"] == "int8" and entry["runtime"] == runtime and entry["compression"]["calibration"]["images"] == 64
         assert loaded.metadata()["precision"] == "int8"
     assert rows["litert int8 full-integer"].measured["parity"]["thresholds"]["min_agreement"] == 0.90  # the one judge's "quantized" row
 
 
-def test_litert_int8_keeps_float_io_and_int8_kernels(int8_reports, mobile):
+def test_litert_int8_keeps_float_io_and_int8_kernels(int8_reports):
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(mobile["run"] / "export" / "model-int8.tflite"))
+    interpreter = Interpreter(model_path=str(int8_reports[0] / "export" / "model-int8.tflite"))
     (inp,) = interpreter.get_signature_runner("serving_default").get_input_details().values()
     assert inp["dtype"] == np.float32  # the app feeds the same float pixels as for fp32
     dtypes = [d["dtype"] for d in interpreter.get_tensor_details()]

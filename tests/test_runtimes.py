@@ -28,8 +28,8 @@ def test_registry_names_aliases_and_unknown():
     assert get_runtime("ort").name == "onnxruntime"
     assert get_runtime("OV").name == "openvino"
     assert isinstance(get_runtime("torch"), Runtime)
-    with pytest.raises(EdgebloodError, match="unknown runtime 'tflite'.*onnxruntime"):
-        get_runtime("tflite")
+    with pytest.raises(EdgebloodError, match="unknown runtime 'tensorrt'.*onnxruntime"):
+        get_runtime("tensorrt")
 
 
 def test_runtime_for_artifact_by_extension(report, tmp_path):
@@ -39,8 +39,10 @@ def test_runtime_for_artifact_by_extension(report, tmp_path):
     assert runtime_for_artifact(exp / "model.mlpackage").name == "coreml"
     assert runtime_for_artifact(report.run_dir).name == "pytorch"
     assert runtime_for_artifact(report.run_dir / "checkpoint.pt").name == "pytorch"
-    with pytest.raises(EdgebloodError, match="unknown model format 'model.tflite'"):
-        runtime_for_artifact(tmp_path / "model.tflite")
+    assert runtime_for_artifact(tmp_path / "model.tflite").name == "litert"
+    assert runtime_for_artifact(tmp_path / "model.pte").name == "executorch"
+    with pytest.raises(EdgebloodError, match="unknown model format 'model.engine'"):
+        runtime_for_artifact(tmp_path / "model.engine")
 
 
 @pytest.mark.parametrize("artifact", ["run", "model.onnx", "openvino/model.xml", "openvino/model-fp16.xml"])
