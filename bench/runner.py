@@ -303,7 +303,8 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
                             group_failures[p.group] = p.row["reason"]
                         if p.full_eval and p.row.get("accuracy") is not None:
                             group_accuracy[p.group] = {k: p.row.get(k) for k in ("accuracy", "macro_f1", "n_images", "images_accuracy", "images_n")} | {
-                                "measured_at": {"threads": p.row["threads"], "batch": p.row["batch"]}}
+                                "measured_at": {"threads": p.row["threads"], "batch": p.row["batch"]},
+                                "verdict": (p.row["status"], p.row["reason"])}
                 p.row.pop("_stage", None)
                 results[i] = p.row
                 done += 1
@@ -316,6 +317,10 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
                 if not p.full_eval and row["status"] in (OK, MISMATCH) and acc:
                     row.update(accuracy=acc["accuracy"], macro_f1=acc["macro_f1"], n_images=acc["n_images"],
                                accuracy_measured_at=acc["measured_at"], images_accuracy=acc["images_accuracy"], images_n=acc["images_n"])
+                    status, reason = acc["verdict"]
+                    if status == MISMATCH and row["status"] == OK:  # the artifact's accuracy verdict holds for every row of it
+                        row.update(status=MISMATCH, reason=f"{reason} (full split at {acc['measured_at']['threads']} thread(s), "
+                                                           f"batch {acc['measured_at']['batch']})")
                 rows.append(_finish(row, p.artifact, run))
     mark_pareto(rows)
     add_comparisons(rows, run_entries)
