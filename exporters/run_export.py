@@ -76,8 +76,9 @@ def plan(targets: Sequence[str], precisions: Sequence[str]) -> tuple[list[Pair],
             if p in target.artifacts:
                 pairs.append((target, p))
             else:
-                notes.append(f"{target.title} is exported in {', '.join(target.artifacts)} only; other precisions come from "
-                             f"`edgeblood compress --quantize ... --target {target.name}` where a method exists (`edgeblood compress --help`)")
+                notes.append(f"no {target.title} {p} export: {target.title} is exported in {', '.join(target.artifacts)} only; other "
+                             f"precisions come from `edgeblood compress --quantize ... --target {target.name}` where a method exists "
+                             "(`edgeblood compress --help`)")
     if not pairs:
         raise EdgebloodError(notes[0] if notes else "nothing to export; pass --target")
     return pairs, notes
