@@ -165,8 +165,3 @@ def parse_targets(names: Sequence[str]) -> list[Target]:
 def target_for_runtime(runtime: str) -> Target | None:
     """The target whose artifacts ``runtime`` reads (bench's hint for an artifact that is missing)."""
     return next((t for t in all_targets() if t.runtime == runtime), None)
-
-
-def target_of_artifact(rel_path: str) -> Target | None:
-    """The target that makes the artifact at ``rel_path`` (a path inside export/) in any precision it exports."""
-    return next((t for t in all_targets() for p in t.artifacts.values() if p == rel_path), None)

@@ -8,6 +8,8 @@ the built-in layout:
     export/model.onnx                   ONNX fp32 (fp16/int8 variants come from `edgeblood compress`)
     export/openvino/model.xml (+.bin)   OpenVINO IR fp32;  openvino/model-fp16.xml  fp16 weights
     export/model.mlpackage              Core ML ML program fp32;  model-fp16.mlpackage  fp16 compute
+    export/model.tflite                 LiteRT fp32, signatures batch 1 / 64 (int8: edgeblood compress)
+    export/model.pte                    ExecuTorch fp32 (XNNPACK), methods batch 1 / 64 (int8: edgeblood compress)
     export/model-capture.onnx           whole captures in (uint8 NHWC, any size), framing inside the graph;
     export/openvino/model-capture.xml   the same for OpenVINO (exporters/capture.py)
     export/manifest.json                every artifact: size, sha256, parity, export time
