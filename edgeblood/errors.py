@@ -5,6 +5,8 @@ say what was wrong *and* how to fix it.
 """
 
 import importlib
+import importlib.util
+from collections.abc import Iterable
 from types import ModuleType
 
 
@@ -15,6 +17,13 @@ class EdgebloodError(Exception):
 def missing_extra(package: str, extra: str) -> EdgebloodError:
     """The error for an optional runtime that is not installed."""
     return EdgebloodError(f"{package} is not installed; install it with: pip install \"edgeblood[{extra}]\"")
+
+
+def require_modules(needs: Iterable[tuple[str, str, str]]) -> None:
+    """Fail before any work when one of ``needs`` ((module, pip package, extra) each) is not installed."""
+    for module, package, extra in needs:
+        if importlib.util.find_spec(module) is None:
+            raise missing_extra(package, extra)
 
 
 def import_extra(module: str, package: str, extra: str) -> ModuleType:

@@ -93,13 +93,9 @@ class Target:
 
     def require(self) -> None:
         """Fail before any work when the converter is missing, naming the extra that installs it."""
-        import importlib.util
+        from edgeblood.errors import require_modules
 
-        from edgeblood.errors import missing_extra
-
-        for module in self.libraries:
-            if importlib.util.find_spec(module) is None:
-                raise missing_extra(module, self.extra)
+        require_modules((module, module, self.extra) for module in self.libraries)
 
 
 _REGISTRY: dict[str, Target] = {}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME, nchw_input
-from edgeblood.errors import EdgebloodError, missing_extra
+from edgeblood.errors import EdgebloodError
 from edgeblood.targets import CaptureVariant, ExportJob, ExportOptions, Target, register
 
 if TYPE_CHECKING:
@@ -37,9 +37,7 @@ LEGACY_MAX_OPSET = 20  # the TorchScript exporter's newest fully supported opset
 
 
 def require_onnx() -> None:
-    for mod in ("onnx", "onnxruntime"):
-        if importlib.util.find_spec(mod) is None:
-            raise missing_extra(mod, "onnx")
+    TARGET.require()  # the target record names the libraries (onnx, onnxruntime) and the extra
 
 
 def export_onnx(

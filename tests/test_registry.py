@@ -86,6 +86,7 @@ def test_a_new_quantization_method_is_one_registered_entry(sample_run, copy_run,
     """compress finds the method, calls it with one QuantizeJob, measures and records what it wrote."""
     from edgeblood.compression.compress_run import CompressOptions, compress
 
+    methods.all_methods()  # load the built-in methods first: the copy below must hold them all
     monkeypatch.setattr(methods, "_METHODS", dict(methods._METHODS))
     jobs = []
 

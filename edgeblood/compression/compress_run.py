@@ -436,18 +436,14 @@ def _count_steps(o: CompressOptions, variants: list[Variant]) -> int:
 
 def _require_libraries(o: CompressOptions, variants: list[Variant]) -> None:
     """Fail before any work when a needed library is missing (with the pip extra that installs it)."""
-    import importlib.util
-
-    from edgeblood.errors import missing_extra
+    from edgeblood.errors import require_modules
 
     for target in o.targets:
         get_target(target).require()
     needs = [lib for v in variants if v.method is not None for lib in v.method.libraries]
     if o.prune is not None:
         needs += [("torch_pruning", "torch-pruning", "prune")]
-    for module, package, extra in dict.fromkeys(needs):
-        if importlib.util.find_spec(module) is None:
-            raise missing_extra(package, extra)
+    require_modules(dict.fromkeys(needs))
 
 
 def _refuse_existing(run, variants: list[Variant], o: CompressOptions) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch.nn as nn
 
 from edgeblood.errors import EdgebloodError
+from edgeblood.parity import MISMATCH, OK
 
 
 def data_for_run(run, data_dir: str | os.PathLike | None = None):
@@ -74,7 +75,7 @@ def measure_model(model: nn.Module, images_u8_nhwc: np.ndarray, labels: np.ndarr
 def delta(variant: dict, baseline: dict) -> dict | None:
     """Percentage-point changes of ``variant`` vs ``baseline``; None unless both were measured (a
     mismatch was measured too: its deltas say how wrong it is)."""
-    measured = ("ok", "mismatch")
+    measured = (OK, MISMATCH)
     if variant.get("status") not in measured or baseline.get("status") not in measured:
         return None
     if variant["n_images"] != baseline["n_images"]:

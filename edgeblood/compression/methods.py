@@ -89,11 +89,8 @@ def all_methods() -> list[QuantizeMethod]:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from edgeblood.targets import all_targets
-
         for module in BUILTIN_MODULES:
             importlib.import_module(module)
-        all_targets()  # target modules may register their own methods
     return list(_METHODS.values())
 
 
