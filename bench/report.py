@@ -230,7 +230,7 @@ def _dataset_line(report: dict[str, Any]) -> str:
     parts = []
     for run in report["runs"]:
         ev = run["evaluated_on"]
-        src = "full BloodMNIST" if ev["source"] == "full" else "embedded SAMPLE (not the full dataset)"
+        src = {"full": "full BloodMNIST", "folder": ev.get("describe", "image folder")}.get(ev["source"], "embedded SAMPLE (not the full dataset)")
         ref = run["reference"]
         where = f" on {run['machine']}" if _multi_machine(report) else ""
         parts.append(

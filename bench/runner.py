@@ -351,7 +351,11 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
 def _load_test_split(run, config: BenchConfig, notes: list[str]) -> dict[str, Any]:
     """The full test split at the run's input size: the data the run was trained on when it is here."""
     from edgeblood.data import load_bloodmnist
+    from edgeblood.data.image_folder import is_folder_dataset, load_folder_for_run
 
+    if is_folder_dataset(run.metadata.get("dataset")):
+        ds = load_folder_for_run(run.metadata)
+        return {"images": ds.images(SPLIT), "labels": ds.labels(SPLIT), "dataset": ds.metadata(), "describe": ds.describe()}
     trained_on = (run.metadata.get("dataset") or {}).get("source")
     sample = True if (config.sample is True or trained_on == "sample") else config.sample
     ds = load_bloodmnist(run.in_size, config.data_dir, sample=sample)

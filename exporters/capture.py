@@ -188,10 +188,17 @@ def load_capture_parity_frames(run, data_dir=None, n_images: int | None = 256):
     import numpy as np
 
     from edgeblood.data.bloodmnist import candidate_dirs
+    from edgeblood.data.image_folder import is_folder_dataset, load_folder_for_run
     from edgeblood.data.labelled_images import read_labelled_images
     from edgeblood.imageio import read_pixels, to_rgb_uint8
     from edgeblood.parity import select_indices
 
+    if is_folder_dataset(run.metadata.get("dataset")):  # the lab's own files are the captures; PBC's may not even share its classes
+        data = load_folder_for_run(run.metadata)
+        labels = data.labels("test")
+        idx = select_indices(labels, n_images)
+        frames = [to_rgb_uint8(read_pixels(data.split_files["test"][i])) for i in idx]
+        return frames, labels[idx], f"test split of the image folder {data.root}"
     for folder in candidate_dirs(data_dir):
         originals = folder / "pbc-originals" / "val"
         if originals.is_dir():

@@ -161,6 +161,8 @@ def _real_images_section(metrics: dict | None) -> list[str]:
 
 
 def _data_section(meta: dict, ds: dict, size: Any) -> list[str]:
+    if ds.get("source") == "folder":
+        return _folder_data_section(meta, ds)
     splits = ds.get("split_sizes") or {}
     split_text = ", ".join(f"{k} {v:,}" for k, v in splits.items())
     variant = ds.get("variant") or ""
@@ -428,3 +430,24 @@ def _fmt_list(values: list[float]) -> str:
 def _human_bytes(n: float) -> str:
     """Decimal units, as the export table prints them."""
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def _folder_data_section(meta: dict, ds: dict) -> list[str]:
+    """A run trained on the user's image folder: which folder, how it was split, what was skipped, and its parent."""
+    splits = ", ".join(f"{k} {v:,}" for k, v in (ds.get("split_sizes") or {}).items())
+    spec = ds.get("split") or {}
+    how = ("the folder's own train/val/test split" if spec.get("kind") == "given" else
+           f"a stratified split {','.join(f'{r:g}' for r in spec.get('ratios', []))} with split seed {spec.get('seed')} (made by edgeblood, per file)")
+    lines = ["## Training data", "",
+             f"- Image folder `{ds.get('file')}` ({ds.get('layout')} layout): {ds.get('files')} files, content hash `{str(ds.get('content_sha256'))[:16]}`; "
+             f"splits: {splits}, from {how}.",
+             f"- Classes: {', '.join(meta.get('classes', []))}.",
+             f"- Framing: {((meta.get('input') or {}).get('framing') or {}).get('description', 'unknown')}.",
+             f"- Skipped (unreadable) files: {ds.get('skipped_files', 0)}; files in two splits with the same bytes: {ds.get('duplicates_across_splits', 0)}."]
+    parent = (meta.get("training") or {}).get("parent")
+    if parent:
+        acc = f", test accuracy {100 * parent['test_accuracy']:.2f} % on its own data" if parent.get("test_accuracy") is not None else ""
+        lines.append(f"- Fine-tuned from `{parent['run']}` ({parent['model']}, {parent['in_size']} px{acc}; weights sha256 `{parent['weights_sha256'][:16]}`); "
+                     f"{'all weights' if parent['loaded'] == 'all' else 'backbone only, head re-initialised'} carried over.")
+    lines += [f"- Note: {note}." for note in ds.get("notes") or []]
+    return lines + [""]

@@ -40,6 +40,9 @@ ANCHORS = [
 
 def collect(run_dir: Path) -> dict:
     run = json.loads((run_dir / "run.json").read_text())
+    if run["dataset"].get("source") == "folder":
+        raise SystemExit(f"{run_dir} was trained on the image folder {run['dataset'].get('file')}: this table lists BloodMNIST test-split "
+                         "figures only (the fine-tuning table is made by scripts/finetune_table.py)")
     metrics = read_metrics(run_dir)
     test = metrics["test"]
     recalls = _per_class_recall(test)

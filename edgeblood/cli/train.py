@@ -9,7 +9,11 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console
+from edgeblood.data.image_folder import parse_split
 from edgeblood.errors import EdgebloodError
+
+#: ``--init`` without ``--lr``: the recipe's peak learning rate times this (fine-tuning, not training anew).
+FINETUNE_LR_FACTOR = 0.3
 
 
 def parse_model_opts(pairs: list[str]) -> dict:
@@ -66,6 +70,12 @@ def train(
     channels_last: bool = typer.Option(False, "--channels-last", help="Use channels_last memory format."),
     threads: int = typer.Option(0, help="PyTorch CPU threads (0 = default)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with bloodmnist*.npz (else $EDGEBLOOD_DATA, else ~/.medmnist)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Train on your own labelled images instead of BloodMNIST: DIR/{train,val,test}/<class>/*, DIR/<class>/* (split here, see --split) or a CSV of path,label[,split]."),
+    split: Optional[str] = typer.Option(None, "--split", help="train,val,test shares for --data DIR/<class>/* (stratified per class, deterministic). [default: 0.8,0.1,0.1]"),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the --split (kept apart from --seed, so several training seeds share one split)."),
+    framing: Optional[str] = typer.Option(None, "--framing", help="How to cut --data images: model (the --init run's framing; the default with --init), cell-crop (default otherwise), window:PX, fraction:F; +no-jpeg / +jpeg:Q."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this trained run's weights (fine-tuning); model and size default to the run's. Same classes: all weights; other classes: the head is re-initialised."),
+    freeze_backbone: int = typer.Option(0, "--freeze-backbone", help="With --init: train only the classifier head for this many first epochs."),
     download: bool = typer.Option(False, "--download", help="Download the official file if it is missing (MD5-checked)."),
     sample: bool = typer.Option(False, "--sample", help="Use the embedded 512-image sample (offline smoke test)."),
     out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run directories."),
@@ -87,8 +97,11 @@ def train(
         return
     if teacher is None and (kd_alpha is not None or kd_temperature is not None):
         raise EdgebloodError("--kd-alpha and --kd-temperature weight a distillation term; they need --teacher RUN (a trained run to distil from)")
+    model_opts = parse_model_opts(model_opt)
+    if init is not None:
+        model, size, model_opts = _parent_model(init, ctx, model, size, model_opts)
     cfg = build_config(
-        model=model, size=size, recipe=recipe, model_opts=parse_model_opts(model_opt),
+        model=model, size=size, recipe=recipe, model_opts=model_opts,
         overrides=dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
                        weight_decay=weight_decay, label_smoothing=label_smoothing, class_weights=class_weights,
                        weighted_sampler=weighted_sampler, oversample_minority=oversample, mixup=mixup, cutmix=cutmix,
@@ -97,10 +110,28 @@ def train(
         augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter, stain=stain_jitter, jpeg_prob=jpeg_aug, crop_shift=crop_shift,
                                crop_area=None if crop_area is None else _area_range(crop_area)),
         fixed=dict(seed=seed, device=device, precision=precision, channels_last=channels_last, threads=threads,
-                   data_dir=str(data_dir) if data_dir else None, download=download, sample=sample, out_dir=str(out), name=name),
+                   data_dir=str(data_dir) if data_dir else None, download=download, sample=sample, out_dir=str(out), name=name,
+                   data=str(data.resolve()) if data else None, split=list(parse_split(split)) if split else None, split_seed=split_seed,
+                   framing=framing, init=str(init.resolve()) if init else None, freeze_backbone=freeze_backbone),
     )
     run_dir = run_training(cfg, console=console, evaluate=evaluate)
     console.print(f"run directory: {run_dir}")
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)  # compared by name: Typer vendors click's ParameterSource since 0.2x
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _parent_model(init: Path, ctx: typer.Context, model: str, size: int, model_opts: dict) -> tuple[str, int, dict]:
+    """--init RUN: the parent's model, size and model options, unless given on the command line."""
+    from edgeblood.training.init_from import open_parent
+
+    parent = open_parent(init)
+    config = {k: v for k, v in parent.metadata["model"]["config"].items() if k not in ("name", "num_classes", "in_size")}
+    if _on_command_line(ctx, "model") and model != parent.model_name:
+        raise EdgebloodError(f"--init {init} is a {parent.model_name} run, not {model}; drop --model (fine-tuning keeps the parent's architecture)")
+    return parent.model_name, size if _on_command_line(ctx, "size") else parent.in_size, model_opts or config
 
 
 def build_config(*, model: str, size: int, recipe: str, model_opts: dict, overrides: dict, augment_overrides: dict, fixed: dict):
@@ -115,6 +146,8 @@ def build_config(*, model: str, size: int, recipe: str, model_opts: dict, overri
     if area is not None and area[1] is None:  # --crop-area LOW keeps the recipe's upper bound
         augment_overrides = dict(augment_overrides, crop_area=(area[0], max(area[0], tuple(augment["crop_area"])[1])))
     augment.update({k: v for k, v in augment_overrides.items() if v is not None})
+    if fixed.get("init") and overrides.get("lr") is None:  # fine-tuning starts from trained weights: a gentler peak
+        values["lr"] = values.get("lr", 3e-3) * FINETUNE_LR_FACTOR
     values.update({k: v for k, v in overrides.items() if v is not None})
     values.update(fixed)
     return TrainConfig(model=model, size=size, recipe=recipe, model_cfg=model_opts, augment=AugmentConfig.from_dict(augment), **values)
@@ -134,11 +167,7 @@ def _area_range(text: str) -> tuple[float, float | None]:
 
 def _refuse_options_with_resume(ctx: typer.Context) -> None:
     """--resume continues a run exactly as configured; any other option given would be silently ignored."""
-    def on_command_line(name: str) -> bool:  # compared by name: Typer vendors click's ParameterSource since 0.2x
-        source = ctx.get_parameter_source(name)
-        return source is not None and source.name == "COMMANDLINE"
-
-    given = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in ("resume", "evaluate") and on_command_line(name)]
+    given = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in ("resume", "evaluate") and _on_command_line(ctx, name)]
     if given:
         raise EdgebloodError(f"--resume continues the run with the settings it was started with, so {', '.join(given)} would be "
                              "ignored; drop them, or start a new run (--name) with the settings you want")

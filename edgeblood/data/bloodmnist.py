@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeblood.data.download import download_bloodmnist, md5sum
 from edgeblood.errors import EdgebloodError
-from edgeblood.info import CLASS_NAMES, DATASET, FILES, KNOWN_REGENERATED_MD5, SUPPORTED_SIZES
+from edgeblood.info import CLASS_NAMES, DATASET, FILES, KNOWN_REGENERATED_MD5, SHORT_CLASS_NAMES, SUPPORTED_SIZES
 
 SPLITS = ("train", "val", "test")
 SAMPLE_FILE = Path(__file__).with_name("sample") / "bloodmnist_sample_28.npz"
@@ -44,6 +44,14 @@ class BloodMNIST:
         if split not in self.splits:
             raise EdgebloodError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
         return self.splits[split]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(SHORT_CLASS_NAMES)
+
+    @property
+    def class_names_full(self) -> list[str]:
+        return list(CLASS_NAMES)
 
     @property
     def is_sample(self) -> bool:

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from edgeblood.atomic import exclusive_lock, write_json
 from edgeblood.data.bloodmnist import SPLITS, BloodMNIST, load_bloodmnist, load_sample
+from edgeblood.data.image_folder import FolderDataset, is_folder_dataset, load_folder_for_run
 from edgeblood.devices import resolve_device
 from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.metrics import compute_metrics, format_metrics_table
@@ -175,6 +176,8 @@ def _tta_metrics(model: nn.Module, images: np.ndarray, labels: np.ndarray, run: 
 
 def load_eval_data(run: Run, *, data_dir=None, sample: bool | str = "auto", download: bool = False) -> BloodMNIST:
     """The data to evaluate ``run`` on (see the module docstring for the rules)."""
+    if is_folder_dataset(run.metadata.get("dataset")):
+        return load_folder_for_run(run.metadata)
     trained_on = run.metadata.get("dataset", {}).get("source", "full")
     size = run.in_size
     use_sample = trained_on == "sample" if sample == "auto" else bool(sample)
@@ -286,11 +289,12 @@ def _merge_metrics_json(path: Path, split: str, entry: dict) -> dict:
     return merged
 
 
-def _check_compatible(run: Run, data: BloodMNIST) -> None:
+def _check_compatible(run: Run, data: BloodMNIST | FolderDataset) -> None:
     if data.size != run.in_size:
-        raise EdgebloodError(f"run {run.name} takes {run.in_size} px images but the data is {data.size} px; load the {run.in_size} px BloodMNIST file")
-    if len(run.classes) != 8:
-        raise EdgebloodError(f"run {run.name} has {len(run.classes)} classes, BloodMNIST has 8; this run is not a BloodMNIST classifier")
+        raise EdgebloodError(f"run {run.name} takes {run.in_size} px images but the data is {data.size} px; load the {run.in_size} px data")
+    if len(run.classes) != len(data.classes):
+        raise EdgebloodError(f"run {run.name} has {len(run.classes)} classes, the data {len(data.classes)} ({data.describe()}); "
+                             "evaluate it on the data it was trained on, or on a folder of its classes with --images")
 
 
 def _data_notes(run: Run, data: BloodMNIST) -> list[str]:

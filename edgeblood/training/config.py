@@ -45,6 +45,14 @@ class TrainConfig:
     channels_last: bool = False
     threads: int = 0  # torch intra-op threads (0 = torch default)
     data_dir: str | None = None
+    # A labelled image folder (or CSV) instead of BloodMNIST (edgeblood.data.image_folder).
+    data: str | None = None
+    split: list[float] | None = None  # train/val/test shares for a folder of class folders (default 0.8,0.1,0.1)
+    split_seed: int = 0  # kept apart from --seed so that several training seeds share one split
+    framing: str | None = None  # --framing for folder images; None = the parent's (with --init), else cell-crop
+    # Fine-tuning: start from a trained run's weights (edgeblood.training.init_from).
+    init: str | None = None
+    freeze_backbone: int = 0  # epochs during which only the classifier head trains
     sample: bool = False  # train on the embedded sample
     download: bool = False
     out_dir: str = "runs"
@@ -76,6 +84,13 @@ class TrainConfig:
             (self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (self.pretrain_epochs >= 0, f"--pretrain-epochs must be >= 0, got {self.pretrain_epochs}"),
+            (self.freeze_backbone >= 0, f"--freeze-backbone is a number of epochs >= 0, got {self.freeze_backbone}"),
+            (not self.freeze_backbone or self.init, "--freeze-backbone keeps a trained backbone fixed; it needs --init RUN"),
+            (self.freeze_backbone < self.epochs, f"--freeze-backbone {self.freeze_backbone} must be below --epochs {self.epochs}: the backbone must train"),
+            (self.split is None or self.data, "--split divides an image folder; it needs --data DIR (BloodMNIST has its official split)"),
+            (self.framing is None or self.data, "--framing says how to cut folder images; it needs --data DIR (BloodMNIST files are framed already)"),
+            (not (self.data and self.teacher), "--teacher distils on the BloodMNIST train split, not on --data; fine-tune with --init instead"),
+            (not (self.data and self.sample), "--sample is the embedded BloodMNIST sample; drop it when training on --data"),
         ]
         for ok, message in checks:
             if not ok:

@@ -36,13 +36,14 @@ from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.evaluate import evaluate_run
-from edgeblood.info import CLASS_NAMES, CREDIT, LICENSE, SHORT_CLASS_NAMES
+from edgeblood.info import CREDIT, LICENSE, SHORT_CLASS_NAMES
 from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, save_checkpoint, write_history
 from edgeblood.training.config import TrainConfig
 from edgeblood.training.distill import distillation_loss, teacher_logits
 from edgeblood.training.distributed import DistContext, resolve_precision
+from edgeblood.training.init_from import ParentInit, classifier_head, init_from_parent, open_parent, set_backbone_frozen
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
 
 
@@ -90,8 +91,11 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
     quiet = not ctx.is_main
     say = (lambda *a, **k: None) if quiet else console.print
 
-    data = load_bloodmnist(cfg.size, cfg.data_dir, download=cfg.download, sample=cfg.sample)
-    say(f"[bold]data:[/] {data.describe()}")
+    if ctx.enabled and cfg.freeze_backbone:
+        raise EdgebloodError("--freeze-backbone changes which parameters train mid-run, which DDP cannot follow; run it in one process")
+    parent = open_parent(cfg.init) if cfg.init else None
+    data = _load_data(cfg, parent, console, quiet)
+    say(f"[bold]data:[/] {data.describe()}" + (f"\n  framing: {data.framing().describe()}" if cfg.data else ""))
     for note in data.notes:
         say(f"  note: {note}")
     if data.is_sample:
@@ -99,7 +103,8 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
 
     train_x, train_y = data.images("train"), data.labels("train")
     mean, std = channel_stats(train_x)
-    model = create(cfg.model, num_classes=len(CLASS_NAMES), in_size=cfg.size, **cfg.model_cfg)
+    classes = data.classes
+    model = create(cfg.model, num_classes=len(classes), in_size=cfg.size, **cfg.model_cfg)
     params, macs = count_params(model), count_macs(model, cfg.size)
     if run_dir is None:
         run_dir = _new_run_dir(cfg, created) if ctx.is_main else None
@@ -111,6 +116,7 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     metadata = _metadata(cfg, model, data, mean, std, params, macs, device)
+    head = _start_from_parent(cfg, model, parent, classes, metadata, run_dir if state is not None else None, say)
 
     images_t, labels_t = to_tensor_nchw(train_x), torch.from_numpy(train_y)
     soft_targets = None
@@ -122,19 +128,19 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
             f"train accuracy with 8-view TTA {metadata['training']['teacher']['train_accuracy_tta']:.4f}); "
             f"loss = {cfg.kd_alpha:g} x distillation (T={cfg.kd_temperature:g}) + {1 - cfg.kd_alpha:g} x labels")
     if cfg.oversample_minority:
-        keep = _oversample_index(labels_t)
+        keep = _oversample_index(labels_t, len(classes))
         images_t, labels_t = images_t[keep], labels_t[keep]
         soft_targets = soft_targets[keep] if soft_targets is not None else None
     weights = None
     if cfg.weighted_sampler:
-        weights = balanced_class_weights(labels_t.numpy(), len(CLASS_NAMES))[labels_t]
+        weights = balanced_class_weights(labels_t.numpy(), len(classes))[labels_t]
     stream = BatchStream(images_t, labels_t, cfg.batch_size, augment=cfg.augment, sample_weights=weights,
                          drop_last=len(labels_t) > cfg.batch_size * 4, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
     val_x = to_tensor_nchw(data.images("val"))
     val_y = torch.from_numpy(data.labels("val"))
     norm = Normalizer(mean, std, device)
 
-    class_w = balanced_class_weights(train_y, len(CLASS_NAMES)).to(device) if cfg.class_weights == "balanced" else None
+    class_w = balanced_class_weights(train_y, len(classes)).to(device) if cfg.class_weights == "balanced" else None
     criterion = nn.CrossEntropyLoss(weight=class_w, label_smoothing=cfg.label_smoothing)
 
     pretrain_s = 0.0
@@ -183,6 +189,7 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
                 stream.set_epoch(epoch)
                 progress.reset(batch_task, total=len(stream))
                 train_model.train()
+                set_backbone_frozen(model, head, frozen=epoch <= cfg.freeze_backbone)
                 sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
                 for xb, yb, idx in stream.indexed():
                     xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
@@ -271,6 +278,51 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+def _load_data(cfg: TrainConfig, parent, console: Console, quiet: bool):
+    """BloodMNIST, or the user's image folder framed as ``--framing`` says (default: as the parent was, else cell crops)."""
+    if not cfg.data:
+        return load_bloodmnist(cfg.size, cfg.data_dir, download=cfg.download, sample=cfg.sample)
+    from edgeblood.data.image_folder import load_image_folder
+    from edgeblood.framing import Framing
+
+    if parent is None and (cfg.framing or "").split("+")[0].strip() == "model":
+        raise EdgebloodError("--framing model reuses the framing of the model being fine-tuned; it needs --init RUN (or use cell-crop, window:PX, fraction:F)")
+    text = cfg.framing or ("model" if parent is not None else "cell-crop")
+    framing = Framing.parse(text, parent.framing if parent is not None else None)
+    return load_image_folder(cfg.data, cfg.size, framing=framing, split=cfg.split, split_seed=cfg.split_seed,
+                             reference_classes=parent.classes if parent is not None else None, progress_factory=_bar_factory(console, quiet))
+
+
+def _bar_factory(console: Console, quiet: bool):
+    """A transient progress bar per long step of data preparation (decoding an image folder)."""
+    def start(total: int, label: str):
+        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                       console=console, disable=quiet, transient=True)
+        task = bar.add_task(label, total=total)
+        bar.start()
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            if bar.tasks[0].completed >= total:
+                bar.stop()
+        return advance
+    return start
+
+
+def _start_from_parent(cfg: TrainConfig, model: nn.Module, parent, classes: list[str], metadata: dict, resumed_run: Path | None, say) -> str | None:
+    """--init: load the parent's weights (a new run) or keep the record the run started with (a resumed
+    one: its weights come from train_state) in ``training.parent``; returns the head to train alone
+    during --freeze-backbone epochs (None when nothing is frozen)."""
+    from edgeblood.runs import open_run
+
+    if parent is not None:
+        record = dict(open_run(resumed_run).metadata["training"]["parent"]) if resumed_run else init_from_parent(model, parent, classes).to_dict()
+        metadata["training"]["parent"] = record
+        say(f"[bold]init:[/] {ParentInit(**record).message()}" + (f"; parent trained at {record['in_size']} px, fine-tuning at {cfg.size} px "
+            "(this family's weights do not depend on the input size)" if record["in_size"] != cfg.size else ""))
+    return classifier_head(model, len(classes)) if cfg.freeze_backbone else None
+
 
 def _autocast(precision: str, device: torch.device):
     if precision == "bf16":
@@ -380,9 +432,9 @@ def _build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def _oversample_index(labels: torch.Tensor) -> torch.Tensor:
+def _oversample_index(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Sample indices that repeat minority-class images until every class matches the largest (augmentation varies the copies)."""
-    counts = torch.bincount(labels, minlength=len(CLASS_NAMES))
+    counts = torch.bincount(labels, minlength=num_classes)
     target = int(counts.max())
     g = torch.Generator().manual_seed(0)
     extra = []
@@ -428,8 +480,8 @@ def _metadata(cfg: TrainConfig, model, data, mean, std, params: int, macs: int, 
         "schema": "edgeblood.run/1",
         "created": utc_now(),
         "model": {"name": cfg.model, "config": dict(model.edgeblood_config), "params": params, "macs": macs},
-        "classes": list(SHORT_CLASS_NAMES),
-        "class_names_full": list(CLASS_NAMES),
+        "classes": list(data.classes),
+        "class_names_full": list(data.class_names_full),
         "input": {"size": cfg.size, "channels": 3, "channel_order": "RGB", "layout": "NCHW", "dtype": "float32",
                   "range": [0, 255], "mean": mean, "std": std, "normalisation": "(x / 255 - mean) / std, mean/std of the train split",
                   "framing": data.framing().to_dict()},
@@ -447,7 +499,8 @@ def _metadata(cfg: TrainConfig, model, data, mean, std, params: int, macs: int, 
 
 def _new_run_dir(cfg: TrainConfig, created: list[Path]) -> Path:
     base = Path(cfg.out_dir).expanduser()
-    name = cfg.name or f"{cfg.model}-{cfg.size}px" + ("-sample" if cfg.sample else "")
+    name = cfg.name or f"{cfg.model}-{cfg.size}px" + (f"-{Path(cfg.data).stem}" if cfg.data else "") + ("-ft" if cfg.init else "") + \
+        ("-sample" if cfg.sample else "")
     run_dir = base / name
     if cfg.name is None:
         k = 2
