@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from edgeblood.data.download import download_bloodmnist, md5sum
+from edgeblood.data.split_arrays import SPLITS, SplitArrays
 from edgeblood.errors import EdgebloodError
 from edgeblood.info import CLASS_NAMES, DATASET, FILES, KNOWN_REGENERATED_MD5, SHORT_CLASS_NAMES, SUPPORTED_SIZES
 
-SPLITS = ("train", "val", "test")
 SAMPLE_FILE = Path(__file__).with_name("sample") / "bloodmnist_sample_28.npz"
 MEDMNIST_DEFAULT_DIR = Path("~/.medmnist").expanduser()
 
 
 @dataclass
-class BloodMNIST:
+class BloodMNIST(SplitArrays):
     """The three official splits as uint8 NHWC images and int64 labels, plus where they came from."""
 
     size: int
@@ -33,17 +33,6 @@ class BloodMNIST:
     md5: str | None = None
     variant: str = "official"
     notes: list[str] = field(default_factory=list)
-
-    def images(self, split: str) -> np.ndarray:
-        return self._split(split)[0]
-
-    def labels(self, split: str) -> np.ndarray:
-        return self._split(split)[1]
-
-    def _split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        if split not in self.splits:
-            raise EdgebloodError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
-        return self.splits[split]
 
     @property
     def classes(self) -> list[str]:

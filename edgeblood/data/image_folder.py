@@ -32,11 +32,11 @@ import numpy as np
 
 from edgeblood.atomic import atomic_path
 from edgeblood.data.labelled_images import normalise_class_name
+from edgeblood.data.split_arrays import SPLITS, SplitArrays
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import Framing
 from edgeblood.imageio import IMAGE_EXTENSIONS, load_image
 
-SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 CACHE_FORMAT = 1
 SOURCE = "folder"  # dataset "source" of runs trained on an image folder (BloodMNIST runs: "full" or "sample")
@@ -58,7 +58,7 @@ class FolderListing:
 
 
 @dataclass
-class FolderDataset:
+class FolderDataset(SplitArrays):
     """The three splits of an image folder as uint8 NHWC arrays, plus what a run must record about them.
 
     Has the interface of ``BloodMNIST`` (``images``, ``labels``, ``framing``, ``metadata``, ``describe``)
@@ -95,17 +95,6 @@ class FolderDataset:
     @property
     def class_names_full(self) -> list[str]:
         return list(self.classes)
-
-    def images(self, split: str) -> np.ndarray:
-        return self._split(split)[0]
-
-    def labels(self, split: str) -> np.ndarray:
-        return self._split(split)[1]
-
-    def _split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        if split not in self.splits:
-            raise EdgebloodError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
-        return self.splits[split]
 
     def framing(self) -> Framing:
         return self.used_framing
