@@ -235,7 +235,7 @@ def test_openvino_int8_nncf_and_accuracy_control(sample_run, tmp_path, tmp_path_
     images, labels = _test_split(open_run(run_dir))
     ir = run_dir / "export" / "openvino"
     fp32_bytes = (ir / "model.bin").stat().st_size
-    for label, xml in (("openvino int8 NNCF", "model-int8.xml"), ("openvino int8 NNCF acc-control 5pt", "model-int8-acc.xml")):
+    for label, xml in (("openvino int8 NNCF", "model-int8.xml"),):
         row = rows[label]
         assert (ir / xml).is_file() and (ir / xml).with_suffix(".bin").is_file()
         assert (ir / xml).with_suffix(".bin").stat().st_size < 0.5 * fp32_bytes
@@ -243,8 +243,11 @@ def test_openvino_int8_nncf_and_accuracy_control(sample_run, tmp_path, tmp_path_
         assert row.measured["runtime"] == "openvino" and row.measured["accuracy"] == pytest.approx(acc)
         assert row.delta is not None and row.baseline.startswith("openvino fp32")
     entries = {a["path"]: a for a in json.loads((run_dir / "export" / "manifest.json").read_text())["artifacts"]}
-    entry = entries["openvino/model-int8-acc.xml"]
+    entry = entries["openvino/model-int8.xml"]
     assert entry["compression"]["max_drop_pt"] == 5.0 and entry["compression"]["validation"] == "val split"
+    control = entry["compression"]["accuracy_control"]  # checked on val; the fallback itself: tests/test_max_drop.py
+    assert control["split"] == "val" and control["images"] == 96 and control["fell_back"] == (control["drop_pt_all_layers"] > 5.0)
+    assert "openvino/model-int8-acc.xml" not in entries  # one artifact per method: the fallback replaces it, no second file
     # NNCF's fast bias correction cost up to 2 pt on the GAP/SE models; the full one is the default
     assert entries["openvino/model-int8.xml"]["compression"]["bias_correction"] == "full"
     import openvino as ov

@@ -19,7 +19,7 @@ def compress(
     target: str = typer.Option("onnx", "--target", "-t", help=target_help()),
     calibration_images: int = typer.Option(512, "--calibration-images", help="Calibration images for int8: a class-stratified subset of the TRAIN split."),
     calibration_method: str = typer.Option("minmax", "--calibration-method", help="ONNX Runtime static int8 calibration: minmax, entropy, percentile (comma-separated: one variant each)."),
-    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="OpenVINO: NNCF accuracy-controlled int8 keeping val accuracy within this many percentage points of fp32."),
+    max_drop: float = typer.Option(0.3, "--max-drop", help="Percentage points of VAL accuracy an int8 artifact may lose vs fp32; above it, ONNX Runtime keeps the most harmful layers in float and OpenVINO runs NNCF accuracy control (100 = no bound)."),
     no_dynamic: bool = typer.Option(False, "--no-dynamic", help="Skip the ONNX Runtime dynamic int8 comparison variant."),
     prune: Optional[float] = typer.Option(None, "--prune", help="Structured channel pruning: fraction of MACs (or params, see --prune-by) to remove, in (0, 1)."),
     prune_by: str = typer.Option("macs", "--prune-by", help="What --prune measures: macs or params."),
@@ -37,7 +37,7 @@ def compress(
 
     Quantization is post-training, calibrated on a class-stratified subset of the train split:
     ONNX Runtime static int8 (QDQ, per-channel weights; MinMax/Entropy/Percentile) with dynamic int8
-    as a comparison point; OpenVINO int8 with NNCF (--max-drop: accuracy control on val); Core ML
+    as a comparison point; OpenVINO int8 with NNCF (both bounded by --max-drop on val); Core ML
     int8 weights and 6/4-bit palettization; LiteRT full-integer int8 (ai-edge-quantizer, float I/O);
     ExecuTorch PT2E int8 for XNNPACK; fp16 for ONNX, OpenVINO and Core ML. Pruning makes a NEW run
     directory (runs/<name>-pruned50, -sparse50) that exports and benchmarks like any other.

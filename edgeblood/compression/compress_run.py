@@ -23,6 +23,8 @@ from edgeblood.errors import EdgebloodError
 from edgeblood.parity import FAILED, MISMATCH, SKIPPED
 from edgeblood.targets import choices_text, get_target, parse_targets
 
+DEFAULT_MAX_DROP = 0.3  # percentage points of val accuracy (issue 19: a bound a user can rely on, checked on val, not test)
+RECALL_WARNING_PT = 2.0  # a class losing more recall than this is named in a warning line
 Progress = Callable[[str, int, int], None]  # (what is happening, steps done, steps in all)
 Say = Callable[[str], None]
 
@@ -33,7 +35,7 @@ class CompressOptions:
     targets: tuple[str, ...] = ("onnx",)
     calibration_images: int = 512
     calibration_methods: tuple[str, ...] = ("minmax",)
-    max_drop: float | None = None  # percentage points of val accuracy (OpenVINO accuracy control)
+    max_drop: float | None = DEFAULT_MAX_DROP  # percentage points of val accuracy an int8 artifact may lose (ORT, OpenVINO fall back)
     dynamic: bool = True  # ONNX Runtime dynamic int8 as a comparison point
     palettize_bits: tuple[int, ...] = (6, 4)  # Core ML palettization variants made with --quantize int8
     prune: float | None = None  # fraction of MACs/params to remove (structured)
@@ -78,8 +80,8 @@ class CompressOptions:
             raise EdgebloodError(f"--importance must be one of {', '.join(IMPORTANCES)} (got '{self.importance}')")
         if self.finetune_epochs < 0:
             raise EdgebloodError(f"--finetune-epochs must be >= 0 (got {self.finetune_epochs})")
-        if self.max_drop is not None and not 0 < self.max_drop < 100:
-            raise EdgebloodError(f"--max-drop is in percentage points of val accuracy and must be in (0, 100) (got {self.max_drop})")
+        if self.max_drop is not None and not 0 < self.max_drop <= 100:
+            raise EdgebloodError(f"--max-drop is in percentage points of val accuracy and must be in (0, 100] (got {self.max_drop}; 100 = no bound)")
         if self.round_to is not None and self.round_to < 1:
             raise EdgebloodError(f"--round-to must be >= 1 (got {self.round_to})")
 
@@ -171,7 +173,7 @@ def plan_variants(options: CompressOptions, say: Say) -> list[Variant]:
     o = options
     out = [v for t in o.targets for v in variants_for(get_target(t), o)]
     chosen = {v.method.name for v in out if v.method is not None}
-    if "int8" in o.quantize and o.max_drop is not None and not any(m.bounds_accuracy_drop for m in all_methods() if m.name in chosen):
+    if "int8" in o.quantize and o.max_drop not in (None, DEFAULT_MAX_DROP) and not any(m.bounds_accuracy_drop for m in all_methods() if m.name in chosen):
         bounded = sorted({m.target for m in all_methods() if m.bounds_accuracy_drop})
         say(f"[yellow]note:[/] --max-drop applies to the int8 methods of {', '.join(bounded)}; add --target {bounded[0]} to use it")
     return out
@@ -301,6 +303,8 @@ class _Session:
         self.step(f"{run.name}: {v.target} {v.label} on the test split")
         m = self._measure(dest, test, v.precision)
         row = Row(v.label, v.target, v.precision, v.path, _artifact_size(dest), None, params, macs, m, None)
+        if details.get("accuracy_control"):
+            row.notes.append(accuracy_control_line(details["accuracy_control"]))
         self._compare(row, v.target)
         _annotate(row, m)
         if v.via_exporter:
@@ -333,6 +337,10 @@ class _Session:
 
         base, base_size, label = self.baselines[target]
         row.delta = delta(row.measured, base)
+        lost = {c: pt for c, pt in ((row.delta or {}).get("per_class_recall_pt") or {}).items() if pt < -RECALL_WARNING_PT}
+        if lost:
+            row.notes.append("WARNING: " + ", ".join(f"{c} recall {pt:+.1f} pt" for c, pt in sorted(lost.items(), key=lambda kv: kv[1]))
+                             + f" on the test split (more than {RECALL_WARNING_PT:g} pt lost against {label})")
         row.size_pct = 100.0 * row.size_bytes / base_size if row.size_bytes and base_size else None
         row.baseline = label
 
@@ -360,7 +368,8 @@ class _Session:
         module = wrap_for_deployment(run.model, run.metadata, with_label=False)
         with torch.inference_mode():
             ref = torch.cat([module(torch.from_numpy(images[i : i + 512])) for i in range(0, len(images), 512)]).numpy()
-        desc = "embedded sample" if self.data.is_sample else f"BloodMNIST {run.in_size} px {self.data.variant}"
+        desc = "embedded sample" if self.data.is_sample else self.data.describe() if self.data.source == "folder" else \
+            f"BloodMNIST {run.in_size} px {self.data.variant}"
         return ParityData(images=images, labels=self.data.labels("test"), reference=ref, split="test",
                           source=self.data.source, description=desc)
 
@@ -401,6 +410,18 @@ class _Session:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+def accuracy_control_line(record: dict) -> str:
+    """What --max-drop did for one artifact, in one line (val split; the table's figures are test)."""
+    first, bound = record["drop_pt_all_layers"], record["max_drop_pt"]
+    if not record.get("fell_back"):
+        return f"val drop {first:.2f} pt within --max-drop {bound:g} (all layers int8)"
+    kept = record.get("float_nodes") or []
+    what = (f"kept {len(kept)} layer(s) in float ({', '.join(n['node'] + ' ' + n['op'] for n in kept[:4])}{', ...' if len(kept) > 4 else ''})"
+            if kept else record.get("method", "fell back"))
+    verdict = "" if record.get("met") else "; STILL ABOVE the bound, best found kept"
+    return f"val drop {first:.2f} pt > --max-drop {bound:g}: {what} -> val drop {record['drop_pt']:.2f} pt{verdict} (manifest: compression.accuracy_control)"
+
 
 def _evaluation(m: dict) -> dict:
     from edgeblood.compression.measure import jsonable

@@ -5,6 +5,11 @@
   symmetric int8 weights, uint8 asymmetric activations (U8S8: the fast path of ORT's x86 kernels,
   exact on VNNI), calibrated with MinMax, Entropy or Percentile on a stratified train subset.
   Softmax/ArgMax stay in float: quantizing probabilities to 1/255 steps would only create ties.
+* accuracy bound (``--max-drop PT``, measured on the val split, never test): when the int8 model
+  loses more than PT points of val accuracy against the fp32 model, the layers whose quantization
+  hurts most are kept in float until the drop fits. Each quantized layer is ranked by the val accuracy
+  of the model with only that layer in float (one quantization per layer, from one set of activation
+  ranges), then layers are returned to float in that order. The manifest lists them with that figure.
 * dynamic int8: weights quantized offline, activation ranges computed per batch at run time; no
   calibration data, the comparison point for static.
 * fp16: initializers and ops in float16 with float32 input/output kept (the contract stays the same).
@@ -47,10 +52,15 @@ def quantize_static(
     per_channel: bool = True,
     reduce_range: bool = False,
     percentile: float = 99.999,
+    max_drop: float | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    say=None,
 ) -> dict:
     """Static int8 QDQ model from ``fp32_path`` calibrated on ``calibration`` (float32 NCHW 0-255).
 
-    Returns the graph rewrites made before quantizing (for the manifest); see ``pad_conv_input_channels``.
+    With ``max_drop`` (percentage points) and ``validation`` (float32 NCHW images, labels), layers
+    return to float until the val drop fits (module docstring). Returns the graph rewrites made before
+    quantizing and, with ``max_drop``, the ``accuracy_control`` record (for the manifest).
     """
     onnx, q = _modules()
     method = method.lower()
@@ -82,15 +92,97 @@ def quantize_static(
                     reader, kwargs = None, {"calibration_cache_path": str(cache)}
                 elif method == "percentile":
                     extra["CalibPercentile"] = percentile
-            q.quantize_static(
-                str(prepared), str(quantized), reader,
-                quant_format=q.QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
-                activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                nodes_to_exclude=exclude, calibrate_method=calib_method, extra_options=extra, **kwargs,
-            )
+
+            def make(dest: Path, float_nodes: list[str] = (), ranges: dict | None = None) -> Path:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    q.quantize_static(
+                        str(prepared), str(dest), None if ranges else reader,
+                        quant_format=q.QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
+                        activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                        nodes_to_exclude=exclude + list(float_nodes), calibrate_method=calib_method, extra_options=extra,
+                        **(ranges if ranges is not None else kwargs),
+                    )
+                return dest
+
+            make(quantized)
+        details: dict = {"conv_input_channels_padded": padded}
+        if max_drop is not None:
+            if validation is None or len(validation[0]) == 0:
+                raise EdgebloodError("--max-drop needs the val split to validate on; the dataset has no val images")
+            ranges = kwargs or {"calibration_cache_path": str(_minmax_ranges(prepared, Path(tmp), reader))}
+            quantized, details["accuracy_control"] = _bound_drop(make, ranges, Path(fp32_path), quantized, graph, validation,
+                                                                 float(max_drop), Path(tmp), say or (lambda _m: None))
         label = f"int8-static-{method}"
         _save_with_metadata(onnx.load(str(quantized)), src, out_path, label)
-    return {"conv_input_channels_padded": padded}
+    return details
+
+
+def _bound_drop(make, ranges: dict, fp32: Path, first: Path, graph, validation, max_drop: float, tmp: Path, say) -> tuple[Path, dict]:
+    """Return layers to float, most harmful first, until the int8 model's val drop is within ``max_drop`` points."""
+    import time
+
+    t0 = time.perf_counter()
+    images, labels = validation
+    fp32_acc = val_accuracy(fp32, images, labels)
+    first_acc = val_accuracy(first, images, labels)
+    record = {"max_drop_pt": max_drop, "split": "val", "images": int(len(labels)), "val_accuracy_fp32": fp32_acc,
+              "val_accuracy_int8_all_layers": first_acc, "drop_pt_all_layers": round(100 * (fp32_acc - first_acc), 3), "float_nodes": []}
+    if 100 * (fp32_acc - first_acc) <= max_drop:
+        return first, record | {"fell_back": False, "val_accuracy_int8": first_acc, "drop_pt": record["drop_pt_all_layers"], "met": True,
+                                "seconds": round(time.perf_counter() - t0, 1)}
+    candidates = [n for n in graph.graph.node if n.op_type in _quantized_op_types() and n.op_type not in FLOAT_ONLY_OPS and n.name]
+    say(f"ONNX Runtime int8 loses {100 * (fp32_acc - first_acc):.2f} pt of val accuracy (> --max-drop {max_drop:g}): "
+        f"ranking {len(candidates)} layers by the harm their quantization does")
+    alone = {}
+    for k, node in enumerate(candidates):
+        alone[node.name] = val_accuracy(make(tmp / f"alone-{k}.onnx", [node.name], ranges), images, labels)
+    # most harmful first; among equals (a fault every layer shares, e.g. ranges far too wide) the earlier
+    # layer first, since its error reaches everything after it
+    order = sorted(candidates, key=lambda n: (-alone[n.name], candidates.index(n)))
+    trials = [(first_acc, 0, first)]  # (val accuracy, layers in float, file)
+    for k in range(1, len(order) + 1):
+        trial = make(tmp / f"float-{k}.onnx", [n.name for n in order[:k]], ranges)
+        trials.append((val_accuracy(trial, images, labels), k, trial))
+        if 100 * (fp32_acc - trials[-1][0]) <= max_drop:
+            break
+    met = 100 * (fp32_acc - trials[-1][0]) <= max_drop
+    acc, k, path = trials[-1] if met else max(trials, key=lambda t: (t[0], -t[1]))  # else: the best trial, fewest float layers
+    record["float_nodes"] = [{"node": n.name, "op": n.op_type, "val_accuracy_with_only_this_float": alone[n.name],
+                              "why": f"val accuracy {100 * alone[n.name]:.2f} % with only this layer in float vs {100 * first_acc:.2f} % all int8"}
+                             for n in order[:k]]
+    return path, record | {"fell_back": True, "val_accuracy_int8": acc, "drop_pt": round(100 * (fp32_acc - acc), 3), "met": met,
+                           "candidates": len(candidates), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _quantized_op_types() -> set[str]:
+    """The op types quantize_static puts QDQ pairs around (its own default: the QLinear and QDQ registries)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return set(QDQRegistry) | set(QLinearOpsRegistry)
+
+
+def val_accuracy(model_path: Path, images: np.ndarray, labels: np.ndarray, batch: int = 256) -> float:
+    """Top-1 accuracy of an ONNX model (contract input ``image``, output ``probabilities``) with ONNX Runtime on the CPU."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    preds = np.concatenate([sess.run(["probabilities"], {name: images[i : i + batch]})[0].argmax(1) for i in range(0, len(images), batch)])
+    return float((preds == labels).mean())
+
+
+def _minmax_ranges(model: Path, tmp: Path, reader) -> Path:
+    """MinMax activation ranges computed once and saved as a calibration cache (the search re-quantizes many times)."""
+    from onnxruntime.quantization import calibrate
+
+    reader.rewind()
+    calibrator = calibrate.create_calibrator(model, None, augmented_model_path=str(tmp / "augmented-minmax.onnx"),
+                                             calibrate_method=calibrate.CalibrationMethod.MinMax, extra_options={"symmetric": False})
+    with contextlib.redirect_stdout(io.StringIO()):
+        calibrator.collect_data(reader)
+    cache = tmp / "calibration-minmax.json"
+    calibrate.save_tensors_data(calibrator.compute_data(), cache)
+    return cache
 
 
 def pad_conv_input_channels(model, multiple: int = INT8_CONV_CHANNEL_MULTIPLE) -> list[dict]:
@@ -274,7 +366,9 @@ def _static_variants(options) -> list[Variant]:
 
 def _make_static(job: QuantizeJob) -> dict:
     method = job.params["calibration_method"]
-    return timed(quantize_static, job.source, job.dest, job.calibration, method, details={
+    bound = job.options.max_drop
+    return timed(lambda *a: quantize_static(*a, max_drop=bound, validation=job.validation if bound is not None else None),
+                 job.source, job.dest, job.calibration, method, details={
         "method": "onnxruntime quantize_static, QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations",
         "calibration": {**job.calibration_info, "method": method}, "float_ops": list(FLOAT_ONLY_OPS)})
 
@@ -282,6 +376,7 @@ def _make_static(job: QuantizeJob) -> dict:
 _ORT = (("onnx", "onnx", "onnx"), ("onnxruntime", "onnxruntime", "onnx"))
 register(QuantizeMethod(
     name="onnxruntime-static", target="onnx", quantize="int8", variants=_static_variants, make=_make_static, libraries=_ORT,
+    bounds_accuracy_drop=True,
     description="ONNX Runtime static int8 (QDQ), one variant per --calibration-method"))
 register(QuantizeMethod(
     name="onnxruntime-dynamic", target="onnx", quantize="int8", libraries=_ORT,
