@@ -26,7 +26,7 @@ LABEL_NAME = "label"
 
 # Keys whose values are JSON (everything else is a plain string).
 JSON_KEYS = frozenset({"classes", "class_names_full", "model_config", "input_range", "input_shape", "normalization", "outputs",
-                       "framing", "train_class_prior"})
+                       "framing", "train_class_prior", "review_thresholds"})
 
 DESCRIPTION = (
     "Blood-cell classifier (BloodMNIST, 8 classes) for research and decision support; not a diagnostic device. "
@@ -68,6 +68,11 @@ def artifact_metadata(run_metadata: dict, *, precision: str = "fp32", target: st
         "framing": framing_of(run_metadata)[0].to_dict(),
         "train_class_prior": [round(c / sum(counts), 6) for c in counts] if counts and sum(counts) else [],
         "val_mean_confidence": "" if val.get("mean_confidence") is None else f"{float(val['mean_confidence']):.6f}",
+        # temperature scaling folded into the graph's head (edgeblood.evaluation.temperature); 1 = not calibrated
+        "temperature": f"{float((run_metadata.get('calibration') or {}).get('temperature', 1.0)):.6f}",
+        # [share of val images flagged, top-probability threshold, val accuracy on the rest]: predict --review-rate
+        "review_thresholds": [[r["review_rate"], r["threshold"], r["accepted_accuracy"]]
+                              for r in (run_metadata.get("calibration") or {}).get("review_thresholds", [])],
         "outputs": [PROB_NAME, LABEL_NAME],
         "dataset": ds.get("name", "bloodmnist"),
         "dataset_size": str(ds.get("size", size)),

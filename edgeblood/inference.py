@@ -56,6 +56,7 @@ class PredictModel:
     framing_recorded: bool = True  # False: an artifact older than the framing contract (BloodMNIST's assumed)
     class_prior: list[float] = field(default_factory=list)  # share of each class in the training split
     val_confidence: float | None = None  # mean top probability on the val split
+    review_table: list[dict] = field(default_factory=list)  # val review shares -> thresholds (calibrated runs)
 
     @property
     def runtime(self) -> str:
@@ -206,8 +207,12 @@ def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None
         val_conf = float(meta.get("val_mean_confidence") or "nan")
     except (TypeError, ValueError):
         val_conf = float("nan")
+    table = meta.get("review_thresholds")
+    table = [{"review_rate": float(r), "threshold": float(t), "accepted_accuracy": a} for r, t, a in table] \
+        if isinstance(table, list) and all(isinstance(x, list) and len(x) == 3 for x in table) else []
     return PredictModel(loaded=loaded, path=path, classes=[str(c) for c in classes], input_size=size, framing=framing,
-                        framing_recorded=recorded, class_prior=prior, val_confidence=None if val_conf != val_conf else val_conf)
+                        framing_recorded=recorded, class_prior=prior, val_confidence=None if val_conf != val_conf else val_conf,
+                        review_table=table)
 
 
 def _framing_from_metadata(meta: dict, path: Path) -> tuple[Framing, bool]:

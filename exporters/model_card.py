@@ -73,6 +73,7 @@ def render_model_card(meta: dict, run_name: str, metrics: dict | None, manifest:
     parts += _framing_section(meta, size)
     parts += _data_section(meta, ds, size)
     parts += _performance_section(meta, metrics)
+    parts += _calibration_section(meta, metrics)
     parts += _real_images_section(metrics)
     parts += _limits(size)
     parts += _artifacts_section(meta, manifest)
@@ -450,4 +451,25 @@ def _folder_data_section(meta: dict, ds: dict) -> list[str]:
         lines.append(f"- Fine-tuned from `{parent['run']}` ({parent['model']}, {parent['in_size']} px{acc}; weights sha256 `{parent['weights_sha256'][:16]}`); "
                      f"{'all weights' if parent['loaded'] == 'all' else 'backbone only, head re-initialised'} carried over.")
     lines += [f"- Note: {note}." for note in ds.get("notes") or []]
+    return lines + [""]
+
+
+def _calibration_section(meta: dict, metrics: dict) -> list[str]:
+    """Temperature, ECE before/after, and the review thresholds an app can use (edgeblood.evaluation.temperature)."""
+    record = meta.get("calibration")
+    if not record:
+        return ["## Confidence calibration", "", "- Not calibrated (trained before edgeblood fitted a temperature); run "
+                "`edgeblood evaluate RUN --calibrate` and export again for calibrated probabilities and `predict --review-rate`.", ""]
+    lines = ["## Confidence calibration", "",
+             f"- Temperature {record['temperature']:.3f}, fitted on the val split ({record['images']} images) by NLL and folded into the "
+             f"classifier head (`{record['head']}`), so every artifact's `probabilities` are calibrated; the argmax, and so accuracy, is unchanged.",
+             f"- Expected calibration error (15 bins), val: {record['val_ece_before']:.4f} before -> {record['val_ece_after']:.4f} after."]
+    test = (metrics.get("test") or {}).get("calibration") or {}
+    if test.get("calibrated"):
+        lines.append(f"- Test split: ECE {test['ece_uncalibrated']:.4f} without the temperature -> {test['ece']:.4f} with it.")
+    rows = [r for r in record.get("review_thresholds", []) if r["review_rate"] in (0.01, 0.02, 0.05, 0.1, 0.2)]
+    if rows:
+        lines += ["", "Sending a share of images to a person (`edgeblood predict --review-rate R`; thresholds chosen on val):", "",
+                  "| review rate | flag if top probability < | val accuracy on the accepted images |", "| ---: | ---: | ---: |"]
+        lines += [f"| {r['review_rate']:.0%} | {r['threshold']:.4f} | {_pct(r['accepted_accuracy'])} |" for r in rows]
     return lines + [""]

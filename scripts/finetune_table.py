@@ -27,7 +27,7 @@ import numpy as np
 from edgeblood.data.image_folder import load_image_folder
 from edgeblood.evaluation.metrics import compute_metrics
 from edgeblood.evaluation.predict import predict_probs
-from edgeblood.runs import open_run
+from edgeblood.runs import open_run, read_metrics
 
 
 def _row(label: str, kind: str, labels: np.ndarray, probs: np.ndarray, classes: list[str], wall_s: float | None, command: str) -> dict:
@@ -41,7 +41,7 @@ def _train(args, name: str, extra: list[str]) -> Path:
     run_dir = args.out / name
     command = ["edgeblood", "train", "--data", str(args.data), "--split", args.split, "--threads", str(args.threads),
                "--out", str(args.out), "--name", name, *extra]
-    if not (run_dir / "metrics.json").is_file() or "test" not in json.loads((run_dir / "metrics.json").read_text()):
+    if "test" not in read_metrics(run_dir):
         if (run_dir / "train_state.pt").is_file():
             command = ["edgeblood", "train", "--resume", str(run_dir)]
         print("$", shlex.join(command), flush=True)

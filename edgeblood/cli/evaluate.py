@@ -10,6 +10,7 @@ import typer
 
 from edgeblood.atomic import check_output_dir
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.errors import EdgebloodError
 from edgeblood.framing import FRAMING_OPTION_HELP
 
 
@@ -37,6 +38,7 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Also report test-time augmentation (mean over 8 rotations/flips, 8x compute), apart from the single-pass figures."),
     images: Optional[Path] = typer.Option(None, "--images", help="Evaluate on your own labelled images instead of a BloodMNIST split: a folder of class sub-folders (ImageFolder layout) or a CSV of path,label."),
     framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP + " Used with --images."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="First fit the temperature on the val split and fold it into the model (runs trained before calibration existed; training does it itself). Changes the weights' fingerprint: re-export afterwards."),
 ) -> None:
     """Accuracy, balanced accuracy, macro/weighted precision-recall-F1, per-class sensitivity and
     specificity, one-vs-rest AUC, calibration (ECE, NLL) and the confusion matrix of a run.
@@ -57,10 +59,18 @@ def evaluate(
     opened = open_run(run)
     if plots:
         check_output_dir(opened.plots_dir, "plots folder")
+    if images is not None and calibrate:
+        raise EdgebloodError("--calibrate fits the temperature on the run's own val split; run `edgeblood evaluate RUN --calibrate` first, then --images")
     if images is not None:
         _evaluate_images(opened, images, framing, device=device, batch_size=batch_size, plots=plots)
         return
     data = load_eval_data(opened, data_dir=data_dir, sample="auto" if sample is None else sample, download=download)
+    if calibrate:
+        from edgeblood.evaluation.temperature import calibrate_run
+
+        record = calibrate_run(opened, data, device=device)
+        console.print(f"calibration: temperature {record['temperature']:.3f} (fitted on val, folded into {record['head']}); val ECE "
+                      f"{record['val_ece_before']:.4f} -> {record['val_ece_after']:.4f}; re-export the run so its artifacts carry it", highlight=False)
     n = len(data.labels(split.value))
     with Progress(TextColumn(f"evaluating on {split.value}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True, disable=n <= batch_size) as bar:

@@ -26,6 +26,7 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to list per image, most probable first."),
     fmt: Optional[OutputFormat] = typer.Option(None, "--format", "-f", help="table (screen), csv or json. Default: table, or the --out file's extension."),
     reject_below: Optional[float] = typer.Option(None, "--reject-below", help="Flag an image for human review when its top probability is below this (e.g. 0.7)."),
+    review_rate: Optional[float] = typer.Option(None, "--review-rate", help="Flag this share of images for review (e.g. 0.05): the threshold that flagged that share of the val split, read from the model."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the csv/json result to this file (atomically) instead of stdout."),
     device: str = typer.Option("cpu", help="Runtime device: cpu, or cuda / gpu / cpu_and_ne where the runtime has it."),
     threads: Optional[int] = typer.Option(None, help="Inference threads (runtime default otherwise)."),
@@ -52,6 +53,8 @@ def predict(
     if out is not None:
         check_output_file(out)  # before any prediction: a bad path must not cost the whole batch
     loaded = open_model(model, device=device, threads=threads)
+    if review_rate is not None:
+        reject_below = _threshold_for(loaded, review_rate, reject_below)
     chosen = Framing.parse(framing, loaded.framing)
     err_console.print(f"model: {loaded.describe()}", highlight=False)
     err_console.print(f"framing: {chosen.describe()}" + (" (the model's)" if chosen == loaded.framing else f" (--framing {framing}; the model's: {loaded.framing.describe()})"),
@@ -99,6 +102,23 @@ def _resolve_format(fmt: OutputFormat | None, out: Path | None) -> OutputFormat:
     if fmt in (None, OutputFormat.table):
         raise EdgebloodError(f"--out {out}: files are written as csv or json; pass --format csv|json or name the file .csv/.json")
     return fmt
+
+
+def _threshold_for(loaded, rate: float, reject_below: float | None) -> float:
+    """--review-rate R -> the top-probability threshold that flagged R of the val images (the model's review table)."""
+    from edgeblood.evaluation.temperature import threshold_for_rate
+
+    if reject_below is not None:
+        raise EdgebloodError("--review-rate picks the threshold itself; give --review-rate or --reject-below, not both")
+    if not loaded.review_table:
+        raise EdgebloodError(f"{loaded.path} has no review table in its metadata (trained before calibration); calibrate the run with "
+                             "`edgeblood evaluate RUN --calibrate` and export it again, or use --reject-below")
+    threshold = threshold_for_rate(loaded.review_table, rate)
+    near = min(loaded.review_table, key=lambda r: abs(r["review_rate"] - rate))
+    acc = near["accepted_accuracy"]
+    err_console.print(f"review rate {rate:.1%}: flagging top probability < {threshold:.4f}, the threshold that flagged that share of the val split"
+                      + (f" (val accuracy on the accepted images at {near['review_rate']:.0%}: {acc:.2%})" if acc is not None else ""), highlight=False)
+    return threshold
 
 
 def _table(report):

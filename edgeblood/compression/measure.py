@@ -39,6 +39,7 @@ def summarize(labels: np.ndarray, probs: np.ndarray, classes: list[str], **conte
         "macro_f1": m["macro_f1"],
         "balanced_accuracy": m["balanced_accuracy"],
         "per_class_recall": {name: row["recall"] for name, row in m["per_class"].items()},
+        "ece": m["ece"],  # each artifact's own calibration error (int8 inherits the temperature folded into the fp32 head)
         "predictions": probs.argmax(1),  # dropped before writing JSON; used for agreement figures
     }
 

@@ -156,7 +156,10 @@ def _write_run(parent: Run, model: nn.Module, data, dest: Path, compression: dic
 
             write_history(tmp, ft.history)
         from edgeblood.evaluation.evaluate import evaluate_run
+        from edgeblood.evaluation.temperature import calibrate_run
+        from edgeblood.runs import open_run
 
+        calibrate_run(open_run(tmp), data)  # pruning and fine-tuning change the confidence: refit T for this model
         for split in ("val", "test"):  # metrics.json, headline metrics and (test) plots, as `edgeblood evaluate` writes them
             entry = evaluate_run(tmp, split, data=data, plots=split == "test")
         if dest.exists():  # --force: replace the previous derived run

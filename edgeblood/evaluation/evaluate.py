@@ -139,6 +139,7 @@ def _evaluate_arrays(run: Run, split: str, images: np.ndarray, labels: np.ndarra
         "predict_seconds": round(seconds, 3),
         **compute_metrics(labels, probs, run.classes),
     }
+    entry["calibration"] = _calibration_block(run, labels, probs, entry["ece"])
 
     files: list[Path] = []
     if plots:
@@ -161,6 +162,26 @@ def _evaluate_arrays(run: Run, split: str, images: np.ndarray, labels: np.ndarra
     if console is not None:
         print_evaluation(entry, run, console)
     return entry
+
+
+def _calibration_block(run: Run, labels: np.ndarray, probs: np.ndarray, ece: float) -> dict:
+    """ECE with and without the run's temperature, and what the val review thresholds do on this split."""
+    from edgeblood.evaluation.metrics import expected_calibration_error
+    from edgeblood.evaluation.temperature import review_table, uncalibrated
+
+    record = run.metadata.get("calibration") or {}
+    t = float(record.get("temperature", 1.0))
+    block = {"temperature": t, "calibrated": bool(record), "ece": ece,
+             "ece_uncalibrated": expected_calibration_error(labels, uncalibrated(probs, t))[0] if record else ece}
+    if record.get("review_thresholds"):
+        conf, correct = probs.max(1), probs.argmax(1) == labels
+        block["review"] = [{"val_review_rate": r["review_rate"], "threshold": r["threshold"], "flagged": float((conf < r["threshold"]).mean()),
+                            "accepted_accuracy": float(correct[conf >= r["threshold"]].mean()) if (conf >= r["threshold"]).any() else None}
+                           for r in record["review_thresholds"] if r["review_rate"] in (0.01, 0.02, 0.05, 0.1, 0.2)]
+    elif len(labels):
+        block["review"] = [{"review_rate": r["review_rate"], "threshold": r["threshold"], "accepted_accuracy": r["accepted_accuracy"]}
+                           for r in review_table(probs, labels, (0.05, 0.1))]
+    return block
 
 
 def _tta_metrics(model: nn.Module, images: np.ndarray, labels: np.ndarray, run: Run, device: str, batch_size: int, progress=None) -> dict:
