@@ -42,7 +42,9 @@ NOT_SHIPPABLE = (MISMATCH, FAILED)
 DEFAULT_IMAGES = 256
 THRESHOLDS: dict[str, dict[str, float | None]] = {
     "fp32": {"min_agreement": 1.0, "max_abs_diff": 1e-4, "tie_margin": 1e-6, "max_accuracy_drop": None},
-    "fp16": {"min_agreement": 0.995, "max_abs_diff": None, "tie_margin": 1e-3, "max_accuracy_drop": None},
+    # fp16: 2e-3, the largest |dp| fp16 artifacts showed (1.5e-3 on a calibrated, i.e. sharper, sample model) rounded up:
+    # a flip whose top-2 margin is below the precision's own noise says nothing about the artifact
+    "fp16": {"min_agreement": 0.995, "max_abs_diff": None, "tie_margin": 2e-3, "max_accuracy_drop": None},
     "quantized": {"min_agreement": 0.90, "max_abs_diff": None, "tie_margin": 1e-3, "max_accuracy_drop": 0.03},
     "capture": {"min_agreement": 0.995, "max_abs_diff": None, "tie_margin": 1e-3, "max_accuracy_drop": None},
 }

@@ -464,7 +464,7 @@ def _calibration_section(meta: dict, metrics: dict) -> list[str]:
              f"- Temperature {record['temperature']:.3f}, fitted on the val split ({record['images']} images) by NLL and folded into the "
              f"classifier head (`{record['head']}`), so every artifact's `probabilities` are calibrated; the argmax, and so accuracy, is unchanged.",
              f"- Expected calibration error (15 bins), val: {record['val_ece_before']:.4f} before -> {record['val_ece_after']:.4f} after."]
-    test = (metrics.get("test") or {}).get("calibration") or {}
+    test = ((metrics or {}).get("test") or {}).get("calibration") or {}
     if test.get("calibrated"):
         lines.append(f"- Test split: ECE {test['ece_uncalibrated']:.4f} without the temperature -> {test['ece']:.4f} with it.")
     rows = [r for r in record.get("review_thresholds", []) if r["review_rate"] in (0.01, 0.02, 0.05, 0.1, 0.2)]

@@ -94,7 +94,7 @@ def threshold_for_rate(table: list[dict], rate: float) -> float:
 
 def fold_into_head(model: nn.Module, temperature: float, num_classes: int) -> str:
     """Divide the classifier head's weights and bias by ``temperature`` in place; returns the head's name."""
-    from edgeblood.training.init_from import classifier_head
+    from edgeblood.models.head import classifier_head
 
     head = classifier_head(model, num_classes)
     layer = model.get_submodule(head)

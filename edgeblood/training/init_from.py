@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from edgeblood.data.labelled_images import normalise_class_name
 from edgeblood.errors import EdgebloodError
+from edgeblood.models.head import classifier_head
 
 
 @dataclass
@@ -50,14 +51,6 @@ def open_parent(path: str | Path):
     if parent.metadata["model"].get("structure"):
         raise EdgebloodError(f"{parent.dir} is a pruned run; fine-tune the run it was pruned from, then compress the result")
     return parent
-
-
-def classifier_head(model: nn.Module, num_classes: int) -> str:
-    """Name of the last Linear layer with ``num_classes`` outputs (every registry family ends in one)."""
-    heads = [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
-    if not heads:
-        raise EdgebloodError(f"{type(model).__name__} has no Linear layer with {num_classes} outputs to use as its classifier head")
-    return heads[-1]
 
 
 def init_from_parent(model: nn.Module, parent, classes: list[str]) -> ParentInit:

@@ -1,0 +1,53 @@
+"""ECE before and after temperature scaling for trained runs (issue 19's table), without touching them.
+
+    python scripts/calibration_table.py --out /work/runs/cal /work/runs/aug-se-cnn-28 /work/runs/aug-se-cnn-64
+
+Each run is copied to OUT/<name> (checkpoint, run.json, metrics), calibrated there on its val split
+(``edgeblood evaluate COPY --calibrate``) and evaluated on test. The table gives the temperature, ECE on
+val and test before and after, the test accuracy before and after (equal by construction: the argmax
+does not move), and the val accuracy on accepted images at a 5 % review rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from edgeblood.runs import CHECKPOINT, HISTORY_FILE, METRICS_FILE, RUN_JSON, open_run, read_metrics
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    rows = []
+    for src in args.runs:
+        dest = args.out / src.name
+        if not (dest / CHECKPOINT).is_file():
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in (CHECKPOINT, RUN_JSON, METRICS_FILE, HISTORY_FILE):
+                if (src / name).is_file():
+                    shutil.copy2(src / name, dest / name)
+        before = read_metrics(src).get("test", {})
+        if "calibration" not in open_run(dest).metadata:
+            subprocess.run([sys.executable, "-m", "edgeblood", "evaluate", str(dest), "--calibrate", "--split", "test", "--no-plots"], check=True)
+        run = open_run(dest)
+        record, test = run.metadata["calibration"], read_metrics(dest)["test"]
+        at5 = next(r for r in record["review_thresholds"] if r["review_rate"] == 0.05)
+        rows.append((src.name, run.model_name, run.in_size, record["temperature"], record["val_ece_before"], record["val_ece_after"],
+                     test["calibration"]["ece_uncalibrated"], test["calibration"]["ece"], before.get("accuracy"), test["accuracy"],
+                     at5["threshold"], at5["accepted_accuracy"]))
+    print("| run | model | px | T | val ECE before -> after | test ECE before -> after | test acc before / after | 5 % review: threshold, val acc kept |")
+    print("| --- | --- | ---: | ---: | --- | --- | --- | --- |")
+    for name, model, px, t, vb, va, tb, ta, acc0, acc1, thr, acc5 in rows:
+        acc0_text = f"{100 * acc0:.2f}" if acc0 is not None else "-"
+        print(f"| {name} | {model} | {px} | {t:.3f} | {vb:.4f} -> {va:.4f} | {tb:.4f} -> {ta:.4f} | {acc0_text} / {100 * acc1:.2f} % | "
+              f"< {thr:.3f}, {100 * acc5:.2f} % |")
+
+
+if __name__ == "__main__":
+    main()
