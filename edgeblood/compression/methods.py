@@ -107,6 +107,14 @@ def variants_for(target, options) -> list[Variant]:
     return out
 
 
+def accuracy_control_record(max_drop: float, n_images: int, fp32_accuracy: float, int8_accuracy: float) -> dict:
+    """The manifest's ``accuracy_control`` record of a --max-drop check before any fallback (one schema for every method)."""
+    drop = round(100 * (fp32_accuracy - int8_accuracy), 3)
+    return {"max_drop_pt": float(max_drop), "split": "val", "images": int(n_images), "val_accuracy_fp32": fp32_accuracy,
+            "val_accuracy_int8_all_layers": int8_accuracy, "drop_pt_all_layers": drop,
+            "fell_back": False, "val_accuracy_int8": int8_accuracy, "drop_pt": drop, "met": drop <= max_drop, "float_nodes": []}
+
+
 def timed(fn: Callable, *args, details: dict) -> dict:
     """Run one compression step; its manifest details, with the time it took and, when the step returns
     a dict, what it reports about itself (e.g. the graph rewrites of quantize_static)."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from edgeblood.atomic import atomic_path
 from edgeblood.compression.calibration import batches
-from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, register, timed
+from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, accuracy_control_record, register, timed
 from edgeblood.errors import EdgebloodError, import_extra
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -125,11 +125,9 @@ def _bound_drop(make, ranges: dict, fp32: Path, first: Path, graph, validation, 
     images, labels = validation
     fp32_acc = val_accuracy(fp32, images, labels)
     first_acc = val_accuracy(first, images, labels)
-    record = {"max_drop_pt": max_drop, "split": "val", "images": int(len(labels)), "val_accuracy_fp32": fp32_acc,
-              "val_accuracy_int8_all_layers": first_acc, "drop_pt_all_layers": round(100 * (fp32_acc - first_acc), 3), "float_nodes": []}
-    if 100 * (fp32_acc - first_acc) <= max_drop:
-        return first, record | {"fell_back": False, "val_accuracy_int8": first_acc, "drop_pt": record["drop_pt_all_layers"], "met": True,
-                                "seconds": round(time.perf_counter() - t0, 1)}
+    record = accuracy_control_record(max_drop, len(labels), fp32_acc, first_acc)
+    if record["met"]:
+        return first, record | {"seconds": round(time.perf_counter() - t0, 1)}
     candidates = [n for n in graph.graph.node if n.op_type in _quantized_op_types() and n.op_type not in FLOAT_ONLY_OPS and n.name]
     say(f"ONNX Runtime int8 loses {100 * (fp32_acc - first_acc):.2f} pt of val accuracy (> --max-drop {max_drop:g}): "
         f"ranking {len(candidates)} layers by the harm their quantization does")
@@ -138,7 +136,8 @@ def _bound_drop(make, ranges: dict, fp32: Path, first: Path, graph, validation, 
         alone[node.name] = val_accuracy(make(tmp / f"alone-{k}.onnx", [node.name], ranges), images, labels)
     # most harmful first; among equals (a fault every layer shares, e.g. ranges far too wide) the earlier
     # layer first, since its error reaches everything after it
-    order = sorted(candidates, key=lambda n: (-alone[n.name], candidates.index(n)))
+    position = {n.name: i for i, n in enumerate(candidates)}
+    order = sorted(candidates, key=lambda n: (-alone[n.name], position[n.name]))
     trials = [(first_acc, 0, first)]  # (val accuracy, layers in float, file)
     for k in range(1, len(order) + 1):
         trial = make(tmp / f"float-{k}.onnx", [n.name for n in order[:k]], ranges)
@@ -161,14 +160,12 @@ def _quantized_op_types() -> set[str]:
     return set(QDQRegistry) | set(QLinearOpsRegistry)
 
 
-def val_accuracy(model_path: Path, images: np.ndarray, labels: np.ndarray, batch: int = 256) -> float:
-    """Top-1 accuracy of an ONNX model (contract input ``image``, output ``probabilities``) with ONNX Runtime on the CPU."""
-    import onnxruntime as ort
+def val_accuracy(model_path: Path, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of an ONNX model with its runtime adapter (the one compress and bench measure with), on the CPU."""
+    from edgeblood.runtimes import runtime_for_artifact
 
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    preds = np.concatenate([sess.run(["probabilities"], {name: images[i : i + batch]})[0].argmax(1) for i in range(0, len(images), batch)])
-    return float((preds == labels).mean())
+    probs = runtime_for_artifact(model_path).load(model_path, device="cpu").predict(images)
+    return float((probs.argmax(1) == labels).mean())
 
 
 def _minmax_ranges(model: Path, tmp: Path, reader) -> Path:

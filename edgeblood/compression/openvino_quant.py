@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, register
+from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, accuracy_control_record, register
 from edgeblood.errors import EdgebloodError, import_extra
 
 PRESETS = ("performance", "mixed")
@@ -77,10 +77,8 @@ def quantize(
                 raise EdgebloodError("--max-drop needs the val split to validate on; the dataset has no val images")
             images, labels = validation
             fp32_acc, first_acc = _val_accuracy(model, images, labels), _val_accuracy(quantized, images, labels)
-            record = {"max_drop_pt": float(max_drop), "split": "val", "images": int(len(labels)), "val_accuracy_fp32": fp32_acc,
-                      "val_accuracy_int8_all_layers": first_acc, "drop_pt_all_layers": round(100 * (fp32_acc - first_acc), 3),
-                      "fell_back": False, "val_accuracy_int8": first_acc, "drop_pt": round(100 * (fp32_acc - first_acc), 3), "met": True}
-            if 100 * (fp32_acc - first_acc) > max_drop:
+            record = accuracy_control_record(max_drop, len(labels), fp32_acc, first_acc)
+            if not record["met"]:
                 all_layers = _count_fake_quantize(quantized)
                 val = nncf.Dataset([(images[i : i + 1], int(labels[i])) for i in range(len(labels))])
                 quantized = nncf.quantize_with_accuracy_control(
