@@ -19,8 +19,9 @@ from typing import Any
 
 from edgeblood.atomic import write_json, write_text
 from edgeblood.bench.load import DISTURBED_CORES
-from edgeblood.bench.runner import FAILED, MISMATCH, OK, SCHEMA, SKIPPED, add_comparisons, mark_pareto, pareto_front, sort_rows
+from edgeblood.bench.results import SCHEMA, add_comparisons, mark_pareto, pareto_front, sort_rows
 from edgeblood.errors import EdgebloodError
+from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED
 
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 REPORT_FILES = {"json": "report.json", "md": "report.md", "html": "report.html"}
