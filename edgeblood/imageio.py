@@ -26,6 +26,8 @@ Every failure is an ``EdgebloodError`` naming the file, so a batch can report it
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -62,6 +64,8 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
         raise EdgebloodError(f"{path}: no such file; check the path")
     if not path.is_file():
         raise EdgebloodError(f"{path}: not a file; pass image files or folders of them")
+    if path.stat().st_size == 0:
+        raise EdgebloodError(f"{path}: empty file (0 bytes), so there is no image in it; the copy or save that wrote it did not finish - copy it again")
     if path.suffix.lower() in TIFF_EXTENSIONS:
         arr = _read_tiff(path)
         if arr is not None:
@@ -91,14 +95,31 @@ def _read_with_pillow(path: Path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.load()  # force decoding now: a truncated file fails here, inside this try
-            img = ImageOps.exif_transpose(img)
-            return _pillow_to_array(img)
+        with warnings.catch_warnings():
+            # Pillow warns (to stderr) between its pixel limit and twice it, and refuses above that (below)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()  # force decoding now: a truncated file fails here, inside this try
+                img = ImageOps.exif_transpose(img)
+                return _pillow_to_array(img)
     except UnidentifiedImageError:
         raise EdgebloodError(f"{path}: not an image Pillow can decode; use PNG, JPEG or TIFF") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise EdgebloodError(_too_many_pixels(path, exc)) from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise EdgebloodError(f"{path}: cannot decode image ({_why(exc)}); the file is damaged or truncated, re-export it") from None
+
+
+def _too_many_pixels(path: Path, exc: Exception) -> str:
+    """Pillow's decompression-bomb refusal, said as what it is: a pixel limit, and how to get under it."""
+    from PIL import Image
+
+    limit = 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses above twice MAX_IMAGE_PIXELS (and only warns below)
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f" ({int(found.group(1)) / 1e6:.0f} million pixels)" if found else ""
+    return (f"{path}: image is too large to decode{size}: Pillow refuses images above {limit / 1e6:.0f} million pixels "
+            f"(its guard against decompression bombs); crop the region with the cells into a smaller file, or downscale it "
+            f"(e.g. `magick {path.name} -resize 25% smaller.png`) and choose --framing to match")
 
 
 def _pillow_to_array(img) -> np.ndarray:

@@ -127,7 +127,10 @@ def test_upsamples_small_images(tmp_path, rgb):
     "name, content, match",
     [
         ("junk.png", b"this is not an image", "not an image"),
-        ("empty.jpg", b"", "not an image"),
+        # D18: a zero-byte file was "not an image Pillow can decode; use PNG, JPEG or TIFF" (it was a PNG)
+        ("empty.png", b"", r"empty file \(0 bytes\).*copy it again"),
+        ("empty.jpg", b"", r"empty file \(0 bytes\)"),
+        ("empty.tif", b"", r"empty file \(0 bytes\)"),
     ],
 )
 def test_undecodable_files_are_one_line_errors(tmp_path, name, content, match):
@@ -135,6 +138,40 @@ def test_undecodable_files_are_one_line_errors(tmp_path, name, content, match):
     with pytest.raises(EdgebloodError, match=match) as err:
         load_image(tmp_path / name, 28, framing=CELL_CROP)
     assert name in str(err.value) and "\n" not in str(err.value)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` (what Pillow reads before refusing a huge image)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_an_image_above_the_pixel_limit_says_so_and_how_to_get_under_it(tmp_path):
+    """D18: a 20000 x 20000 image was "damaged or truncated, re-export it" (it was neither)."""
+    path = tmp_path / "slide.png"
+    path.write_bytes(_png_header_only(20000, 20000))
+    with pytest.raises(EdgebloodError) as err:
+        load_image(path, 28, framing=CELL_CROP)
+    msg = str(err.value)
+    assert "400 million pixels" in msg and "above 179 million pixels" in msg and "downscale" in msg and "crop" in msg
+    assert "damaged" not in msg and "\n" not in msg
+
+
+def test_pillows_large_image_warning_does_not_leak(tmp_path, monkeypatch):
+    """Between Pillow's pixel limit and twice it Pillow decodes but warns on stderr; the image must just load."""
+    import warnings
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30 * 30)  # Pillow's own setting, lowered so a small file crosses it
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(tmp_path / "big.png")  # 1600 px: between the limit and twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(tmp_path / "big.png", 28, framing=CELL_CROP).shape == (28, 28, 3)
 
 
 def test_truncated_jpeg_and_tiff(tmp_path, rgb):
