@@ -5,6 +5,9 @@
     runs/<name>/run.json        the metadata alone, human-readable
     runs/<name>/history.csv     per-epoch curves;  metrics.json; plots/; export/; bench/
     runs/<name>/train_state.pt  optimizer/scheduler/EMA/RNG state for --resume (removed when training completes)
+
+The metadata is typed: ``Run.meta`` is an ``edgeblood.run_metadata.RunMetadata`` (model, input contract with
+the framing, classes, dataset, training, calibration, metrics), validated when the checkpoint is opened.
 """
 
 from __future__ import annotations
@@ -12,27 +15,33 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from edgeblood.atomic import atomic_path, write_json
 from edgeblood.errors import EdgebloodError
+from edgeblood.run_metadata import SCHEMA, RunMetadata, as_run_metadata
 
 CHECKPOINT = "checkpoint.pt"
 RUN_JSON = "run.json"
 TRAIN_STATE = "train_state.pt"
 CHECKPOINT_FORMAT = "edgeblood-checkpoint"
 CHECKPOINT_VERSION = 1
-METADATA_SCHEMA = "edgeblood.run/1"
-REQUIRED_METADATA = ("model", "classes", "input", "dataset")
+METADATA_SCHEMA = SCHEMA
 
 
-def save_checkpoint(run_dir: str | os.PathLike, model: nn.Module, metadata: dict) -> Path:
-    """Write checkpoint.pt and run.json atomically (a crash leaves the previous pair intact)."""
+def save_checkpoint(run_dir: str | os.PathLike, model: nn.Module, metadata: RunMetadata | Mapping[str, Any]) -> Path:
+    """Write checkpoint.pt and run.json atomically (a crash leaves the previous pair intact).
+
+    ``metadata`` is a RunMetadata, or (from writers not yet converted) the run.json dict, written as it is.
+    """
     run_dir = Path(run_dir)
+    if isinstance(metadata, RunMetadata):
+        metadata = metadata.to_dict()
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "state_dict": state, "metadata": _jsonable(metadata)}
     with atomic_path(run_dir / CHECKPOINT) as tmp:
@@ -41,8 +50,8 @@ def save_checkpoint(run_dir: str | os.PathLike, model: nn.Module, metadata: dict
     return run_dir / CHECKPOINT
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load and validate a checkpoint file without unpickling arbitrary objects."""
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], RunMetadata]:
+    """Load and validate a checkpoint file (and its metadata's types) without unpickling arbitrary objects."""
     path = Path(path)
     if not path.is_file():
         raise EdgebloodError(f"no checkpoint at {path}; train one with `edgeblood train` or pass a run directory")
@@ -57,19 +66,20 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if payload.get("version", 0) > CHECKPOINT_VERSION:
         raise EdgebloodError(f"{path} was written by a newer edgeblood (checkpoint v{payload['version']}); upgrade edgeblood")
     metadata = payload.get("metadata")
-    if not isinstance(metadata, dict) or any(k not in metadata for k in REQUIRED_METADATA):
-        raise EdgebloodError(f"{path} lacks the metadata {', '.join(REQUIRED_METADATA)}; it cannot be rebuilt")
-    return payload["state_dict"], metadata
+    if not isinstance(metadata, dict):
+        raise EdgebloodError(f"{path} carries no metadata (model, classes, input, dataset); it cannot be rebuilt: retrain it")
+    return payload["state_dict"], RunMetadata.from_dict(metadata, where=str(path))  # checks each key's type, names a missing one
 
 
-def build_model(metadata: dict, state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
-    """Rebuild the network described by ``metadata['model']['config']`` and load its weights."""
+def build_model(metadata: RunMetadata | Mapping[str, Any], state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """Rebuild the network described by ``metadata.model.config`` and load its weights."""
     from edgeblood.models import create
 
-    cfg = dict(metadata["model"]["config"])
+    meta = as_run_metadata(metadata)
+    cfg = dict(meta.model.config)
     name = cfg.pop("name")
     model = create(name, **cfg)
-    structure = metadata["model"].get("structure")
+    structure = meta.model.structure
     if structure and state_dict is not None:  # a channel-pruned run (edgeblood compress --prune)
         from edgeblood.models.structure import apply_structure
 
@@ -81,7 +91,7 @@ def build_model(metadata: dict, state_dict: dict[str, torch.Tensor] | None = Non
             # torch's first line is only "Error(s) in loading state_dict for X:"; the first mismatch follows it
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             detail = (lines[1] if len(lines) > 1 else lines[0]).rstrip(".")
-            commit = metadata.get("git_commit") or "unknown"
+            commit = meta.git_commit or "unknown"
             raise EdgebloodError(
                 f"checkpoint weights do not fit model '{name}' ({detail[:240]}); the model code changed since this run "
                 f"was trained (git commit {commit}): retrain it, or open it with that edgeblood version"
@@ -138,20 +148,44 @@ def read_history(run_dir: str | os.PathLike) -> list[dict]:
     return rows
 
 
-@dataclass
 class Run:
     """An opened run directory. ``model`` is rebuilt on first use, in eval mode on the CPU.
 
-    The run contract in one place: run.json / checkpoint.pt (``metadata``, ``save``), metrics.json
+    The run contract in one place: run.json / checkpoint.pt (``meta``, ``save``), metrics.json
     (``metrics()``), history.csv (``history()``) and export/manifest.json (``manifest()``); every other
     module reads those files through these, and each has one writer (edgeblood.evaluation for metrics,
-    ``write_history``, edgeblood.manifest for the manifest).
+    ``write_history``, edgeblood.manifest for the manifest). To change the metadata, assign
+    ``run.meta = dataclasses.replace(run.meta, ...)`` and ``save()``.
     """
 
-    dir: Path
-    metadata: dict
-    _state_dict: dict | None = None
-    _model: nn.Module | None = None
+    def __init__(self, dir: Path, meta: RunMetadata, _state_dict: dict | None = None):
+        self.dir = Path(dir)
+        self._meta = meta
+        self._state_dict = _state_dict
+        self._model: nn.Module | None = None
+        self._legacy: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r}, model={self.model_name!r})"
+
+    @property
+    def meta(self) -> RunMetadata:
+        if self._legacy is not None:  # the dict handed out by ``metadata`` may have been edited
+            self._meta = RunMetadata.from_dict(self._legacy, where=str(self.dir / RUN_JSON))
+        return self._meta
+
+    @meta.setter
+    def meta(self, value: RunMetadata) -> None:
+        self._meta = value
+        self._legacy = None
+
+    @property
+    def metadata(self) -> dict:
+        """run.json as a dict, for the modules not yet converted to ``meta`` (training engine, fine-tune,
+        compress, bench runner). Edits to it are saved by ``save()`` until ``meta`` is assigned."""
+        if self._legacy is None:
+            self._legacy = self._meta.to_dict()
+        return self._legacy
 
     @property
     def name(self) -> str:
@@ -160,35 +194,33 @@ class Run:
     @property
     def model(self) -> nn.Module:
         if self._model is None:
-            self._model = build_model(self.metadata, self._state_dict)
+            self._model = build_model(self.meta, self._state_dict)
         return self._model
 
     @property
     def model_name(self) -> str:
-        return self.metadata["model"]["name"]
+        return self.meta.model.name
 
     @property
     def classes(self) -> list[str]:
-        return list(self.metadata["classes"])
+        return list(self.meta.classes)
 
     @property
     def in_size(self) -> int:
-        return int(self.metadata["input"]["size"])
+        return int(self.meta.input.size)
 
     @property
     def mean(self) -> list[float]:
-        return list(self.metadata["input"]["mean"])
+        return list(self.meta.input.mean)
 
     @property
     def std(self) -> list[float]:
-        return list(self.metadata["input"]["std"])
+        return list(self.meta.input.std)
 
     @property
     def framing(self):
         """How a training image was cut from its capture (edgeblood.framing); derived from the dataset for older runs."""
-        from edgeblood.framing import framing_of
-
-        return framing_of(self.metadata)[0]
+        return self.meta.input.framing
 
     @property
     def checkpoint_path(self) -> Path:
@@ -220,7 +252,7 @@ class Run:
 
     def save(self, model: nn.Module | None = None) -> None:
         """Persist (possibly updated) metadata, and weights when ``model`` is given."""
-        save_checkpoint(self.dir, model if model is not None else self.model, self.metadata)
+        save_checkpoint(self.dir, model if model is not None else self.model, self.meta)
 
 
 def open_run(path: str | os.PathLike) -> Run:
@@ -235,8 +267,8 @@ def open_run(path: str | os.PathLike) -> Run:
     if not (path / CHECKPOINT).is_file():
         hint = " (training was interrupted before the first epoch ended; resume with `edgeblood train --resume`)" if (path / TRAIN_STATE).exists() else ""
         raise EdgebloodError(f"{path} has no {CHECKPOINT}{hint}; train with `edgeblood train` first")
-    state, metadata = load_checkpoint(path / CHECKPOINT)
-    return Run(dir=path, metadata=metadata, _state_dict=state)
+    state, meta = load_checkpoint(path / CHECKPOINT)
+    return Run(path, meta, _state_dict=state)
 
 
 def _why_unreadable(exc: BaseException) -> str:
