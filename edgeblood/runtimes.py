@@ -188,8 +188,9 @@ def runtime_for_artifact(path: str | os.PathLike) -> Runtime:
             return cls()
     if path.is_dir() and (path / "checkpoint.pt").is_file():
         return get_runtime("pytorch")
-    known = sorted({s for c in _RUNTIMES.values() for s in c.suffixes})
-    raise EdgebloodError(f"unknown model format '{path.name}'; pass a run directory or a file ending in {', '.join(known)}")
+    known = sorted({s for c in _RUNTIMES.values() for s in c.suffixes if c is not PyTorchRuntime})
+    raise EdgebloodError(f"unknown model format '{path.name}'; pass a file ending in {', '.join(known)}, or a run directory "
+                         "(runs/<name>) for the PyTorch model - a .pt checkpoint is read from its run directory, not alone")
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -237,8 +238,11 @@ class PyTorchRuntime(Runtime):
 
         from edgeblood.contract import artifact_metadata, decode_metadata
         from edgeblood.preprocess import wrap_for_deployment
-        from edgeblood.runs import open_run
+        from edgeblood.runs import CHECKPOINT, open_run
 
+        if artifact.is_file() and artifact.name != CHECKPOINT:
+            raise EdgebloodError(f"{artifact}: a PyTorch checkpoint is read from its run directory (the folder `edgeblood train` wrote, "
+                                 f"with {CHECKPOINT} and run.json), not as a loose file; pass that folder (runs/<name>) or an exported model")
         if threads is not None:
             torch.set_num_threads(threads)
 
@@ -344,12 +348,18 @@ class OpenVinoRuntime(Runtime):
             config["INFERENCE_NUM_THREADS"] = threads
 
         def load():
-            model = core.read_model(str(artifact))
-            shape = model.input(0).get_partial_shape()
-            if shape.rank.is_static and shape[0].is_static:  # static batch: make it dynamic
-                shape[0] = ov.Dimension.dynamic()
-                model.reshape({model.input(0): shape})
-            return model, core.compile_model(model, device.upper(), config)
+            from edgeblood.native_output import silenced
+
+            try:
+                with silenced():  # a foreign .xml makes other frontends print parse errors (tensorflow.GraphDef) to fd 2
+                    model = core.read_model(str(artifact))
+                shape = model.input(0).get_partial_shape()
+                if shape.rank.is_static and shape[0].is_static:  # static batch: make it dynamic
+                    shape[0] = ov.Dimension.dynamic()
+                    model.reshape({model.input(0): shape})
+                return model, core.compile_model(model, device.upper(), config)
+            except RuntimeError as exc:
+                raise EdgebloodError(openvino_load_error(artifact, exc)) from None
 
         (model, compiled), seconds = _timed(load)
         predict = _probabilities_call(compiled)
@@ -392,6 +402,28 @@ def _probabilities_call(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
     """One reusable infer request on ``compiled``: a float32 NCHW batch in, its probabilities out."""
     port, request = probabilities_port(compiled), compiled.create_infer_request()
     return lambda x: request.infer({0: x}, share_inputs=True)[port].copy()
+
+
+def openvino_load_error(artifact: Path, exc: BaseException) -> str:
+    """OpenVINO's load failure as one line: its real reason and the fix.
+
+    OpenVINO's message starts with the C++ location (``Exception from src/inference/src/cpp/core.cpp:84:``)
+    and ``Check '...' failed at ...`` lines; the reason a person can act on is the last other line.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
+    reason = reasons[-1] if reasons else (lines[-1] if lines else type(exc).__name__)
+    weights = artifact.with_suffix(".bin")
+    if "bin file cannot be found" in reason or "Empty weights" in reason:
+        fix = f"its weights file {weights.name} is missing or empty: copy {artifact.name} and {weights.name} together"
+    elif "Incorrect weights" in reason:
+        fix = f"{weights.name} does not match {artifact.name} (truncated, or from another export): copy both files of one export"
+    elif "Unable to read the model" in reason or "parsing" in reason.lower():
+        fix = f"{artifact.name} is not a complete OpenVINO IR (damaged or truncated XML)"
+        reason = reason.split(" Please check")[0]  # the rest lists frontends, no help here
+    else:
+        fix = "the IR may be damaged or from an incompatible OpenVINO version"
+    return f"openvino could not load {artifact}: {reason[:200]} - {fix}; or re-export it with `edgeblood export RUN --target openvino`"
 
 
 def read_openvino_metadata(model: Any) -> dict[str, Any]:

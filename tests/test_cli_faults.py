@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
 from typer.testing import CliRunner
 
 from edgeblood.cli import app
@@ -149,3 +150,107 @@ def test_a_failed_start_removes_only_its_own_empty_run_folder(tmp_path):
     else:
         raise AssertionError("a missing teacher was accepted")
     assert sorted(p.name for p in out.iterdir()) == ["other-training"]
+
+
+def _tiny_openvino_ir(folder):
+    """A real OpenVINO IR (model.xml + model.bin with weights), written by OpenVINO itself."""
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    image = ops.parameter([1, 3, 4, 4], np.float32, name="image")
+    scaled = ops.multiply(image, ops.constant(np.linspace(0.5, 1.5, 48, dtype=np.float32).reshape(1, 3, 4, 4)))
+    xml = folder / "model.xml"
+    ov.save_model(ov.Model([ops.softmax(ops.reshape(scaled, [1, 48], False), 1)], [image], "tiny"), xml, compress_to_fp16=False)
+    return xml
+
+
+def test_openvino_load_failures_give_the_reason_and_the_fix(tmp_path):
+    """D18: every broken IR said only `Exception from src/inference/src/cpp/core.cpp:84:`."""
+    import os
+    import subprocess
+    import sys
+
+    from edgeblood.runtimes import get_runtime
+
+    def failure(folder) -> str:
+        try:
+            get_runtime("openvino").load(folder / "model.xml")
+        except EdgebloodError as exc:
+            return str(exc)
+        raise AssertionError(f"{folder} loaded")
+
+    cases = {}
+    for name in ("no-bin", "short-bin", "short-xml", "garbage-xml"):
+        (tmp_path / name).mkdir()
+        xml = _tiny_openvino_ir(tmp_path / name)
+        cases[name] = xml
+    get_runtime("openvino").load(cases["no-bin"])  # the intact IR loads
+    cases["no-bin"].with_suffix(".bin").unlink()
+    cases["short-bin"].with_suffix(".bin").write_bytes(cases["short-bin"].with_suffix(".bin").read_bytes()[:100])
+    cases["short-xml"].write_text(cases["short-xml"].read_text()[:700])
+    cases["garbage-xml"].write_text("<garbage")
+
+    expect = {"no-bin": "model.bin is missing or empty", "short-bin": "model.bin does not match model.xml",
+              "short-xml": "not a complete OpenVINO IR", "garbage-xml": "not a complete OpenVINO IR"}
+    for name, fix in expect.items():
+        msg = failure(tmp_path / name)
+        assert fix in msg and "re-export" in msg, msg
+        assert "core.cpp" not in msg and "\n" not in msg, msg
+    # through the CLI: one line, and no parse error printed by another OpenVINO frontend (tensorflow.GraphDef)
+    (tmp_path / "x.png").write_bytes(b"")
+    res = subprocess.run([sys.executable, "-m", "edgeblood", "predict", str(cases["garbage-xml"]), str(tmp_path / "x.png")],
+                         capture_output=True, text=True, timeout=180, env={**os.environ, "COLUMNS": "300"})
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: openvino could not load"), res.stderr
+
+
+def test_a_loose_pt_file_is_refused_with_the_run_directory_fix(sample_run, tmp_path):
+    """D18: the unknown-format message listed `.pt`, yet a loose .pt was refused as 'not a run directory'."""
+    import shutil
+
+    from edgeblood.inference import open_model
+    from edgeblood.runtimes import runtime_for_artifact
+
+    loose = tmp_path / "model.pt"
+    shutil.copy(sample_run / "checkpoint.pt", loose)
+    try:
+        open_model(loose)
+    except EdgebloodError as exc:
+        assert "a PyTorch checkpoint is read from its run directory" in str(exc) and "runs/<name>" in str(exc)
+    else:
+        raise AssertionError("a loose .pt was accepted")
+    try:
+        runtime_for_artifact(tmp_path / "model.h5")
+    except EdgebloodError as exc:
+        listed = str(exc).split("pass a file ending in ")[1].split(", or a run directory")[0]
+        assert ".onnx" in listed and ".pt" not in listed.split(", ")
+        assert "a .pt checkpoint is read from its run directory" in str(exc)
+    else:
+        raise AssertionError("an unknown format was accepted")
+    assert open_model(sample_run / "checkpoint.pt").classes  # the checkpoint inside its run directory still opens
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--framing", "fraction:0"], "a fraction framing needs a fraction in (0, 1]"),
+    (["--framing", "window:abc"], "needs a whole number"),
+    (["--top-k", "0"], "--top-k"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--threads", "0"], "--threads"),
+    (["--reject-below", "2"], "--reject-below"),
+    (["--review-rate", "-0.1"], "--review-rate"),
+])
+def test_predict_option_errors_come_before_the_model_loads(args, expect, tmp_path):
+    """D15: `--crop-fraction 0` (now `--framing fraction:0`) failed every file one by one; an option error is the user's, at parse time.
+
+    The model path does not exist: the old code loaded the model first and said so, the option never judged.
+    """
+    (tmp_path / "cell.png").write_bytes(b"")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "missing.onnx"), str(tmp_path / "cell.png"), *args])
+    assert isinstance(result.exception, EdgebloodError) and expect in str(result.exception), result.output
+
+
+def test_bench_row_timeout_must_be_positive(tmp_path):
+    """D9: `bench --row-timeout 0` was accepted: every row failed on its timeout and the command exited 0."""
+    result = CliRunner().invoke(app, ["bench", str(tmp_path / "some-run"), "--row-timeout", "0"])
+    assert isinstance(result.exception, EdgebloodError) and "--row-timeout takes a positive number of seconds" in str(result.exception)

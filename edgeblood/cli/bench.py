@@ -47,6 +47,8 @@ def bench(
     from edgeblood.bench.runner import BenchConfig, bench_runs, require_artifacts
     from edgeblood.runs import open_run
 
+    if timeout <= 0:  # 0 used to fail every row and still exit 0
+        raise EdgebloodError(f"--row-timeout takes a positive number of seconds per row, e.g. 300 (got {timeout:g})")
     opened = [open_run(r) for r in runs]
     if out is None and len(opened) > 1:
         raise EdgebloodError(f"{len(opened)} runs share one report; pass --out DIR (e.g. --out reports/zoo)")

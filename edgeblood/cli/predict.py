@@ -49,6 +49,7 @@ def predict(
     from edgeblood.atomic import check_output_file, write_text
     from edgeblood.inference import count_files, open_model, predict_files
 
+    _check_options(top_k=top_k, reject_below=reject_below, review_rate=review_rate, batch_size=batch_size, threads=threads, framing=framing)
     fmt = _resolve_format(fmt, out)
     if out is not None:
         check_output_file(out)  # before any prediction: a bad path must not cost the whole batch
@@ -91,6 +92,21 @@ def predict(
     if report.n_predicted == 0:  # every file failed: a script must not read this as success
         first = next((r.error for r in report.rows if r.error), "")
         raise EdgebloodError(f"none of the {report.n_files} files could be classified (first: {first})")
+
+
+def _check_options(*, top_k: int, reject_below: float | None, review_rate: float | None, batch_size: int, threads: int | None, framing: str) -> None:
+    """Every option value that can be judged without the model, before the model loads or a file is read."""
+    Framing.parse(framing)  # spelling and ranges (fraction:0 used to fail every file, one by one)
+    checks = [
+        (top_k >= 1, f"--top-k is how many classes to list per image, at least 1 (got {top_k})"),
+        (batch_size >= 1, f"--batch-size is images per runtime call, at least 1 (got {batch_size})"),
+        (threads is None or threads >= 1, f"--threads must be at least 1, or left out for the runtime's default (got {threads})"),
+        (reject_below is None or 0 <= reject_below <= 1, f"--reject-below is a probability between 0 and 1, e.g. 0.7 (got {reject_below})"),
+        (review_rate is None or 0 <= review_rate <= 1, f"--review-rate is a share of images between 0 and 1, e.g. 0.05 (got {review_rate})"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise EdgebloodError(message)
 
 
 def _resolve_format(fmt: OutputFormat | None, out: Path | None) -> OutputFormat:
