@@ -285,8 +285,9 @@ def check_opset(options: ExportOptions) -> None:
     from edgeblood.exporters.capture import MIN_OPSET
 
     if options.opset is not None and not MIN_OPSET <= options.opset <= DEFAULT_OPSET:
-        raise EdgebloodError(f"--opset must be between {MIN_OPSET} and {DEFAULT_OPSET} (got {options.opset}); "
-                             "ONNX Runtime >= 1.18 and OpenVINO read all of them")
+        raise EdgebloodError(f"--opset must be between {MIN_OPSET} and {DEFAULT_OPSET} (got {options.opset}): torch's ONNX exporter "
+                             f"writes opset {MIN_OPSET} or newer and the capture variant needs {MIN_OPSET} (Resize with antialias); "
+                             f"{DEFAULT_OPSET} is the newest that ONNX Runtime >= 1.18 and OpenVINO read")
 
 
 def _build_capture(job: ExportJob, fp32_artifact: Path) -> dict:

@@ -254,3 +254,16 @@ def test_bench_row_timeout_must_be_positive(tmp_path):
     """D9: `bench --row-timeout 0` was accepted: every row failed on its timeout and the command exited 0."""
     result = CliRunner().invoke(app, ["bench", str(tmp_path / "some-run"), "--row-timeout", "0"])
     assert isinstance(result.exception, EdgebloodError) and "--row-timeout takes a positive number of seconds" in str(result.exception)
+
+
+def test_opset_outside_the_supported_range_says_why():
+    """D14: --opset 7/16 became 18 silently; the refusal must name the range and why it starts at 18."""
+    from edgeblood.exporters.onnx import check_opset
+    from edgeblood.targets import ExportOptions
+
+    for opset in (7, 16, 22):
+        with pytest.raises(EdgebloodError) as err:
+            check_opset(ExportOptions(opset=opset))
+        msg = str(err.value)
+        assert msg.startswith(f"--opset must be between 18 and 21 (got {opset})") and "Resize with antialias" in msg
+    check_opset(ExportOptions(opset=18))
