@@ -13,6 +13,7 @@ through JPEG q75 while an app's camera pixels may not.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import asdict, dataclass
 
@@ -61,17 +62,24 @@ class AugmentConfig:
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply the configured random augmentations to a [0, 1] NCHW batch."""
+    """Apply the configured random augmentations to a [0, 1] NCHW batch.
+
+    The crop, the rot90 turns and the flips are one resampling: their affine maps are composed per
+    image and applied by a single ``grid_sample`` (without a crop, rot90 + flip are one exact pixel
+    gather). The random numbers are drawn in the same order as when each was a separate pass, and
+    rot90/flip move whole pixels, so the output equals crop-then-rotate-then-flip to float rounding.
+    """
     n = x.shape[0]
     dev = x.device
+    theta = None
     if cfg.crop_area != (1.0, 1.0) or cfg.crop_shift > 0:
-        x = random_resized_crop(x, cfg.crop_area, cfg.crop_ratio, generator, shift=cfg.crop_shift)
-    if cfg.rot90:
-        k = torch.randint(0, 4, (n,), generator=generator).to(dev)
-        x = _rot90_per_sample(x, k)
-    if cfg.flips:
-        flip = torch.rand(n, generator=generator).to(dev) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        theta = random_crop_theta(n, cfg.crop_area, cfg.crop_ratio, generator, shift=cfg.crop_shift)
+    turns = torch.randint(0, 4, (n,), generator=generator) if cfg.rot90 else None
+    flips = torch.rand(n, generator=generator) < 0.5 if cfg.flips else None
+    if theta is not None:
+        x = _resample(x, _compose_dihedral(theta, turns, flips))
+    elif turns is not None or flips is not None:
+        x = _dihedral_gather(x, turns, flips)
     if cfg.color_jitter > 0:
         x = color_jitter(x, cfg.color_jitter, generator)
     if cfg.stain > 0:
@@ -85,29 +93,58 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
 def random_jpeg(x: torch.Tensor, prob: float, quality: tuple[int, int], generator: torch.Generator | None = None) -> torch.Tensor:
     """JPEG round trip (Pillow, as the official 28 px file was made) for a random share of the batch.
 
-    Per image through Pillow: ~40 us at 28 px, a few ms per batch against ~300 ms of training step.
+    Per image through Pillow, whose Python code costs more than the codec at 28 px: this was ~7 % of
+    a 1-thread se-cnn 28 px training step (issue #18 profile), the largest part of augmentation.
     """
-    from edgeblood.framing import jpeg_round_trip
-
     n = x.shape[0]
     chosen = (torch.rand(n, generator=generator) < prob).nonzero(as_tuple=True)[0]
     if not chosen.numel():
         return x
     qualities = torch.randint(quality[0], quality[1] + 1, (n,), generator=generator)
     pixels = (x[chosen].detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    done = [torch.from_numpy(np.array(jpeg_round_trip(img, int(qualities[i])))) for img, i in zip(pixels, chosen.tolist())]
+    done = np.stack([jpeg_round_trip_rgb(img, int(qualities[i])) for img, i in zip(pixels, chosen.tolist())])
     out = x.clone()
-    out[chosen] = torch.stack(done).permute(0, 3, 1, 2).to(x.device, x.dtype).div_(255.0)
+    out[chosen] = torch.from_numpy(done).permute(0, 3, 1, 2).to(x.device, x.dtype).div_(255.0)
     return out
 
 
-def _rot90_per_sample(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    out = x.clone()
-    for turns in (1, 2, 3):
-        idx = (k == turns).nonzero(as_tuple=True)[0]
-        if idx.numel():
-            out[idx] = torch.rot90(x[idx], turns, dims=(-2, -1))
-    return out
+def jpeg_round_trip_rgb(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """edgeblood.framing.jpeg_round_trip (same encoder call, same libjpeg decode, same pixels), decoded
+    with Pillow's JPEG decoder straight from the bytes: ``Image.open`` parses the markers in Python,
+    which took ~40 % of the round trip of a 28 px image."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(buf, "JPEG", quality=int(quality))
+    return np.asarray(Image.frombytes("RGB", (rgb.shape[1], rgb.shape[0]), buf.getvalue(), "jpeg", "RGB", ""))
+
+
+# rot90 by one turn (torch.rot90, dims (-2, -1)) as a sampling map in grid_sample's normalised (x, y):
+# output (x, y) reads input (-y, x). A horizontal flip (x.flip(-1)) reads (-x, y).
+_ROT90 = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+_FLIP_X = torch.tensor([[-1.0, 0.0], [0.0, 1.0]])
+
+
+def _compose_dihedral(theta: torch.Tensor, turns: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
+    """theta (N, 2, 3) of a crop, followed by ``turns`` rot90s and then a flip: sampling maps compose as A @ R^k @ F."""
+    linear = theta[:, :, :2]
+    if turns is not None:
+        rotations = torch.stack([torch.linalg.matrix_power(_ROT90, k) for k in range(4)])
+        linear = linear @ rotations[turns]
+    if flips is not None:
+        linear = torch.where(flips[:, None, None], linear @ _FLIP_X, linear)
+    return torch.cat([linear, theta[:, :, 2:]], dim=2)
+
+
+def _dihedral_gather(x: torch.Tensor, turns: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
+    """rot90 ``turns`` then a horizontal flip, per image, as one exact gather of pixel indices."""
+    n, c, h, w = x.shape
+    base = torch.arange(h * w).view(h, w)
+    tables = torch.stack([torch.rot90(base, k, dims=(0, 1)).flip(-1) if flip else torch.rot90(base, k, dims=(0, 1))
+                          for flip in (False, True) for k in range(4)]).view(8, -1)
+    code = (turns if turns is not None else torch.zeros(n, dtype=torch.long)) + 4 * (flips.long() if flips is not None else 0)
+    index = tables[code].to(x.device)[:, None, :].expand(n, c, h * w)
+    return x.flatten(2).gather(2, index).view(n, c, h, w)
 
 
 def random_resized_crop(
@@ -119,7 +156,13 @@ def random_resized_crop(
     ``area`` above 1 zooms out (edge pixels repeat: the smear background), ``shift`` moves the
     window by up to that fraction of its side on top of the room the crop leaves.
     """
-    n = x.shape[0]
+    return _resample(x, random_crop_theta(x.shape[0], area, ratio, generator, shift=shift))
+
+
+def random_crop_theta(
+    n: int, area: tuple[float, float], ratio: tuple[float, float], generator: torch.Generator | None = None, shift: float = 0.0,
+) -> torch.Tensor:
+    """The (N, 2, 3) affine sampling maps of ``n`` random resized crops (see random_resized_crop)."""
     a = torch.empty(n).uniform_(*area, generator=generator)
     log_r = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
     r = torch.exp(log_r)
@@ -130,6 +173,10 @@ def random_resized_crop(
     ty = (torch.rand(n, generator=generator) * 2 - 1) * ((1 - sy).clamp(min=0) + 2 * shift)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
+    return theta
+
+
+def _resample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
