@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from edgeblood.compression.calibration import stratified_indices, to_contract
-from edgeblood.compression.compress_run import CompressOptions, Row, _Session, accuracy_control_line
+from edgeblood.compression.compress_run import CompressOptions, Row, accuracy_control_line
+from edgeblood.compression.measure_and_record import Baseline, Recorder
+from edgeblood.compression.steps import Steps
 from edgeblood.data.bloodmnist import load_sample
 from edgeblood.runs import open_run
 
@@ -78,10 +80,10 @@ def test_a_class_losing_more_than_two_points_of_recall_is_named():
     def measured(recalls):
         return {"status": "ok", "n_images": 100, "accuracy": 0.9, "macro_f1": 0.9, "per_class_recall": recalls}
 
-    session = _Session(run=None, data=None, options=CompressOptions(), say=print, progress=None)
-    session.baselines["onnx"] = (measured({"monocyte": 0.90, "platelet": 1.0, "basophil": 0.95}), 1000, "onnx fp32 of run")
+    recorder = Recorder(source=None, data=None, steps=Steps(None))
+    recorder.baselines["onnx"] = Baseline(measured({"monocyte": 0.90, "platelet": 1.0, "basophil": 0.95}), 1000, "onnx fp32 of run")
     row = Row("int8", "onnx", "int8", "model-int8.onnx", 250, None, 1, 1, measured({"monocyte": 0.85, "platelet": 0.99, "basophil": 0.92}), None)
-    session._compare(row, "onnx")
+    recorder.compare(row, "onnx")
     assert row.notes == ["WARNING: monocyte recall -5.0 pt, basophil recall -3.0 pt on the test split (more than 2 pt lost against onnx fp32 of run)"]
 
 

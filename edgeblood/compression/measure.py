@@ -26,6 +26,23 @@ def data_for_run(run, data_dir: str | os.PathLike | None = None):
     return load_eval_data(run, data_dir=data_dir)
 
 
+def test_split_with_reference(run, data):
+    """The FULL test split in the deployment layout, with the run's PyTorch probabilities (what the parity judge compares with)."""
+    import torch
+
+    from edgeblood.parity import ParityData
+    from edgeblood.preprocess import wrap_for_deployment
+    from edgeblood.runtimes import to_model_input
+
+    images = to_model_input(data.images("test"))
+    module = wrap_for_deployment(run.model, run.metadata, with_label=False)
+    with torch.inference_mode():
+        ref = torch.cat([module(torch.from_numpy(images[i : i + 512])) for i in range(0, len(images), 512)]).numpy()
+    desc = "embedded sample" if data.is_sample else data.describe() if data.source == "folder" else \
+        f"BloodMNIST {run.in_size} px {data.variant}"
+    return ParityData(images=images, labels=data.labels("test"), reference=ref, split="test", source=data.source, description=desc)
+
+
 def summarize(labels: np.ndarray, probs: np.ndarray, classes: list[str], **context) -> dict:
     """The figures compress records per variant: accuracy, macro-F1, per-class recall (+ where measured)."""
     from edgeblood.evaluation.metrics import compute_metrics
