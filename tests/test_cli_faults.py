@@ -267,3 +267,91 @@ def test_opset_outside_the_supported_range_says_why():
         msg = str(err.value)
         assert msg.startswith(f"--opset must be between 18 and 21 (got {opset})") and "Resize with antialias" in msg
     check_opset(ExportOptions(opset=18))
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "300", "TERMINAL_WIDTH": "300"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_help_shows_no_value_type_for_flags():
+    """D19: `--download <bool>` (and `--channels-last <bool>`) read as though `--channels-last true` worked; click refuses it."""
+    import typer
+
+    group = typer.main.get_command(app)
+    commands = [[name] for name in group.commands if name != "report"] + [["report", "merge"]]
+    for command in commands:
+        text = _help(*command)
+        assert "<bool>" not in text, f"edgeblood {' '.join(command)} --help:\n{text}"
+    train = _help("train")
+    assert "<int>" in train and "<path>" in train  # options that take a value keep their type
+    line = next(ln for ln in train.splitlines() if "--channels-last" in ln)
+    assert "<" not in line.split("--channels-last")[1].split("Use")[0]
+    assert "<bool>" not in _help()
+
+
+def test_help_text_has_no_raw_markup_and_says_the_defaults():
+    """D19: raw ``` `` ``` in `models --help`, no sizes in `pipeline --size`, recipe defaults hidden (and rich ate `[default: 0.7]`)."""
+    assert "``" not in _help("models")
+    assert "28, 64, 128 or 224" in next(ln for ln in _help("pipeline").splitlines() if "--size" in ln)
+    train = {ln.split()[1]: ln for ln in _help("train").splitlines() if ln.startswith("│ --")}
+    assert "[default: from --recipe; 30 in the default recipe]" in train["--epochs"]
+    assert "[default: from --recipe; 0.003 in the default recipe]" in train["--lr"]
+    assert "[default: from --recipe; 128 in the default recipe]" in train["--batch-size"]
+    assert "[default: 0.7]" in train["--kd-alpha"] and "[default: 2]" in train["--kd-temperature"]
+
+
+def test_the_recipe_defaults_in_train_help_are_the_default_recipes():
+    """The values written into `train --help` (which must not import torch) are what the default recipe sets."""
+    from edgeblood.cli.train import DEFAULT_RECIPE_VALUES, build_config
+
+    cfg = build_config(model="se-cnn", size=28, recipe="default", model_opts={}, overrides={}, augment_overrides={}, fixed={})
+    aug = cfg.augment
+    on = {True: "on", False: "off"}
+    actual = {
+        "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer, "schedule": cfg.schedule,
+        "weight_decay": cfg.weight_decay, "label_smoothing": cfg.label_smoothing, "class_weights": cfg.class_weights,
+        "weighted_sampler": on[cfg.weighted_sampler], "oversample": on[cfg.oversample_minority], "mixup": cfg.mixup, "cutmix": cfg.cutmix,
+        "ema": cfg.ema_decay, "grad_clip": cfg.grad_clip, "early_stopping": cfg.early_stopping, "rot90": on[aug.rot90], "flips": on[aug.flips],
+        "crop_area": ",".join(f"{v:g}" for v in aug.crop_area), "color_jitter": aug.color_jitter, "crop_shift": aug.crop_shift,
+        "stain_jitter": aug.stain, "jpeg_aug": aug.jpeg_prob, "pretrain_epochs": cfg.pretrain_epochs,
+    }
+    shown = {k: v.split(" (")[0] for k, v in DEFAULT_RECIPE_VALUES.items()}
+    assert shown == {k: v if isinstance(v, str) else f"{v:g}" for k, v in actual.items()}
+    auto = build_config(model="autoclassifier", size=28, recipe="default", model_opts={}, overrides={}, augment_overrides={}, fixed={})
+    assert f"{auto.pretrain_epochs} for autoclassifier" in DEFAULT_RECIPE_VALUES["pretrain_epochs"]
+
+
+def test_evaluate_and_explain_default_to_the_same_device_as_train():
+    """D19: `evaluate` defaulted to cpu while `train` used auto (cuda, then mps, then cpu)."""
+    import typer
+
+    group = typer.main.get_command(app)
+    defaults = {name: next(p.default for p in group.commands[name].params if p.name == "device") for name in ("train", "evaluate", "explain")}
+    assert defaults == {"train": "auto", "evaluate": "auto", "explain": "auto"}
+
+
+def test_missing_glyph_warnings_stay_out_of_the_output(tmp_path):
+    """D20: a run or class name in CJK made matplotlib print `Glyph 34880 ... missing from font(s)` once per character and plot."""
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    from edgeblood.evaluation.plots import save_figure
+
+    def figure():
+        fig = Figure(figsize=(3, 2))
+        fig.add_subplot().set_title("血液细胞 (blood cells)")
+        return fig
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figure().savefig(tmp_path / "plain.png")
+    if not any("missing from font" in str(w.message) for w in caught):
+        pytest.skip("this machine's default font draws CJK: matplotlib has nothing to warn about")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning reaching the user fails the test
+        filters = list(warnings.filters)
+        assert save_figure(figure(), tmp_path / "plot.png").stat().st_size > 0
+        assert warnings.filters == filters  # the filter covered the drawing only, nothing else in the process

@@ -8,8 +8,40 @@ import sys
 import typer
 from rich.console import Console
 
-app = typer.Typer(
+
+def _no_type(ctx: object = None) -> None:
+    return None
+
+
+class _FlagHelp:
+    """Help without a value type for on/off flags (typer >= 0.2x prints ``--download <bool>``, which reads as
+    though ``--download true`` were accepted; click refuses it). Options that take a value keep their type."""
+
+    def format_help(self, ctx, formatter) -> None:
+        for param in self.get_params(ctx):
+            if getattr(param, "is_flag", False):
+                param.display_type_rich = _no_type  # per-instance: the shared option class is left alone
+        super().format_help(ctx, formatter)
+
+
+class FlagHelpCommand(_FlagHelp, typer.core.TyperCommand):
+    pass
+
+
+class FlagHelpGroup(_FlagHelp, typer.core.TyperGroup):
+    pass
+
+
+class EdgebloodTyper(typer.Typer):
+    """typer.Typer whose commands use :class:`FlagHelpCommand` unless told otherwise."""
+
+    def command(self, *args, cls: type | None = None, **kwargs):
+        return super().command(*args, cls=cls or FlagHelpCommand, **kwargs)
+
+
+app = EdgebloodTyper(
     name="edgeblood",
+    cls=FlagHelpGroup,
     help="Blood-cell classification from training to an app on a device: train, compress, export, bench.",
     no_args_is_help=True,
     add_completion=False,

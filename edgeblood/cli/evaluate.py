@@ -30,7 +30,7 @@ def evaluate(
         help="Data to use. Default: what the run was trained on (embedded sample or full files). "
              "--full evaluates a sample-trained run on the real data; a full-data run is never evaluated on the sample.",
     ),
-    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto (cuda -> mps -> cpu)."),
+    device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     batch_size: int = typer.Option(512, help="Images per forward pass."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write confusion matrices, per-class bars, calibration and sample grids to RUN/plots/."),
     explain: bool = typer.Option(False, "--explain", help="Also write Grad-CAM grids per class (correct vs misclassified) and a Grad-CAM sanity check."),
@@ -53,10 +53,12 @@ def evaluate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from edgeblood.devices import resolve_device
     from edgeblood.evaluation.evaluate import evaluate_run, load_eval_data, print_evaluation
     from edgeblood.runs import open_run
 
     opened = open_run(run)
+    device = str(resolve_device(device))  # 'auto' resolved once, for --calibrate as for the evaluation
     if plots:
         check_output_dir(opened.plots_dir, "plots folder")
     if images is not None and calibrate:

@@ -18,7 +18,7 @@ def explain(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default RUN/plots/explain)."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Module name to take Grad-CAM at (default: the last conv stage with a spatial map)."),
     target: Optional[str] = typer.Option(None, "--target", help="Explain this class for every image instead of the predicted one."),
-    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
+    device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP),
 ) -> None:
     """Grad-CAM (Selvaraju et al. 2017): which part of each cell image drove the model's decision.

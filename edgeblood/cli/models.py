@@ -41,7 +41,7 @@ def models(
     """List the model zoo: family, parameters and MACs (multiply-accumulates per image) at each input
     size, the published figures and the study each reference model reproduces.
 
-    Create any of them with ``edgeblood train --model NAME`` or ``edgeblood.models.create(NAME, in_size=...)``.
+    Create any of them with `edgeblood train --model NAME` or, in Python, `edgeblood.models.create(NAME, in_size=...)`.
     """
     from edgeblood.errors import EdgebloodError
     from edgeblood.models import list_models

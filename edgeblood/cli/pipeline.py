@@ -15,7 +15,7 @@ from edgeblood.errors import EdgebloodError
 @app.command()
 def pipeline(
     model: str = typer.Option("se-cnn", "--model", "-m", help="Registry name (see `edgeblood models`)."),
-    size: int = typer.Option(28, "--size", "-s", help="Input size in px."),
+    size: int = typer.Option(28, "--size", "-s", help="Input size in px: 28, 64, 128 or 224."),
     recipe: str = typer.Option("default", help="Training recipe (default, best, published)."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (recipe default otherwise; the sample run uses 15)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with bloodmnist*.npz (else $EDGEBLOOD_DATA, else ~/.medmnist)."),

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from edgeblood.cli.app import app, console
+from edgeblood.cli.app import EdgebloodTyper, FlagHelpGroup, app, console
 
-report_app = typer.Typer(help="Work with bench reports (report.json written by `edgeblood bench`).", no_args_is_help=True)
+report_app = EdgebloodTyper(help="Work with bench reports (report.json written by `edgeblood bench`).", no_args_is_help=True, cls=FlagHelpGroup)
 app.add_typer(report_app, name="report")
 
 

@@ -15,6 +15,21 @@ from edgeblood.errors import EdgebloodError
 #: ``--init`` without ``--lr``: the recipe's peak learning rate times this (fine-tuning, not training anew).
 FINETUNE_LR_FACTOR = 0.3
 
+#: What the default recipe sets (se-cnn at 28 px) for each option left to ``--recipe``, shown in ``--help``.
+#: Written out because --help must not import the recipes (edgeblood.training loads torch);
+#: tests/test_cli_faults.py checks it against the recipe itself.
+DEFAULT_RECIPE_VALUES = {
+    "epochs": "30", "batch_size": "128", "lr": "0.003", "optimizer": "adamw", "schedule": "onecycle", "weight_decay": "0.0005",
+    "label_smoothing": "0.1", "class_weights": "none", "weighted_sampler": "off", "oversample": "off", "mixup": "0", "cutmix": "0",
+    "ema": "0", "grad_clip": "0", "early_stopping": "0", "rot90": "on", "flips": "on", "crop_area": "0.9,1.1", "color_jitter": "0",
+    "crop_shift": "0.03", "stain_jitter": "0.05", "jpeg_aug": "0.5", "pretrain_epochs": "0 (5 for autoclassifier)",
+}
+
+
+def _recipe_help(text: str, option: str) -> str:
+    """An option the recipe sets: its help says so and gives the default recipe's value (rich markup escaped)."""
+    return f"{text} \\[default: from --recipe; {DEFAULT_RECIPE_VALUES[option]} in the default recipe]"
+
 
 def parse_model_opts(pairs: list[str]) -> dict:
     """``key=value`` pairs; values are parsed as JSON when they can be (numbers, lists, booleans)."""
@@ -38,32 +53,32 @@ def train(
     size: int = typer.Option(28, "--size", "-s", help="Input size in px: 28, 64, 128 or 224."),
     recipe: str = typer.Option("default", help="Training recipe: default (fast, strong), best (headline), published (the study's settings)."),
     model_opt: list[str] = typer.Option([], "--model-opt", help="Model option key=value (repeatable), e.g. --model-opt width_mult=0.5."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs (recipe default otherwise)."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size per process."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
-    optimizer: Optional[str] = typer.Option(None, help="adamw, adam or sgd."),
-    schedule: Optional[str] = typer.Option(None, help="onecycle, cosine (with warmup), plateau or constant."),
-    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (not applied to biases/norms)."),
-    label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing for the cross-entropy."),
-    class_weights: Optional[str] = typer.Option(None, help="none or balanced (scikit-learn's formula)."),
-    weighted_sampler: Optional[bool] = typer.Option(None, "--weighted-sampler/--no-weighted-sampler", help="Sample batches with class-balanced weights."),
-    oversample: Optional[bool] = typer.Option(None, "--oversample/--no-oversample", help="Augmentation-based oversampling of minority classes."),
-    mixup: Optional[float] = typer.Option(None, help="Mixup Beta alpha (0 = off)."),
-    cutmix: Optional[float] = typer.Option(None, help="CutMix Beta alpha (0 = off)."),
-    ema: Optional[float] = typer.Option(None, help="EMA decay of weights, e.g. 0.999 (0 = off); the EMA model is saved."),
-    grad_clip: Optional[float] = typer.Option(None, help="Clip gradient norm (0 = off)."),
-    early_stopping: Optional[int] = typer.Option(None, help="Patience in epochs on val accuracy (0 = off); best weights are kept."),
-    rot90: Optional[bool] = typer.Option(None, "--rot90/--no-rot90", help="Random 90-degree rotations."),
-    flips: Optional[bool] = typer.Option(None, "--flips/--no-flips", help="Random flips."),
-    crop_area: Optional[str] = typer.Option(None, help="Random resized crop: LOW or LOW,HIGH share of the window's area (above 1 zooms out); LOW alone keeps the recipe's HIGH; 1,1 = off."),
-    color_jitter: Optional[float] = typer.Option(None, help="Colour jitter strength (0 = off)."),
-    crop_shift: Optional[float] = typer.Option(None, help="Random window offset as a fraction of its side, e.g. 0.03 (0 = off)."),
-    stain_jitter: Optional[float] = typer.Option(None, help="Per-channel stain/white-balance gain jitter, e.g. 0.05 (0 = off)."),
-    jpeg_aug: Optional[float] = typer.Option(None, help="Share of training images given a JPEG round trip at a random quality 60-95 (0 = off); covers captures with and without JPEG."),
-    pretrain_epochs: Optional[int] = typer.Option(None, help="Autoencoder pre-training epochs (two-phase models)."),
+    epochs: Optional[int] = typer.Option(None, help=_recipe_help("Epochs.", "epochs")),
+    batch_size: Optional[int] = typer.Option(None, help=_recipe_help("Batch size per process.", "batch_size")),
+    lr: Optional[float] = typer.Option(None, help=_recipe_help("Peak learning rate.", "lr")),
+    optimizer: Optional[str] = typer.Option(None, help=_recipe_help("adamw, adam or sgd.", "optimizer")),
+    schedule: Optional[str] = typer.Option(None, help=_recipe_help("onecycle, cosine (with warmup), plateau or constant.", "schedule")),
+    weight_decay: Optional[float] = typer.Option(None, help=_recipe_help("Weight decay (not applied to biases/norms).", "weight_decay")),
+    label_smoothing: Optional[float] = typer.Option(None, help=_recipe_help("Label smoothing for the cross-entropy.", "label_smoothing")),
+    class_weights: Optional[str] = typer.Option(None, help=_recipe_help("none or balanced (scikit-learn's formula).", "class_weights")),
+    weighted_sampler: Optional[bool] = typer.Option(None, "--weighted-sampler/--no-weighted-sampler", help=_recipe_help("Sample batches with class-balanced weights.", "weighted_sampler")),
+    oversample: Optional[bool] = typer.Option(None, "--oversample/--no-oversample", help=_recipe_help("Augmentation-based oversampling of minority classes.", "oversample")),
+    mixup: Optional[float] = typer.Option(None, help=_recipe_help("Mixup Beta alpha (0 = off).", "mixup")),
+    cutmix: Optional[float] = typer.Option(None, help=_recipe_help("CutMix Beta alpha (0 = off).", "cutmix")),
+    ema: Optional[float] = typer.Option(None, help=_recipe_help("EMA decay of weights, e.g. 0.999 (0 = off); the EMA model is saved.", "ema")),
+    grad_clip: Optional[float] = typer.Option(None, help=_recipe_help("Clip gradient norm (0 = off).", "grad_clip")),
+    early_stopping: Optional[int] = typer.Option(None, help=_recipe_help("Patience in epochs on val accuracy (0 = off); best weights are kept.", "early_stopping")),
+    rot90: Optional[bool] = typer.Option(None, "--rot90/--no-rot90", help=_recipe_help("Random 90-degree rotations.", "rot90")),
+    flips: Optional[bool] = typer.Option(None, "--flips/--no-flips", help=_recipe_help("Random flips.", "flips")),
+    crop_area: Optional[str] = typer.Option(None, help=_recipe_help("Random resized crop: LOW or LOW,HIGH share of the window's area (above 1 zooms out); LOW alone keeps the recipe's HIGH; 1,1 = off.", "crop_area")),
+    color_jitter: Optional[float] = typer.Option(None, help=_recipe_help("Colour jitter strength (0 = off).", "color_jitter")),
+    crop_shift: Optional[float] = typer.Option(None, help=_recipe_help("Random window offset as a fraction of its side, e.g. 0.03 (0 = off).", "crop_shift")),
+    stain_jitter: Optional[float] = typer.Option(None, help=_recipe_help("Per-channel stain/white-balance gain jitter, e.g. 0.05 (0 = off).", "stain_jitter")),
+    jpeg_aug: Optional[float] = typer.Option(None, help=_recipe_help("Share of training images given a JPEG round trip at a random quality 60-95 (0 = off); covers captures with and without JPEG.", "jpeg_aug")),
+    pretrain_epochs: Optional[int] = typer.Option(None, help=_recipe_help("Autoencoder pre-training epochs (two-phase models).", "pretrain_epochs")),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Distil from this trained run (any input size, e.g. a 64 px run for a 28 px student)."),
-    kd_alpha: Optional[float] = typer.Option(None, help="Weight of the distillation term (rest on the labels). [default: 0.7]"),
-    kd_temperature: Optional[float] = typer.Option(None, help="Distillation temperature. [default: 2]"),
+    kd_alpha: Optional[float] = typer.Option(None, help="Weight of the distillation term (rest on the labels). \\[default: 0.7]"),
+    kd_temperature: Optional[float] = typer.Option(None, help="Distillation temperature. \\[default: 2]"),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     precision: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU computes it natively: AMX/AVX512-BF16, CUDA; else fp32), fp32 or bf16 (autocast)."),
@@ -71,7 +86,7 @@ def train(
     threads: int = typer.Option(0, help="PyTorch CPU threads (0 = default)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with bloodmnist*.npz (else $EDGEBLOOD_DATA, else ~/.medmnist)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Train on your own labelled images instead of BloodMNIST: DIR/{train,val,test}/<class>/*, DIR/<class>/* (split here, see --split) or a CSV of path,label[,split]."),
-    split: Optional[str] = typer.Option(None, "--split", help="train,val,test shares for --data DIR/<class>/* (stratified per class, deterministic). [default: 0.8,0.1,0.1]"),
+    split: Optional[str] = typer.Option(None, "--split", help="train,val,test shares for --data DIR/<class>/* (stratified per class, deterministic). \\[default: 0.8,0.1,0.1]"),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the --split (kept apart from --seed, so several training seeds share one split)."),
     framing: Optional[str] = typer.Option(None, "--framing", help="How to cut --data images: model (the --init run's framing; the default with --init), cell-crop (default otherwise), window:PX, fraction:F; +no-jpeg / +jpeg:Q."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this trained run's weights (fine-tuning); model and size default to the run's. Same classes: all weights; other classes: the head is re-initialised."),

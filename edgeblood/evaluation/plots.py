@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,10 +28,16 @@ ERROR_RED = "#d62728"
 CORRECT_GREEN = "#2ca02c"
 
 
+#: matplotlib's warning for a character its font lacks (CJK run or class names with DejaVu Sans): it is
+#: drawn as a box in the PNG, and the warning, once per character and figure, would flood the CLI's output.
+MISSING_GLYPH_WARNING = r"Glyph \d+ .*missing from font"
+
+
 def save_figure(fig, dest: str | os.PathLike) -> Path:
-    """Write a matplotlib Figure to ``dest`` as PNG, atomically."""
+    """Write a matplotlib Figure to ``dest`` as PNG, atomically (the text is drawn here, so glyph warnings are silenced here)."""
     dest = Path(dest)
-    with atomic_path(dest, suffix=".png") as tmp:
+    with atomic_path(dest, suffix=".png") as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=MISSING_GLYPH_WARNING, category=UserWarning)
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     return dest
 
