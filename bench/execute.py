@@ -61,12 +61,13 @@ def load_real_images(run, source: str, out: Path) -> dict[str, Any]:
 
 def reference(run, data: dict[str, Any]) -> dict[str, Any]:
     """PyTorch fp32 probabilities of the run's checkpoint on the full split: what every row is compared with."""
-    from edgeblood.evaluation.metrics import accuracy_and_macro_f1
+    from edgeblood.evaluation.metrics import ECE_BINS, accuracy_and_macro_f1, expected_calibration_error
     from edgeblood.evaluation.predict import predict_probs
 
     probs = predict_probs(run.model, data["images"], run.mean, run.std, batch_size=256)
     acc, f1 = accuracy_and_macro_f1(data["labels"], probs.argmax(1), len(run.classes))
-    return {"probs": probs, "accuracy": acc, "macro_f1": f1}
+    ece, _ = expected_calibration_error(data["labels"], probs, ECE_BINS)
+    return {"probs": probs, "accuracy": acc, "macro_f1": f1, "ece": ece}
 
 
 def artifact_notes(artifacts: list[Artifact]) -> tuple[set[Path], list[str]]:
@@ -179,12 +180,11 @@ def execute_row(ctx: RunContext, p: Planned, index: int) -> None:
     if row["threads"]:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = str(row["threads"])
-    before = load.snapshot()
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgeblood.bench.worker", str(job_path)], env=env,
-                              capture_output=True, text=True, timeout=ctx.config.row_timeout_s)
-        after = load.snapshot()
-        row["load"] = {"foreign_cores": load.foreign_cores(before, after), "loadavg_1m": after.loadavg_1m}
+        with load.LoadMeter() as meter:
+            proc = subprocess.run([sys.executable, "-m", "edgeblood.bench.worker", str(job_path)], env=env,
+                                  capture_output=True, text=True, timeout=ctx.config.row_timeout_s)
+        row["load"] = meter.figures()
     except subprocess.TimeoutExpired:
         row.update(status=FAILED, reason=f"timed out after {ctx.config.row_timeout_s:.0f} s")
         return

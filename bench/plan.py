@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeblood.bench.interleave import InterleaveConfig
 from edgeblood.bench.measure import TimingConfig
 from edgeblood.errors import EdgebloodError
 from edgeblood.manifest import MANIFEST
@@ -45,6 +46,8 @@ class BenchConfig:
     row_timeout_s: float = 300.0
     precisions: Sequence[str] | None = None  # only these artifact precisions (None: all)
     images: str | None = None  # labelled image files (class folders or CSV): a real-image accuracy column per artifact
+    # The headline: the fastest ok artifact vs PyTorch fp32, interleaved in one process (None: no headline).
+    interleave: InterleaveConfig | None = field(default_factory=InterleaveConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ class BenchConfig:
             "row_timeout_s": self.row_timeout_s,
             "images": self.images,
             "parity_slice_images": PARITY_SLICE,
+            "interleave": self.interleave.to_dict() if self.interleave else None,
             "tolerances": {k: dict(v) for k, v in THRESHOLDS.items()},
         }
 

@@ -25,6 +25,8 @@ from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED
 
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 REPORT_FILES = {"json": "report.json", "md": "report.md", "html": "report.html"}
+# The rows' speed-ups compare two rows measured at different times (one worker each): say so wherever they appear.
+RATIO_HEADER = "× vs PyTorch (non-interleaved)"
 
 
 # ------------------------------------------------------------------------------------ schema, loading
@@ -200,11 +202,12 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
         *([("images acc %", lambda r: f"{r['images_accuracy'] * 100:.2f}" if r.get("images_accuracy") is not None else "-")]
           if any(r.get("images_accuracy") is not None for r in report["rows"]) else []),
         ("macro-F1", lambda r: f"{r['macro_f1']:.4f}" if r["macro_f1"] is not None else "-"),
+        ("ECE", lambda r: f"{r['ece']:.4f}" if r.get("ece") is not None else "-"),
         ("p50 ms", lat("p50")),
         ("p90 ms", lat("p90")),
         ("p99 ms", lat("p99")),
         ("mean ± std ms", mean_std),
-        ("× vs PyTorch", lambda r: f"{r['speedup_vs_pytorch']:.2f}×" if r.get("speedup_vs_pytorch") else "-"),
+        (RATIO_HEADER, lambda r: f"{r['speedup_vs_pytorch']:.2f}×" if r.get("speedup_vs_pytorch") else "-"),
         ("img/s", lambda r: f"{r['throughput_ips']:.0f}" if r["throughput_ips"] else "-"),
         ("GMAC/s (% of peak)", gmacs),
         ("peak RSS MB (runtime)", lambda r: f"{r['peak_rss_mb']:.0f} ({r['runtime_rss_mb']:.0f})" if r["peak_rss_mb"] is not None else "-"),
@@ -237,10 +240,53 @@ def _dataset_line(report: dict[str, Any]) -> str:
         parts.append(
             f"**{run['name']}** ({run['model']}, {run['input_size']} px){where}: {ev['split']} split, {ev['images']} images, {src}; "
             f"PyTorch fp32 CPU reference accuracy {ref['accuracy'] * 100:.2f} %, macro-F1 {ref['macro_f1']:.4f}"
+            + (f", ECE {ref['ece']:.4f}" if ref.get("ece") is not None else "")
             + (f"; images acc %: {run['images']['files']} labelled files from {run['images']['source']}, framed as: "
                f"{run['images']['framing']}, each predicted by the row's own runtime" if run.get("images") else "")
         )
     return parts
+
+
+def headline_lines(report: dict[str, Any]) -> list[str]:
+    """One line per run: the interleaved A/B ratio of its fastest ok artifact vs PyTorch eager fp32, or why there is none."""
+    lines = []
+    for run in report["runs"]:
+        h = run.get("interleaved")
+        where = f" on {run['machine']}" if _multi_machine(report) else ""
+        if not h:
+            continue
+        if h["status"] != OK:
+            lines.append(f"{run['name']}{where}: no interleaved headline ({h['status']}: {h['reason']})")
+            continue
+        lo, hi = h["ratio_range"]
+        lines.append(
+            f"**{run['name']}{where}: {h['variant']} ({h['runtime']}) is {h['ratio']:.2f}× as fast as PyTorch eager fp32** at batch 1, "
+            f"{h['threads']} thread(s), CPU: median of {h['rounds']} per-round ratios (range {lo:.2f}–{hi:.2f}×), {h['calls_per_round']} "
+            f"timed calls per runtime per round after {h['warmup_calls']} warm-up calls, both runtimes alternated in one process; "
+            f"p50 {_fmt_ms(h['p50_ms']['artifact'])} vs {_fmt_ms(h['p50_ms']['baseline'])} ms"
+            + (f" (the rows' non-interleaved ratio: {h['non_interleaved_ratio']:.2f}×)" if h.get("non_interleaved_ratio") else "")
+        )
+    return lines
+
+
+def load_lines(report: dict[str, Any]) -> list[str]:
+    """One line per run: how many cores other processes used while it was measured, the load average and the CPU clock."""
+    lines = []
+    for run in report["runs"]:
+        ld = run.get("load")
+        if not ld:
+            continue
+        where = f" on {run['machine']}" if _multi_machine(report) else ""
+        cores = (f"other processes used {ld['foreign_cores_median']:.2f} cores (median of {ld['measurements']} measurements), "
+                 f"at most {ld['foreign_cores_max']:.2f}") if ld["foreign_cores_median"] is not None else "other processes' CPU use: unknown (no /proc/stat)"
+        avg = ld.get("loadavg_1m_range")
+        clock = ld["cpu_mhz_range"]
+        lines.append(
+            f"{run['name']}{where}: {cores}; {ld['disturbed']} above {DISTURBED_CORES:g} cores (disturbed), {ld.get('remeasured', 0)} measured again"
+            + (f"; 1-minute load average {avg[0]:.2f}–{avg[1]:.2f}" if avg else "")
+            + (f"; CPU clock {clock[0]:.0f}–{clock[1]:.0f} MHz ({ld['cpu_mhz_source']})" if clock else f"; CPU clock {ld['cpu_mhz_source']}")
+        )
+    return lines
 
 
 def _machine_lines(m: dict[str, Any]) -> list[str]:
@@ -275,9 +321,15 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         "int8 with VNNI 4x fp32 (the issue's model; on cores that split 512-bit ops into two 256-bit halves the real ceiling is lower); "
         "on CPUs with AMX, int8 1024 and bf16 512 MAC/cycle/core (the tile unit: 2048 int8 / 1024 bf16 ops per cycle per core, "
         "Intel 4th Gen Xeon Scalable).",
+        "Headline: after the rows, the fastest ok batch-1 CPU artifact and PyTorch eager fp32 are loaded in ONE process with the same "
+        "thread count (the smallest PyTorch was measured at) and alternated round by round on one test image: each round warms a "
+        "runtime up, times a fixed number of calls and keeps their median; the ratio is the median of the per-round ratios. The "
+        f"'{RATIO_HEADER}' column divides two rows measured at different times in different processes.",
+        "ECE: 15-bin expected calibration error of each artifact's own probabilities on the full test split (edgeblood.evaluation).",
         "Machine load: around every row, the machine's busy CPU time (/proc/stat) minus the bench's own (parent + that row's worker) "
         f"gives the cores other processes used; a row above {DISTURBED_CORES:g} cores is measured again after the others and the quieter "
-        "measurement kept (report.json: load.foreign_cores, loadavg_1m, remeasured).",
+        "measurement kept (report.json: load.foreign_cores, loadavg_1m, remeasured); the CPU clock is read every 0.2 s while a row "
+        "runs (cpufreq scaling_cur_freq, else /proc/cpuinfo's cpu MHz, which in a VM is often the host's nominal clock).",
         *_kernel_lines(report),
         "Compare ratios within one report; absolute times from different runs or machines are not comparable.",
     ]
@@ -304,6 +356,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines = [f"# edgeblood bench: {runs}", "", f"Written {report['created']} by edgeblood {report['edgeblood_version']}"
              + (f" (git {report['git_commit']})" if report.get("git_commit") else "") + ".", ""]
     lines += [f"- {p}" for p in _dataset_line(report)] + [""]
+    if headline_lines(report):
+        lines += ["## Headline: interleaved A/B latency, batch 1", ""] + [f"- {x}" for x in headline_lines(report)] + [""]
     cols = _columns(report)
     for title, rows in _sections(report):
         lines += [f"## {title}", "", _md_row([h for h, _ in cols]), _md_row(["---"] * len(cols))]
@@ -318,6 +372,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         lines.append("")
     for m in report["machines"]:
         lines += [f"## Machine: {m['label']}", ""] + [f"- {x}" for x in _machine_lines(m)] + [""]
+    if load_lines(report):
+        lines += ["## Machine load while measuring", ""] + [f"- {x}" for x in load_lines(report)] + [""]
     lines += ["## How it was measured", ""] + [f"- {x}" for x in _method_lines(report)] + [""]
     if report["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
@@ -358,8 +414,9 @@ def rich_tables(report: dict[str, Any]) -> list[Any]:
             *([("images %", lambda r: f"{r['images_accuracy'] * 100:.2f}" if r.get("images_accuracy") is not None else "-")]
               if any(r.get("images_accuracy") is not None for r in rows_all) else []),
             ("Δ pt", lambda r: f"{r['accuracy_delta'] * 100:+.2f}" if r.get("accuracy_delta") is not None else "-"),
+            ("ECE", lambda r: f"{r['ece']:.3f}" if r.get("ece") is not None else "-"),
             ("p50 ms", lambda r: _fmt_ms(r["latency_ms"]["p50"]) + ("" if r["latency_ms"]["converged"] else "~") if r["latency_ms"] else "-"),
-            ("× torch", lambda r: f"{r['speedup_vs_pytorch']:.2f}" if r.get("speedup_vs_pytorch") else "-"),
+            ("× torch*", lambda r: f"{r['speedup_vs_pytorch']:.2f}" if r.get("speedup_vs_pytorch") else "-"),
             ("img/s", lambda r: f"{r['throughput_ips']:.0f}" if r["throughput_ips"] else "-"),
             ("GMAC/s (peak)", lambda r: "-" if r["gmacs"] is None else f"{r['gmacs']:.1f}"
              + (f" ({r['peak_fraction'] * 100:.0f}%)" if r["peak_fraction"] is not None else "")),
@@ -367,7 +424,8 @@ def rich_tables(report: dict[str, Any]) -> list[Any]:
             ("size MB", lambda r: f"{r['size_bytes'] / 1e6:.2f}" if r["size_bytes"] else "-"),
         ]
         table = Table(title=f"{title}\ntest split; {', '.join(fixed)}", title_justify="left", header_style="bold",
-                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption_justify="left",
+                      caption="* not interleaved: two rows measured one after the other (the headline below is interleaved)")
         for header, _ in spec:
             table.add_column(header, justify="left" if header in ("variant", "runtime", "status", "machine", "run", "device") else "right",
                              no_wrap=True, min_width=len(header) or 1)
@@ -407,7 +465,10 @@ def html_report(report: dict[str, Any]) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>edgeblood bench: {esc(runs)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>edgeblood bench: {esc(runs)}</h1>",
              f"<p>Written {esc(report['created'])} by edgeblood {esc(report['edgeblood_version'])}.</p><ul>"]
-    parts += [f"<li>{_md_inline(p)}</li>" for p in _dataset_line(report)] + ["</ul>", "<h2>Figures</h2>"]
+    parts += [f"<li>{_md_inline(p)}</li>" for p in _dataset_line(report)] + ["</ul>"]
+    if headline_lines(report):
+        parts += ["<h2>Headline: interleaved A/B latency, batch 1</h2><ul>"] + [f"<li>{_md_inline(x)}</li>" for x in headline_lines(report)] + ["</ul>"]
+    parts.append("<h2>Figures</h2>")
     for title, svg in charts(report):
         parts.append(f"<div class='fig'><figure>{svg}<figcaption>{esc(title)}</figcaption></figure></div>")
     cols = _columns(report)
@@ -431,6 +492,8 @@ def html_report(report: dict[str, Any]) -> str:
         parts.append("</table>")
     for m in report["machines"]:
         parts += [f"<h2>Machine: {esc(m['label'])}</h2><ul>"] + [f"<li>{esc(x)}</li>" for x in _machine_lines(m)] + ["</ul>"]
+    if load_lines(report):
+        parts += ["<h2>Machine load while measuring</h2><ul>"] + [f"<li>{esc(x)}</li>" for x in load_lines(report)] + ["</ul>"]
     parts += ["<h2>How it was measured</h2><ul>"] + [f"<li>{_md_inline(x)}</li>" for x in _method_lines(report)] + ["</ul>"]
     if report["notes"]:
         parts += ["<h2>Notes</h2><ul>"] + [f"<li>{esc(n)}</li>" for n in report["notes"]] + ["</ul>"]

@@ -22,16 +22,19 @@ ROW_KEYS = (
     "status", "reason", "split", "accuracy", "macro_f1", "n_images", "accuracy_measured_at", "agreement", "max_abs_diff",
     "parity_images", "latency_ms", "throughput_ips", "latency_input_shape", "load_s", "peak_rss_mb", "runtime_rss_mb", "baseline_rss_mb",
     "size_bytes", "params", "macs", "gmacs", "peak_gmacs", "peak_fraction", "peak_basis", "pareto",
-    "accuracy_delta", "speedup_vs_pytorch", "images_accuracy", "images_n", "kernels", "load",
+    "accuracy_delta", "speedup_vs_pytorch", "images_accuracy", "images_n", "kernels", "load", "ece",
 )
 # Measured once per (artifact, runtime, device) by the row that predicts the full split; the group's other rows inherit them.
-GROUP_KEYS = ("accuracy", "macro_f1", "n_images", "images_accuracy", "images_n")
+GROUP_KEYS = ("accuracy", "macro_f1", "ece", "n_images", "images_accuracy", "images_n")
 
 
 # --------------------------------------------------------------------------------------------- judging
 def judge(row: dict, art: Artifact, probs: np.ndarray, data, ref, full_eval: bool, num_classes: int) -> None:
-    """Compare a row's probabilities with the PyTorch reference; set accuracy (full split) and status."""
-    from edgeblood.evaluation.metrics import accuracy_and_macro_f1
+    """Compare a row's probabilities with the PyTorch reference; set accuracy, macro-F1 and ECE (full split) and status.
+
+    ECE is evaluation's 15-bin expected calibration error of the artifact's own probabilities: a
+    calibrated checkpoint must stay calibrated through export and quantization, and this is where it shows."""
+    from edgeblood.evaluation.metrics import ECE_BINS, accuracy_and_macro_f1, expected_calibration_error
     from edgeblood.parity import ParityData, compare, thresholds_for
 
     n = len(probs)
@@ -44,7 +47,8 @@ def judge(row: dict, art: Artifact, probs: np.ndarray, data, ref, full_eval: boo
     row.update(agreement=round(result.agreement, 6), max_abs_diff=result.max_abs_diff, parity_images=n)
     if full_eval:
         acc, f1 = accuracy_and_macro_f1(data["labels"][:n], probs.argmax(1), num_classes)
-        row.update(accuracy=acc, macro_f1=f1, n_images=n, accuracy_measured_at={"threads": row["threads"], "batch": row["batch"]})
+        ece, _ = expected_calibration_error(data["labels"][:n], probs, ECE_BINS)
+        row.update(accuracy=acc, macro_f1=f1, ece=ece, n_images=n, accuracy_measured_at={"threads": row["threads"], "batch": row["batch"]})
     if result.status == MISMATCH:
         row.update(status=MISMATCH, reason=f"{result.reason} [threshold for {precision_class(art.precision)}]")
     else:
@@ -106,7 +110,7 @@ def run_entry(run, data: dict[str, Any], ref: dict[str, Any], machine_label: str
         "trained_on": meta.get("dataset", {}),
         "evaluated_on": data["dataset"] | {"split": SPLIT, "images": int(len(data["labels"])), "describe": data["describe"]},
         "reference": {"runtime": "pytorch", "device": "cpu", "precision": "fp32", "split": SPLIT,
-                      "accuracy": ref["accuracy"], "macro_f1": ref["macro_f1"]},
+                      "accuracy": ref["accuracy"], "macro_f1": ref["macro_f1"], "ece": ref.get("ece")},
     }
 
 

@@ -9,6 +9,11 @@ every row's predictions with them:
 * accuracy and macro-F1 on the full test split are measured once per (artifact, runtime, device), in
   the row with the most threads and the largest batch, at that row's batch size; the other rows of
   the group predict a slice of the split at their own batch size, which is checked for parity;
+* ECE (15 bins, evaluation's function) of each artifact's own probabilities on the full split;
+* after the rows of a run, the headline: the fastest ok artifact against PyTorch eager fp32, timed
+  interleaved in one process (``bench.interleave``); the per-row ratios are not interleaved;
+* the machine's load around every row (other processes' cores, load average, CPU clock) and a
+  summary of it per run (``bench.load``);
 * status, in the words of the one parity judge (``edgeblood.parity``, the thresholds export and
   compress use too): ``ok``; ``mismatch`` (top-1 agreement, max |p - p_ref| or accuracy beyond the
   threshold for the artifact's precision); ``failed`` (load/predict error, crash, timeout — the rest
@@ -19,12 +24,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeblood.bench import load
 from edgeblood.bench.execute import (
     ProgressFn,
     RunContext,
@@ -35,6 +41,7 @@ from edgeblood.bench.execute import (
     load_test_split,
     reference,
 )
+from edgeblood.bench.interleave import interleaved_headline
 from edgeblood.bench.machine import machine_info
 from edgeblood.bench.plan import (
     DEVICE_ALIASES,
@@ -63,7 +70,7 @@ from edgeblood.bench.results import judge as _judge
 from edgeblood.errors import EdgebloodError
 from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED, STATUSES
 
-# Callers import these from here (the CLI, the pipeline, report.py, the tests): one place to find the bench's API.
+# Callers import these from here (the CLI, the pipeline, the tests): one place to find the bench's API.
 __all__ = [
     "DEVICE_ALIASES", "FAILED", "MISMATCH", "OK", "PARITY_SLICE", "ROW_KEYS", "SCHEMA", "SKIPPED", "SPLIT", "STATUSES",
     "Artifact", "BenchConfig", "Planned", "ProgressFn", "_judge", "_target_hint", "add_comparisons", "bench_runs", "mark_pareto",
@@ -71,10 +78,11 @@ __all__ = [
 ]
 
 
-def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
-               progress: ProgressFn | None = None, before_row: ProgressFn | None = None) -> dict[str, Any]:
+def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *, progress: ProgressFn | None = None,
+               before_row: ProgressFn | None = None, stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Benchmark every artifact of every run (run directories or opened ``Run``s); return the report
-    (see report.schema.json). ``before_row``/``progress`` are called with (row, rows done, rows in all)."""
+    (see report.schema.json). ``before_row``/``progress`` are called with (row, rows done, rows in all),
+    ``stage`` with a line that says what runs now when it is not a row (the interleaved headline)."""
     from edgeblood import __version__
     from edgeblood.provenance import command_line, git_commit, utc_now
     from edgeblood.runs import Run, open_run
@@ -102,7 +110,11 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *,
             changed, artifact_lines = artifact_notes(artifacts)
             notes += artifact_lines
             results, group_accuracy = execute_run(ctx, planned, changed, counter, notes)
-            rows += finish_rows(planned, results, group_accuracy, run)
+            run_rows = finish_rows(planned, results, group_accuracy, run)
+            run_entries[-1]["interleaved"] = _headline(ctx, artifacts, run_rows, stage)
+            loads = [r["load"] for r in run_rows if r.get("load")] + [(run_entries[-1]["interleaved"] or {}).get("load")]
+            run_entries[-1]["load"] = load.summary([x for x in loads if x])
+            rows += run_rows
     mark_pareto(rows)
     add_comparisons(rows, run_entries)
     notes += _latency_shape_notes(rows)
@@ -130,6 +142,18 @@ def _run_context(run, config: BenchConfig, machine: dict[str, Any], tmp: Path, n
     if config.images:
         data["real"] = load_real_images(run, config.images, tmp / f"{run.name}-images.npz")
     return RunContext(run=run, data=data, data_path=data_path, ref=ref, config=config, machine=machine, tmp=tmp)
+
+
+def _headline(ctx: RunContext, artifacts: list[Artifact], rows: list[dict[str, Any]],
+              stage: Callable[[str], None] | None) -> dict[str, Any] | None:
+    """The run's interleaved A/B latency of its fastest ok artifact vs PyTorch eager fp32 (or why there is none;
+    None when it was turned off)."""
+    if ctx.config.interleave is None:
+        return None
+    if stage:
+        stage(f"{ctx.run.name}: interleaved A/B latency, fastest ok artifact vs pytorch fp32 ({ctx.config.interleave.rounds} rounds)")
+    paths = {a.label: str(a.path) for a in artifacts}
+    return interleaved_headline(rows, paths, ctx.data_path, ctx.tmp, ctx.config.interleave, ctx.config.row_timeout_s)
 
 
 def _latency_shape_notes(rows: list[dict[str, Any]]) -> list[str]:

@@ -220,7 +220,7 @@ def test_images_column_is_each_runtimes_own_accuracy_on_framed_files(exported_ru
         frame[82:282, 80:280] = np.asarray(Image.fromarray(img).resize((200, 200), Image.Resampling.BILINEAR))
         Image.fromarray(frame).save(tmp_path / "cells" / run.classes[label] / f"{i:02d}.png")
     report = bench_runs([exported_run], BenchConfig(runtimes=["pytorch", "onnxruntime", "openvino"], batches=[1], threads=[1], timing=TINY,
-                                                    images=str(tmp_path / "cells")))
+                                                    images=str(tmp_path / "cells"), interleave=None))
     rows = [r for r in report["rows"] if r["status"] == "ok"]
     assert {r["runtime"] for r in rows} == {"pytorch", "onnxruntime", "openvino"}
     expected = evaluate_images(open_run(shutil.copytree(exported_run, tmp_path / "copy")), tmp_path / "cells", plots=False)["accuracy"]
@@ -259,3 +259,119 @@ def test_foreign_cores_subtracts_the_bench_own_cpu_time():
     after = Snapshot(wall=12.0, busy_s=103.0, own_s=7.0, loadavg_1m=1.2)  # 3 busy core-seconds in 2 s, 2 of them ours
     assert foreign_cores(before, after) == 0.5 and is_disturbed(0.5) and not is_disturbed(0.1)
     assert foreign_cores(before, Snapshot(12.0, None, 7.0, None)) is None
+
+
+def test_headline_is_the_interleaved_ratio_of_the_fastest_ok_artifact(cli_report):
+    """#19: report.md's headline is the interleaved A/B ratio (median of per-round ratios, one process,
+    same threads, batch 1) of the fastest ok artifact vs PyTorch eager fp32; the row ratios say they are not."""
+    report = json.loads((cli_report / "report.json").read_text())
+    h = report["runs"][0]["interleaved"]
+    assert h["status"] == "ok" and h["reason"] is None, h
+    fastest = min(_rows(report, batch=1, status="ok", threads=1), key=lambda r: r["latency_ms"]["p50"] if r["runtime"] != "pytorch" else 1e9)
+    assert (h["variant"], h["runtime"]) == (fastest["variant"], fastest["runtime"]) and h["baseline"] == "pytorch fp32"
+    assert h["threads"] == 1 and h["batch"] == 1 and h["rounds"] == 5 and h["calls_per_round"] >= 10  # --quick: 5 rounds
+    assert len(h["round_ratios"]) == h["rounds"] == len(h["round_p50_ms"]["baseline"]) == len(h["round_p50_ms"]["artifact"])
+    assert h["ratio"] == np.median(h["round_ratios"]) and h["ratio_range"] == [min(h["round_ratios"]), max(h["round_ratios"])]
+    for b, a, ratio in zip(h["round_p50_ms"]["baseline"], h["round_p50_ms"]["artifact"], h["round_ratios"]):
+        assert ratio == pytest.approx(b / a, rel=1e-5)
+    md = (cli_report / "report.md").read_text()
+    headline = md.split("## Headline: interleaved A/B latency, batch 1")[1].split("\n## ")[0]
+    assert f"is {h['ratio']:.2f}× as fast as PyTorch eager fp32" in headline and f"median of {h['rounds']} per-round ratios" in headline
+    assert f"{h['calls_per_round']} timed calls" in headline and "1 thread(s)" in headline
+    assert md.index("## Headline") < md.index("## Batch 1") and "| × vs PyTorch (non-interleaved) |" in md
+
+
+def test_headline_skips_failed_mismatched_and_absent_runtimes():
+    from edgeblood.bench.interleave import pick_pair
+
+    def row(runtime, variant, status, p50, threads=1, batch=1, reason=None):
+        return {"id": f"{variant}/t{threads}/b{batch}", "runtime": runtime, "variant": variant, "precision": variant.split()[1],
+                "status": status, "reason": reason, "batch": batch, "threads": threads, "device": "cpu",
+                "latency_ms": {"p50": p50} if status in ("ok", "mismatch") else None}
+
+    torch_ok = row("pytorch", "pytorch fp32", "ok", 1.0)
+    rows = [torch_ok, row("onnxruntime", "onnx int8", "mismatch", 0.05), row("openvino", "openvino fp32", "ok", 0.2),
+            row("onnxruntime", "onnx fp32", "ok", 0.1, threads=2), row("onnxruntime", "onnx fp32", "ok", 0.3)]
+    base, fast, why = pick_pair(rows)  # the mismatched int8 and the 2-thread row are not candidates
+    assert base is torch_ok and fast["variant"] == "openvino fp32" and why is None
+    _, fast, why = pick_pair([row("pytorch", "pytorch fp32", "failed", None, reason="worker crashed"), *rows[1:]])
+    assert fast is None and "failed: worker crashed" in why
+    _, fast, why = pick_pair(rows[1:])
+    assert fast is None and "add pytorch to --runtimes" in why
+    _, fast, why = pick_pair([torch_ok, row("onnxruntime", "onnx fp32", "failed", None, reason="x")])
+    assert fast is None and "no other artifact" in why
+
+
+def test_ece_column_is_edgebloods_ece_of_each_artifacts_own_probabilities(cli_report, exported_run):
+    from edgeblood.data.bloodmnist import load_sample
+    from edgeblood.evaluation.metrics import ECE_BINS, expected_calibration_error
+    from edgeblood.runtimes import get_runtime, to_model_input
+
+    report = json.loads((cli_report / "report.json").read_text())
+    data = load_sample(28)
+    images, labels = data.images("test"), data.labels("test")
+    for runtime, path in (("onnxruntime", exported_run / "export" / "model.onnx"), ("openvino", exported_run / "export" / "openvino" / "model.xml")):
+        rows = _rows(report, runtime=runtime)
+        full = [r for r in rows if r["accuracy_measured_at"] == {"threads": r["threads"], "batch": r["batch"]}]
+        (measured,) = full
+        model = get_runtime(runtime).load(path, threads=1)
+        probs = np.concatenate([model.predict(to_model_input(images[i : i + 8]), chunk=8) for i in range(0, len(images), 8)])
+        expected, _ = expected_calibration_error(labels, probs, ECE_BINS)
+        assert ECE_BINS == 15 and measured["ece"] == pytest.approx(expected, abs=1e-6)
+        assert all(r["ece"] == measured["ece"] for r in rows)  # every row of the artifact carries it
+    ref = report["runs"][0]["reference"]
+    (torch_row,) = [r for r in _rows(report, runtime="pytorch") if r["batch"] == 8]
+    assert ref["ece"] == pytest.approx(torch_row["ece"], abs=1e-6)
+    md = (cli_report / "report.md").read_text()
+    assert "| macro-F1 | ECE |" in md and f"| {torch_row['ece']:.4f} |" in md
+
+
+def test_rows_sample_the_cpu_clock_and_the_report_has_a_load_section(cli_report):
+    from edgeblood.bench.load import NOT_READABLE, cpu_mhz
+
+    report = json.loads((cli_report / "report.json").read_text())
+    here, source = cpu_mhz()
+    for r in _rows(report, status="ok"):
+        load = r["load"]
+        assert load["cpu_mhz_source"] == source and load["foreign_cores"] is not None and load["loadavg_1m"] is not None
+        if here is None:
+            assert load["cpu_mhz"] is None and source == NOT_READABLE
+        else:
+            assert load["cpu_mhz_samples"] >= 1 and load["cpu_mhz_range"][0] <= load["cpu_mhz"] <= load["cpu_mhz_range"][1]
+    section = report["runs"][0]["load"]
+    assert section["measurements"] == len(_rows(report, status="ok")) + 1  # the rows and the interleaved headline
+    assert section["cpu_mhz_source"] == source
+    md = (cli_report / "report.md").read_text()
+    lines = md.split("## Machine load while measuring")[1].split("\n## ")[0]
+    assert "other processes used" in lines and ("CPU clock " + ("not readable" if here is None else "")) in lines
+
+
+def test_cpu_clock_from_cpufreq_then_cpuinfo_else_not_readable(tmp_path):
+    from edgeblood.bench.load import NOT_READABLE, cpu_mhz
+
+    sys_cpu, cpuinfo = tmp_path / "cpu", tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu MHz\t\t: 2400.000\nprocessor\t: 1\ncpu MHz\t\t: 2600.000\n")
+    assert cpu_mhz(sys_cpu, cpuinfo) == (2500.0, "/proc/cpuinfo cpu MHz")
+    for i, khz in enumerate((3000000, 3400000)):
+        (sys_cpu / f"cpu{i}" / "cpufreq").mkdir(parents=True)
+        (sys_cpu / f"cpu{i}" / "cpufreq" / "scaling_cur_freq").write_text(f"{khz}\n")
+    assert cpu_mhz(sys_cpu, cpuinfo) == (3200.0, "cpufreq scaling_cur_freq")
+    assert cpu_mhz(tmp_path / "none", tmp_path / "missing") == (None, NOT_READABLE)
+
+
+def test_bench_prints_a_line_per_row_while_it_runs_when_not_on_a_terminal(exported_run, tmp_path):
+    """D20: piped to a file or another program, bench printed nothing until it ended."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgeblood", "bench", str(exported_run), "--runtimes", "pytorch,onnxruntime",
+                             "--batch", "1,8", "--threads", "1", "--quick", "--rounds", "0", "--out", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first = proc.stdout.readline()
+        running_after_first_row = proc.poll() is None
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=600) == 0, rest
+    finally:
+        proc.kill()
+    assert first.startswith("row 1/4 ok: ") and "batch 8" in first and "p50 " in first, first
+    assert running_after_first_row  # the line came while the other three rows were still to run
+    assert [line.split(":")[0] for line in rest.splitlines() if line.startswith("row ")] == ["row 2/4 ok", "row 3/4 ok", "row 4/4 ok"]
+    assert "headline (interleaved)" not in rest and json.loads((tmp_path / "r" / "report.json").read_text())["runs"][0]["interleaved"] is None

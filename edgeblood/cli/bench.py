@@ -28,6 +28,7 @@ def bench(
     label: Optional[str] = typer.Option(None, "--label", help="This machine's name in the report (default: hostname); it becomes the device column after `report merge`."),
     timeout: float = typer.Option(300.0, "--row-timeout", help="Seconds before one row's worker is stopped and the row marked failed."),
     images: Optional[Path] = typer.Option(None, "--images", help="Labelled image files (class sub-folders or a CSV of path,label), framed with each run's framing: adds a real-image accuracy column, each computed by the artifact's own runtime."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="Rounds of the interleaved A/B headline (fastest ok artifact vs PyTorch fp32 in one process; default 15, 5 with --quick; 0: no headline)."),
 ) -> None:
     """Benchmark every exported variant of a run: one row per artifact x runtime x device x threads x batch.
 
@@ -35,7 +36,10 @@ def bench(
     test split (accuracy, macro-F1, agreement with the PyTorch fp32 model), then times the
     runtime's own inference call until run-to-run spread is within 5 %. Status per row: ok,
     mismatch, failed (with the error; the rest still runs) or skipped (with the reason).
-    Writes report.md, report.json (schema edgeblood.bench/2) and report.html.
+    After the rows, the fastest ok artifact and PyTorch eager fp32 are timed interleaved, round by
+    round in one process: that ratio is the report's headline (the per-row ratios are not interleaved).
+    Writes report.md, report.json (schema edgeblood.bench/2) and report.html. When the output is not
+    a terminal (a log, a pipe), one line per finished row replaces the progress bar.
 
         edgeblood bench runs/se-cnn
         edgeblood bench runs/se-cnn --runtimes onnxruntime,openvino --devices cpu --batch 1,64 --threads 1,2
@@ -43,7 +47,7 @@ def bench(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from edgeblood.bench.report import check_writable, rich_tables, write_report
+    from edgeblood.bench.report import check_writable, headline_lines, load_lines, rich_tables, write_report
     from edgeblood.bench.runner import BenchConfig, bench_runs, require_artifacts
     from edgeblood.runs import open_run
 
@@ -57,7 +61,7 @@ def bench(
         runtimes=split_list(runtimes) or None, devices=split_list(devices) or ["cpu"], batches=positive_ints(batch, "--batch"),
         threads=positive_ints(threads, "--threads"), timing=_timing(quick, budget),
         data_dir=str(data_dir) if data_dir else None, sample=True if sample else "auto", label=label, row_timeout_s=timeout,
-        images=str(images) if images else None,
+        images=str(images) if images else None, interleave=_interleave(quick, rounds),
     )
     check_writable(out_dir)
     if export:
@@ -78,10 +82,17 @@ def bench(
 
         def after(row: dict, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+            if not console.is_terminal:  # logs and pipes get one line per row instead of a live bar (D20)
+                console.print(_row_line(row, done, total), highlight=False, soft_wrap=True)
             if row["status"] == "failed":
                 err_console.print(f"[red]failed:[/] {row['id']}: {row['reason']}", highlight=False, soft_wrap=True)
 
-        report = bench_runs(opened, config, progress=after, before_row=before)
+        def stage(what: str) -> None:
+            bar.update(task, description=what)
+            if not console.is_terminal:
+                console.print(what, highlight=False, soft_wrap=True)
+
+        report = bench_runs(opened, config, progress=after, before_row=before, stage=stage)
     paths = write_report(report, out_dir)
     for table in rich_tables(report):
         console.print(table)
@@ -90,9 +101,41 @@ def bench(
     for run in report["runs"]:
         ev = run["evaluated_on"]
         console.print(f"{run['name']}: accuracy on the {ev['split']} split, {ev['images']} images ({ev['describe']})", highlight=False, soft_wrap=True)
+    for line in headline_lines(report):
+        console.print(f"headline (interleaved): {line.replace('**', '')}", highlight=False, soft_wrap=True)
+    for line in load_lines(report):
+        console.print(f"machine load: {line}", highlight=False, soft_wrap=True)
     counts = {s: sum(r["status"] == s for r in report["rows"]) for s in ("ok", "mismatch", "failed", "skipped")}
     console.print("rows: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), highlight=False)
     console.print(f"report: {paths['md']}  {paths['json']}  {paths['html']}", highlight=False, soft_wrap=True)
+
+
+def _row_line(row: dict, done: int, total: int) -> str:
+    """A finished row in one line, for logs: what it measured, its status and its main figures."""
+    what = " ".join(str(x) for x in (row["run"], row["variant"] or "-", row["runtime"], row["device"],
+                                     f"threads {row['threads']}" if row["threads"] else "", f"batch {row['batch']}" if row["batch"] else "") if x)
+    figures = []
+    if row.get("latency_ms"):
+        figures.append(f"p50 {row['latency_ms']['p50']:.4g} ms")
+    if row.get("accuracy") is not None:
+        figures.append(f"acc {row['accuracy'] * 100:.2f} %")
+    if (row.get("load") or {}).get("foreign_cores") is not None:
+        figures.append(f"others {row['load']['foreign_cores']:.2f} cores")
+    tail = f" ({row['reason']})" if row.get("reason") else ""
+    return f"row {done}/{total} {row['status']}: {what}" + (f": {', '.join(figures)}" if figures else "") + tail
+
+
+def _interleave(quick: bool, rounds: Optional[int]):
+    import dataclasses
+
+    from edgeblood.bench.interleave import InterleaveConfig
+
+    if rounds is not None and rounds < 0:
+        raise EdgebloodError(f"--rounds takes 0 (no interleaved headline) or a positive number of rounds, e.g. 15 (got {rounds})")
+    if rounds == 0:
+        return None
+    config = InterleaveConfig.quick() if quick else InterleaveConfig()
+    return dataclasses.replace(config, rounds=rounds) if rounds else config
 
 
 def _export_missing(opened, data_dir: Optional[Path]) -> None:
