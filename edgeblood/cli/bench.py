@@ -45,10 +45,8 @@ def bench(
         edgeblood bench runs/se-cnn --runtimes onnxruntime,openvino --devices cpu --batch 1,64 --threads 1,2
         edgeblood bench runs/a runs/b runs/c --out reports/zoo
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from edgeblood.bench.report import check_writable, headline_lines, load_lines, rich_tables, write_report
-    from edgeblood.bench.runner import BenchConfig, bench_runs, require_artifacts
+    from edgeblood.bench.report import check_writable, write_report
+    from edgeblood.bench.runner import BenchConfig, require_artifacts
     from edgeblood.runs import open_run
 
     if timeout <= 0:  # 0 used to fail every row and still exit 0
@@ -69,6 +67,17 @@ def bench(
     for run in opened:
         require_artifacts(run)  # before the progress bar: the error stays one line
 
+    report = _bench_with_progress(opened, config)
+    paths = write_report(report, out_dir)
+    _print_summary(report, paths)
+
+
+def _bench_with_progress(opened, config) -> dict:
+    """bench_runs under a progress bar on stderr; not on a terminal, one line per finished row on stdout (D20)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from edgeblood.bench.runner import bench_runs
+
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=err_console, transient=True,
@@ -82,7 +91,7 @@ def bench(
 
         def after(row: dict, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
-            if not console.is_terminal:  # logs and pipes get one line per row instead of a live bar (D20)
+            if not console.is_terminal:  # logs and pipes get one line per row instead of a live bar
                 console.print(_row_line(row, done, total), highlight=False, soft_wrap=True)
             if row["status"] == "failed":
                 err_console.print(f"[red]failed:[/] {row['id']}: {row['reason']}", highlight=False, soft_wrap=True)
@@ -92,8 +101,13 @@ def bench(
             if not console.is_terminal:
                 console.print(what, highlight=False, soft_wrap=True)
 
-        report = bench_runs(opened, config, progress=after, before_row=before, stage=stage)
-    paths = write_report(report, out_dir)
+        return bench_runs(opened, config, progress=after, before_row=before, stage=stage)
+
+
+def _print_summary(report: dict, paths: dict) -> None:
+    """The tables, the notes, the interleaved headline and the machine load, then where the report went."""
+    from edgeblood.bench.report import headline_lines, load_lines, rich_tables
+
     for table in rich_tables(report):
         console.print(table)
     for note in report["notes"]:
