@@ -1,12 +1,9 @@
 """A short fine-tune after pruning (recover what removing channels/weights cost).
 
-Kept deliberately small and isolated: ``edgeblood.training.train`` builds a model from scratch and has
-no entry point for continuing an existing (pruned) network, so this loop reuses its pieces - the
-in-memory ``BatchStream``, the run's own augmentation, label smoothing and weight decay - with a
-cosine-decayed AdamW at a fraction of the original learning rate. If the training engine grows a
-``finetune(model, ...)`` function, swap ``finetune`` below for it; nothing else depends on the loop.
-Best-on-val weights are kept (the pruned model before any fine-tuning is a candidate too), the same
-selection rule as training, so the test split is never used to choose.
+It runs the training loop's own epoch and validation pass (``edgeblood.training.loop``) on the
+pruned network, with the run's augmentation, label smoothing and weight decay, and a cosine-decayed
+AdamW at a fraction of the run's learning rate. Best-on-val weights are kept by training's rule (the
+pruned model before any fine-tuning is a candidate too), so the test split is never used to choose.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ import torch.nn as nn
 
 from edgeblood.data.augment import AugmentConfig
 from edgeblood.data.batches import BatchStream, Normalizer, to_tensor_nchw
+from edgeblood.training.loop import BestOnVal, Feed, Objective, Update, build_optimizer, evaluate, train_one_epoch
 
 FINETUNE_LR_FACTOR = 0.1  # fine-tune at a tenth of the run's peak learning rate
 
@@ -63,54 +61,34 @@ def finetune(
     lr = float(lr if lr is not None else cfg.get("lr", 3e-3) * FINETUNE_LR_FACTOR)
     augment = AugmentConfig.from_dict(cfg["augment"]) if isinstance(cfg.get("augment"), dict) else AugmentConfig()
     batch_size = int(cfg.get("batch_size", 128))
-    criterion = nn.CrossEntropyLoss(label_smoothing=float(cfg.get("label_smoothing", 0.0)))
     device_t = torch.device(device)
     model.to(device_t)
-    norm = Normalizer(mean, std, device_t)
+    feed = Feed(Normalizer(mean, std, device_t), device_t)
     images, labels = to_tensor_nchw(train[0]), torch.from_numpy(np.asarray(train[1], dtype=np.int64))
     stream = BatchStream(images, labels, batch_size, augment=augment, drop_last=len(labels) > batch_size * 4, seed=seed)
     val_x, val_y = to_tensor_nchw(val[0]), torch.from_numpy(np.asarray(val[1], dtype=np.int64))
-
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": float(cfg.get("weight_decay", 5e-4))},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    total_steps = max(1, epochs * len(stream))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    objective = Objective(nn.CrossEntropyLoss(label_smoothing=float(cfg.get("label_smoothing", 0.0))))
+    optimizer = build_optimizer(model, "adamw", lr=lr, weight_decay=float(cfg.get("weight_decay", 5e-4)))
+    update = Update(model, optimizer, _cosine_to_zero(optimizer, max(1, epochs * len(stream))))
 
     t0 = time.perf_counter()
-    before = val_accuracy(model, val_x, val_y, norm)
-    best_acc, best_epoch, best_state = before, 0, copy.deepcopy(model.state_dict())
+    before = evaluate(model, val_x, val_y, feed)[1]
+    best, best_state = BestOnVal(before, 0), copy.deepcopy(model.state_dict())
     history = []
     for epoch in range(1, epochs + 1):
         stream.set_epoch(epoch)
         model.train()
-        loss_sum, n = 0.0, 0
-        for step, (xb, yb) in enumerate(stream, 1):
-            xb, yb = norm(xb.to(device_t)), yb.to(device_t)
-            loss = criterion(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum, n = loss_sum + loss.item() * len(yb), n + len(yb)
-            if on_batch is not None:
-                on_batch(epoch, step, len(stream))
-        acc = val_accuracy(model, val_x, val_y, norm)
-        history.append({"epoch": epoch, "train_loss": loss_sum / max(n, 1), "val_acc": acc, "lr": optimizer.param_groups[0]["lr"]})
-        if acc > best_acc:
-            best_acc, best_epoch, best_state = acc, epoch, copy.deepcopy(model.state_dict())
+        progress = None if on_batch is None else (lambda step, _sums, e=epoch: on_batch(e, step, len(stream)))
+        sums = train_one_epoch(model, stream, feed, objective, update, on_batch=progress)
+        acc = evaluate(model, val_x, val_y, feed)[1]
+        history.append({"epoch": epoch, "train_loss": sums.loss, "val_acc": acc, "lr": update.lr})
+        if best.observe(epoch, acc):
+            best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.eval().cpu()
-    return FinetuneResult(epochs, lr, best_epoch, before, best_acc, history, round(time.perf_counter() - t0, 1))
+    return FinetuneResult(epochs, lr, best.epoch, before, best.accuracy, history, round(time.perf_counter() - t0, 1))
 
 
-@torch.no_grad()
-def val_accuracy(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, norm: Normalizer, batch_size: int = 512) -> float:
-    model.eval()
-    correct = 0
-    device = norm.mean.device
-    for start in range(0, len(y), batch_size):
-        xb = norm(x_u8[start : start + batch_size].to(device).float().div_(255.0))
-        correct += (model(xb).argmax(1).cpu() == y[start : start + batch_size]).sum().item()
-    return correct / max(1, len(y))
+def _cosine_to_zero(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Half a cosine from the fine-tune lr to 0 over every step (no warm-up: the weights are trained already)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))

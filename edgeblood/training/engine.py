@@ -14,12 +14,12 @@ figures had to be made with ``edgeblood evaluate``).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import random
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from edgeblood import __version__
-from edgeblood.atomic import atomic_path
 from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.errors import EdgebloodError
@@ -41,10 +40,13 @@ from edgeblood.info import CREDIT, LICENSE, SHORT_CLASS_NAMES
 from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run, save_checkpoint, write_history
+from edgeblood.training.checkpointing import Standing, Trainables, load_train_state, save_train_state
 from edgeblood.training.config import TrainConfig
-from edgeblood.training.distill import distillation_loss, teacher_logits
+from edgeblood.training.distill import teacher_logits
 from edgeblood.training.distributed import DistContext, resolve_precision
 from edgeblood.training.init_from import ParentInit, classifier_head, init_from_parent, open_parent, set_backbone_frozen
+from edgeblood.training.loop import BestOnVal, EpochSums, Feed, Objective, Update, autocast_for, build_optimizer, train_one_epoch
+from edgeblood.training.loop import evaluate as val_loss_and_accuracy  # train(evaluate=...) names the final evaluation
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
 
 
@@ -80,7 +82,51 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
     ctx = DistContext.from_env()
     run_dir, state = None, None
     if resume is not None:
-        run_dir, state, cfg = _load_resume_state(Path(resume))
+        run_dir = Path(resume)
+        state, cfg = load_train_state(run_dir)
+    device = _start_process(cfg, ctx)
+    job, pretrain_s = _prepare(cfg, ctx, device, console, run_dir, state is not None, created)
+    standing = _standing(job, state, pretrain_s)
+    outcome = _fit(job, standing)
+    return _finish(job, standing, outcome, evaluate)
+
+
+@dataclass
+class _Job:
+    """A training ready to run: what the epoch loop and the final steps work with."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    device: torch.device
+    console: Console
+    say: Callable[..., None]
+    data: object  # SplitArrays: BloodMNIST or an image folder
+    run_dir: Path
+    metadata: dict
+    model: nn.Module
+    train_model: nn.Module  # ``model``, DDP-wrapped under torchrun
+    head: str | None  # trained alone during --freeze-backbone epochs
+    stream: BatchStream
+    val: tuple[torch.Tensor, torch.Tensor]
+    feed: Feed
+    objective: Objective
+    update: Update  # its scheduler is None for the per-epoch schedule (reduce-on-plateau)
+    parts: Trainables
+
+
+@dataclass
+class _Outcome:
+    interrupted: bool
+    epoch: int  # the epoch the loop was in when it ended
+    wall_time_s: float
+
+
+def _say_nothing(*_args, **_kwargs) -> None:
+    """``say`` on ranks other than 0 under torchrun: one process prints."""
+
+
+def _start_process(cfg: TrainConfig, ctx: DistContext) -> torch.device:
+    """Check the config, pick the device and precision, join the process group, seed."""
     cfg.validate()
     get_entry(cfg.model)  # an unknown model name fails before any data is loaded
     device = ctx.device(cfg.device)
@@ -89,195 +135,248 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     _seed_everything(cfg.seed + ctx.rank)
-    quiet = not ctx.is_main
-    say = (lambda *a, **k: None) if quiet else console.print
+    return device
 
+
+def _prepare(cfg: TrainConfig, ctx: DistContext, device: torch.device, console: Console, run_dir: Path | None, resumed: bool,
+             created: list[Path]) -> tuple[_Job, float]:
+    """Data, model, run directory, batches, loss and optimizer, in the order the random generators were first used
+    (a resumed or refactored run must draw the same numbers); returns the job and the autoencoder phase's seconds."""
+    quiet = not ctx.is_main
+    say = _say_nothing if quiet else console.print
     if ctx.enabled and cfg.freeze_backbone:
         raise EdgebloodError("--freeze-backbone changes which parameters train mid-run, which DDP cannot follow; run it in one process")
     parent = open_parent(cfg.init) if cfg.init else None
     data = _load_data(cfg, parent, console, quiet)
+    _describe_data(cfg, data, say)
+    model, metadata, run_dir = _create_model(cfg, data, device, ctx, run_dir, created, say)
+    head = _start_from_parent(cfg, model, parent, data.classes, metadata, run_dir if resumed else None, say)
+    stream, objective = _training_batches(cfg, data, metadata, run_dir, resumed, device, ctx, console, say)
+    val = (to_tensor_nchw(data.images("val")), torch.from_numpy(data.labels("val")))
+    feed = Feed(Normalizer(metadata["input"]["mean"], metadata["input"]["std"], device), device, cfg.channels_last,
+                autocast_for(cfg.precision, device))
+    pretrain_s = _first_phase(cfg, model, stream, feed, metadata, device, ctx, say, resumed)
+    train_model, update, parts = _optimization(cfg, model, len(stream), ctx, device)
+    job = _Job(cfg, ctx, device, console, say, data, run_dir, metadata, model, train_model, head, stream, val, feed, objective, update, parts)
+    return job, pretrain_s
+
+
+def _describe_data(cfg: TrainConfig, data, say) -> None:
     say(f"[bold]data:[/] {data.describe()}" + (f"\n  framing: {data.framing().describe()}" if cfg.data else ""))
     for note in data.notes:
         say(f"  note: {note}")
     if data.is_sample:
         say("[yellow]training on the embedded sample: accuracy figures are smoke-test only, not BloodMNIST results[/]")
 
-    train_x, train_y = data.images("train"), data.labels("train")
-    mean, std = channel_stats(train_x)
-    classes = data.classes
-    model = create(cfg.model, num_classes=len(classes), in_size=cfg.size, **cfg.model_cfg)
+
+def _create_model(cfg: TrainConfig, data, device: torch.device, ctx: DistContext, run_dir: Path | None, created: list[Path],
+                  say) -> tuple[nn.Module, dict, Path]:
+    """The model on its device, its run metadata, and the run directory (made here for a new run)."""
+    mean, std = channel_stats(data.images("train"))
+    model = create(cfg.model, num_classes=len(data.classes), in_size=cfg.size, **cfg.model_cfg)
     params, macs = count_params(model), count_macs(model, cfg.size)
     if run_dir is None:
-        run_dir = _new_run_dir(cfg, created) if ctx.is_main else None
-        run_dir = _broadcast_path(run_dir, ctx)
+        run_dir = _broadcast_path(_new_run_dir(cfg, created) if ctx.is_main else None, ctx)
     say(f"[bold]model:[/] {cfg.model} ({params:,} params, {macs / 1e6:.2f} M MACs at {cfg.size} px)  [bold]device:[/] {device}  "
         f"[bold]precision:[/] {cfg.precision}{' channels_last' if cfg.channels_last else ''}  [bold]run:[/] {run_dir}")
-
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    metadata = _metadata(cfg, model, data, mean, std, params, macs, device)
-    head = _start_from_parent(cfg, model, parent, classes, metadata, run_dir if state is not None else None, say)
+    return model, _metadata(cfg, model, data, mean, std, params, macs, device), run_dir
 
-    images_t, labels_t = to_tensor_nchw(train_x), torch.from_numpy(train_y)
+
+def _training_batches(cfg: TrainConfig, data, metadata: dict, run_dir: Path, resumed: bool, device: torch.device, ctx: DistContext,
+                      console: Console, say) -> tuple[BatchStream, Objective]:
+    """The train split as batches (this rank's shard; oversampled / weighted as asked) and the loss on them."""
+    train_y = data.labels("train")
+    images_t, labels_t = to_tensor_nchw(data.images("train")), torch.from_numpy(train_y)
     soft_targets = None
     if cfg.teacher:
-        soft_targets, metadata["training"]["teacher"] = _teacher_targets(cfg, train_y, data.is_sample, device, console, quiet)
-        if state is not None:
-            _check_same_teacher(run_dir, metadata["training"]["teacher"])
-        say(f"[bold]teacher:[/] {cfg.teacher} ({metadata['training']['teacher']['model']} at {metadata['training']['teacher']['in_size']} px, "
-            f"train accuracy with 8-view TTA {metadata['training']['teacher']['train_accuracy_tta']:.4f}); "
-            f"loss = {cfg.kd_alpha:g} x distillation (T={cfg.kd_temperature:g}) + {1 - cfg.kd_alpha:g} x labels")
+        soft_targets = _distillation_targets(cfg, train_y, data.is_sample, metadata, run_dir, resumed, device, console, say, quiet=not ctx.is_main)
     if cfg.oversample_minority:
-        keep = _oversample_index(labels_t, len(classes))
+        keep = _oversample_index(labels_t, len(data.classes))
         images_t, labels_t = images_t[keep], labels_t[keep]
         soft_targets = soft_targets[keep] if soft_targets is not None else None
-    weights = None
-    if cfg.weighted_sampler:
-        weights = balanced_class_weights(labels_t.numpy(), len(classes))[labels_t]
+    weights = balanced_class_weights(labels_t.numpy(), len(data.classes))[labels_t] if cfg.weighted_sampler else None
     stream = BatchStream(images_t, labels_t, cfg.batch_size, augment=cfg.augment, sample_weights=weights,
                          drop_last=len(labels_t) > cfg.batch_size * 4, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
-    val_x = to_tensor_nchw(data.images("val"))
-    val_y = torch.from_numpy(data.labels("val"))
-    norm = Normalizer(mean, std, device)
-
-    class_w = balanced_class_weights(train_y, len(classes)).to(device) if cfg.class_weights == "balanced" else None
+    class_w = balanced_class_weights(train_y, len(data.classes)).to(device) if cfg.class_weights == "balanced" else None
     criterion = nn.CrossEntropyLoss(weight=class_w, label_smoothing=cfg.label_smoothing)
+    return stream, Objective(criterion, cfg.mixup, cfg.cutmix, soft_targets, cfg.kd_alpha, cfg.kd_temperature)
 
-    pretrain_s = 0.0
-    if cfg.pretrain_epochs > 0 and state is None:
-        t_pre = time.perf_counter()
-        _pretrain_autoencoder(model, stream, norm, cfg, device, say, ctx)
-        pretrain_s = time.perf_counter() - t_pre
-        metadata["training"]["pretrain_seconds"] = round(pretrain_s, 1)
 
+def _distillation_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, metadata: dict, run_dir: Path, resumed: bool,
+                          device: torch.device, console: Console, say, *, quiet: bool) -> torch.Tensor:
+    """--teacher: its 8-view logits for every train image (recorded in ``training.teacher``)."""
+    soft_targets, teacher = _teacher_targets(cfg, train_y, sample, device, console, quiet)
+    metadata["training"]["teacher"] = teacher
+    if resumed:
+        _check_same_teacher(run_dir, teacher)
+    say(f"[bold]teacher:[/] {cfg.teacher} ({teacher['model']} at {teacher['in_size']} px, "
+        f"train accuracy with 8-view TTA {teacher['train_accuracy_tta']:.4f}); "
+        f"loss = {cfg.kd_alpha:g} x distillation (T={cfg.kd_temperature:g}) + {1 - cfg.kd_alpha:g} x labels")
+    return soft_targets
+
+
+def _first_phase(cfg: TrainConfig, model: nn.Module, stream: BatchStream, feed: Feed, metadata: dict, device: torch.device,
+                 ctx: DistContext, say, resumed: bool) -> float:
+    """Two-phase models (--pretrain-epochs): train the autoencoder and freeze the encoder; returns its seconds."""
+    if cfg.pretrain_epochs <= 0 or resumed:
+        return 0.0
+    t_pre = time.perf_counter()
+    _pretrain_autoencoder(model, stream, feed.norm, cfg, device, say, ctx)
+    pretrain_s = time.perf_counter() - t_pre
+    metadata["training"]["pretrain_seconds"] = round(pretrain_s, 1)
+    return pretrain_s
+
+
+def _optimization(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int, ctx: DistContext,
+                  device: torch.device) -> tuple[nn.Module, Update, Trainables]:
+    """The (DDP-wrapped) model to call, the optimizer step with its schedule and EMA, and what train_state saves."""
     train_model = ctx.wrap(model, device)
-    optimizer = _build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg.schedule, lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=len(stream), warmup_epochs=cfg.warmup_epochs)
-    per_step = steps_per_batch(scheduler)
+    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    scheduler = build_scheduler(optimizer, cfg.schedule, lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                                warmup_epochs=cfg.warmup_epochs)
     ema = AveragedModel(model, multi_avg_fn=_warmup_ema(cfg.ema_decay), use_buffers=True) if cfg.ema_decay > 0 else None
+    update = Update(model, optimizer, scheduler if steps_per_batch(scheduler) else None, ema, cfg.grad_clip)
+    return train_model, update, Trainables(model, optimizer, scheduler, ema)
 
-    start_epoch, best_acc, best_epoch, history, stale = 1, -1.0, 0, [], 0
-    wall_before = pretrain_s  # the run's wall time covers both phases of two-phase models
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None and "ema" in state:
-            ema.load_state_dict(state["ema"])
-        start_epoch = int(state["epoch"]) + 1
-        best_acc, best_epoch, stale = float(state["best_acc"]), int(state["best_epoch"]), int(state["stale"])
-        history = list(state["history"])
-        wall_before = float(state.get("wall_time_s", 0.0))
-        torch.set_rng_state(state["rng_torch"])
-        metadata["training"].update(command=state.get("command", metadata["training"]["command"]), resumed_with=command_line())
-        say(f"[bold]resuming[/] after epoch {start_epoch - 1} (best val accuracy so far {best_acc:.4f} at epoch {best_epoch})")
 
-    autocast = _autocast(cfg.precision, device)
-    t_start = time.perf_counter()
-    interrupted = False
+def _standing(job: _Job, state: dict | None, pretrain_s: float) -> Standing:
+    """A new run's starting point, or a resumed run's weights, optimizer, counters and RNG as train_state saved them."""
+    if state is None:
+        return Standing(wall_time_s=pretrain_s)  # the run's wall time covers both phases of two-phase models
+    job.parts.load_state_dict(state)
+    standing = Standing.from_state(state)
+    torch.set_rng_state(state["rng_torch"])
+    job.metadata["training"].update(command=state.get("command", job.metadata["training"]["command"]), resumed_with=command_line())
+    job.say(f"[bold]resuming[/] after epoch {standing.epoch} (best val accuracy so far {standing.best.accuracy:.4f} at epoch {standing.best.epoch})")
+    return standing
+
+
+class _Clock:
+    """The run's wall time: what earlier sessions (and the autoencoder phase) spent, plus this session's loop."""
+
+    def __init__(self, before: float) -> None:
+        self.before, self.started = before, time.perf_counter()
+
+    def total(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
+class _Bars:
+    """Two live bars: epochs, and the batches of the current epoch with running loss, accuracy, lr and speed."""
+
+    def __init__(self, progress: Progress, epochs: int, done: int, batches: int) -> None:
+        self.progress = progress
+        self.epochs = progress.add_task("epochs", total=epochs, completed=done, info="")
+        self.batches = progress.add_task("batches", total=batches, info="")
+
+    def new_epoch(self, batches: int) -> None:
+        self.progress.reset(self.batches, total=batches)
+
+    def batch_callback(self, t0: float, update: Update, world_size: int) -> Callable[[int, EpochSums], None]:
+        def show(_step: int, sums: EpochSums) -> None:
+            elapsed = time.perf_counter() - t0
+            self.progress.update(self.batches, advance=1, info=f"loss {sums.loss_sum / sums.count:.4f}  acc {sums.correct / sums.count:.4f}  "
+                                 f"lr {update.lr:.2e}  {sums.count * world_size / max(elapsed, 1e-9):.0f} img/s")
+        return show
+
+    def end_epoch(self, val_acc: float, best: BestOnVal) -> None:
+        self.progress.update(self.epochs, advance=1, info=f"val acc {val_acc:.4f} (best {best.accuracy:.4f} @ {best.epoch})")
+
+
+def _fit(job: _Job, standing: Standing) -> _Outcome:
+    """The epoch loop, from the epoch after ``standing`` to the last (or early stopping); Ctrl-C ends it cleanly."""
+    clock = _Clock(standing.wall_time_s)
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet, transient=False,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=job.console, disable=not job.ctx.is_main, transient=False,
     )
-    epoch = start_epoch - 1
+    epoch = standing.epoch
     try:
         with progress:
-            epochs_task = progress.add_task("epochs", total=cfg.epochs, completed=start_epoch - 1, info="")
-            batch_task = progress.add_task("batches", total=len(stream), info="")
-            for epoch in range(start_epoch, cfg.epochs + 1):
-                t0 = time.perf_counter()
-                stream.set_epoch(epoch)
-                progress.reset(batch_task, total=len(stream))
-                train_model.train()
-                set_backbone_frozen(model, head, frozen=epoch <= cfg.freeze_backbone)
-                sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
-                for xb, yb, idx in stream.indexed():
-                    xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                    xb = norm(xb)
-                    if cfg.channels_last:
-                        xb = xb.contiguous(memory_format=torch.channels_last)
-                    xb, targets, perm = _mix(xb, yb, cfg)
-                    with autocast:
-                        logits = train_model(xb)
-                    loss = _loss(criterion, logits.float(), targets)
-                    if soft_targets is not None:
-                        loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * _soft_loss(logits.float(), soft_targets[idx].to(device), targets, perm, cfg)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip > 0:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    if per_step:
-                        scheduler.step()
-                    if ema is not None:
-                        ema.update_parameters(model)
-                    n = len(yb)
-                    sums[0] += loss.item() * n
-                    sums[1] += (logits.argmax(1) == yb).sum().item()
-                    sums[2] += n
-                    elapsed = time.perf_counter() - t0
-                    progress.update(batch_task, advance=1, info=f"loss {sums[0] / sums[2]:.4f}  acc {sums[1] / sums[2]:.4f}  "
-                                    f"lr {optimizer.param_groups[0]['lr']:.2e}  {sums[2] * ctx.world_size / max(elapsed, 1e-9):.0f} img/s")
-                loss_sum, correct, count = ctx.all_sum(sums, device)
-                eval_model = ema.module if ema is not None else model
-                val_loss, val_acc = _evaluate(eval_model, val_x, val_y, norm, device, cfg, autocast)
-                if not per_step:
-                    scheduler.step(val_acc)
-                seconds = time.perf_counter() - t0
-                row = {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count, "val_loss": val_loss,
-                       "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2),
-                       "images_per_s": round(count / seconds, 1)}
-                history.append(row)
-                improved = val_acc > best_acc
-                if improved:
-                    best_acc, best_epoch, stale = val_acc, epoch, 0
-                else:
-                    stale += 1
-                wall = wall_before + time.perf_counter() - t_start
-                if ctx.is_main:
-                    metadata["training"].update(epochs_run=epoch, best_epoch=best_epoch, best_val_accuracy=best_acc,
-                                                wall_time_s=round(wall, 1), status="running")
-                    if improved:
-                        save_checkpoint(run_dir, eval_model, metadata)
-                    _write_history(run_dir, history)
-                    _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall,
-                                      metadata["training"]["command"])
-                progress.update(epochs_task, advance=1, info=f"val acc {val_acc:.4f} (best {best_acc:.4f} @ {best_epoch})")
-                if not console.is_terminal:  # logs and CI get one line per epoch instead of a live bar
-                    say(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-                        f"val loss {val_loss:.4f} acc {val_acc:.4f} (best {best_acc:.4f} @ {best_epoch}) | "
-                        f"lr {row['lr']:.2e} | {seconds:.1f} s, {row['images_per_s']:.0f} img/s")
-                if cfg.early_stopping and stale >= cfg.early_stopping:
-                    say(f"early stopping: no val improvement for {stale} epochs")
+            bars = _Bars(progress, job.cfg.epochs, standing.epoch, len(job.stream))
+            for epoch in range(standing.epoch + 1, job.cfg.epochs + 1):
+                if _run_epoch(job, standing, epoch, bars, clock):
                     break
     except KeyboardInterrupt:
-        interrupted = True
-    if not interrupted:
-        ctx.barrier()
+        return _Outcome(True, epoch, clock.total())
+    job.ctx.barrier()
+    return _Outcome(False, epoch, clock.total())
 
-    wall = wall_before + time.perf_counter() - t_start
+
+def _run_epoch(job: _Job, standing: Standing, epoch: int, bars: _Bars, clock: _Clock) -> bool:
+    """Train one epoch, validate, record and save it; True when early stopping ends the run."""
+    cfg = job.cfg
+    t0 = time.perf_counter()
+    job.stream.set_epoch(epoch)
+    bars.new_epoch(len(job.stream))
+    job.train_model.train()
+    set_backbone_frozen(job.model, job.head, frozen=epoch <= cfg.freeze_backbone)
+    sums = train_one_epoch(job.train_model, job.stream, job.feed, job.objective, job.update,
+                           on_batch=bars.batch_callback(t0, job.update, job.ctx.world_size))
+    loss_sum, correct, count = job.ctx.all_sum(sums.as_list(), job.device)
+    eval_model = job.update.ema.module if job.update.ema is not None else job.model
+    val_loss, val_acc = val_loss_and_accuracy(eval_model, *job.val, job.feed, cfg.eval_batch_size)
+    if job.update.scheduler is None:  # reduce-on-plateau follows val accuracy once per epoch
+        job.parts.scheduler.step(val_acc)
+    seconds = time.perf_counter() - t0
+    row = {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count, "val_loss": val_loss,
+           "val_acc": val_acc, "lr": job.update.lr, "seconds": round(seconds, 2), "images_per_s": round(count / seconds, 1)}
+    standing.history.append(row)
+    improved = standing.best.observe(epoch, val_acc)
+    standing.epoch, standing.wall_time_s = epoch, clock.total()
+    if job.ctx.is_main:
+        _save_epoch(job, standing, eval_model, improved)
+    best = standing.best
+    bars.end_epoch(val_acc, best)
+    if not job.console.is_terminal:  # logs and CI get one line per epoch instead of a live bar
+        job.say(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+                f"val loss {val_loss:.4f} acc {val_acc:.4f} (best {best.accuracy:.4f} @ {best.epoch}) | "
+                f"lr {row['lr']:.2e} | {seconds:.1f} s, {row['images_per_s']:.0f} img/s")
+    if cfg.early_stopping and best.stale >= cfg.early_stopping:
+        job.say(f"early stopping: no val improvement for {best.stale} epochs")
+        return True
+    return False
+
+
+def _save_epoch(job: _Job, standing: Standing, eval_model: nn.Module, improved: bool) -> None:
+    """The best weights when this epoch improved, history.csv and train_state.pt."""
+    best = standing.best
+    job.metadata["training"].update(epochs_run=standing.epoch, best_epoch=best.epoch, best_val_accuracy=best.accuracy,
+                                    wall_time_s=round(standing.wall_time_s, 1), status="running")
+    if improved:
+        save_checkpoint(job.run_dir, eval_model, job.metadata)
+    _write_history(job.run_dir, standing.history)
+    save_train_state(job.run_dir, job.cfg, job.parts, standing, job.metadata["training"]["command"])
+
+
+def _finish(job: _Job, standing: Standing, outcome: _Outcome, evaluate: bool) -> Path:
+    """After the loop: record the outcome, calibrate, drop train_state.pt and evaluate (rank 0; the others just leave)."""
+    ctx, run_dir, say = job.ctx, job.run_dir, job.say
     if not ctx.is_main:
         ctx.shutdown()
         return run_dir
-    _require_first_checkpoint(run_dir, interrupted, ctx, console)
-    metadata["training"].update(wall_time_s=round(wall, 1), status="interrupted" if interrupted else "complete", finished=utc_now())
-    if interrupted:
-        _update_run_json(run_dir, metadata)
+    _require_first_checkpoint(run_dir, outcome.interrupted, ctx, job.console)
+    job.metadata["training"].update(wall_time_s=round(outcome.wall_time_s, 1), status="interrupted" if outcome.interrupted else "complete",
+                                    finished=utc_now())
+    if outcome.interrupted:
+        _update_run_json(run_dir, job.metadata)
         ctx.shutdown()
-        say(f"[yellow]interrupted after epoch {epoch - 1 if epoch > 0 else 0}[/]: best checkpoint kept in {run_dir}; "
+        say(f"[yellow]interrupted after epoch {outcome.epoch - 1 if outcome.epoch > 0 else 0}[/]: best checkpoint kept in {run_dir}; "
             f"continue with: edgeblood train --resume {run_dir}")
         raise KeyboardInterrupt
-    _update_run_json(run_dir, metadata)
-    calibration = calibrate_run(open_run(run_dir), data, device=str(device))
+    _update_run_json(run_dir, job.metadata)
+    calibration = calibrate_run(open_run(run_dir), job.data, device=str(job.device))
     (run_dir / TRAIN_STATE).unlink(missing_ok=True)
     ctx.shutdown()
-    say(f"[bold green]done[/] in {wall / 60:.1f} min; best val accuracy {best_acc:.4f} at epoch {best_epoch}")
+    say(f"[bold green]done[/] in {outcome.wall_time_s / 60:.1f} min; best val accuracy {standing.best.accuracy:.4f} at epoch {standing.best.epoch}")
     say(f"calibration: temperature {calibration['temperature']:.3f} fitted on val and folded into the head; val ECE "
         f"{calibration['val_ece_before']:.4f} -> {calibration['val_ece_after']:.4f} (accuracy unchanged)")
     if evaluate:  # evaluate_run is imported with the module, see the note at the top
         for split in ("val", "test"):
-            evaluate_run(run_dir, split=split, data=data, device=str(device), console=console)
+            evaluate_run(run_dir, split=split, data=job.data, device=str(job.device), console=job.console)
     return run_dir
 
 
@@ -328,12 +427,6 @@ def _start_from_parent(cfg: TrainConfig, model: nn.Module, parent, classes: list
     return classifier_head(model, len(classes)) if cfg.freeze_backbone else None
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _warmup_ema(decay: float):
     """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the first updates (as timm does).
 
@@ -346,44 +439,6 @@ def _warmup_ema(decay: float):
         get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(ema_params, current_params, n_averaged)
 
     return update
-
-
-def _mix(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
-    """Mixup or CutMix (one per batch, chosen at random when both are on); returns soft-target info."""
-    choices = [m for m, a in (("mixup", cfg.mixup), ("cutmix", cfg.cutmix)) if a > 0]
-    if not choices:
-        return x, (y, y, 1.0), None
-    mode = random.choice(choices)
-    alpha = cfg.mixup if mode == "mixup" else cfg.cutmix
-    lam = float(np.random.beta(alpha, alpha))
-    perm = torch.randperm(x.shape[0], device=x.device)
-    if mode == "mixup":
-        x = lam * x + (1 - lam) * x[perm]
-    else:
-        h, w = x.shape[-2:]
-        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-        cy, cx = random.randrange(h), random.randrange(w)
-        y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
-        x = x.clone()
-        x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
-        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
-    return x, (y, y[perm], lam), perm
-
-
-def _loss(criterion: nn.Module, logits: torch.Tensor, targets) -> torch.Tensor:
-    y_a, y_b, lam = targets
-    if lam == 1.0:
-        return criterion(logits, y_a)
-    return lam * criterion(logits, y_a) + (1 - lam) * criterion(logits, y_b)
-
-
-def _soft_loss(logits: torch.Tensor, teacher: torch.Tensor, targets, perm: torch.Tensor | None, cfg: TrainConfig) -> torch.Tensor:
-    """Distillation term; under mixup/cutmix the two images' teacher targets are weighted like their labels."""
-    lam = targets[2]
-    loss = distillation_loss(logits, teacher, cfg.kd_temperature)
-    if perm is None or lam == 1.0:
-        return loss
-    return lam * loss + (1 - lam) * distillation_loss(logits, teacher[perm], cfg.kd_temperature)
 
 
 def _teacher_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, device, console, quiet: bool) -> tuple[torch.Tensor, dict]:
@@ -403,37 +458,6 @@ def _check_same_teacher(run_dir: Path, teacher: dict) -> None:
     if started.get("weights_sha256") and started["weights_sha256"] != teacher["weights_sha256"]:
         raise EdgebloodError(f"the teacher {teacher['run']} has other weights than when this run started (it was retrained); "
                              "resuming would change the targets mid-run - start a new run")
-
-
-@torch.no_grad()
-def _evaluate(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, norm: Normalizer, device, cfg: TrainConfig, autocast) -> tuple[float, float]:
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(y), cfg.eval_batch_size):
-        xb = norm(x_u8[start : start + cfg.eval_batch_size].to(device).float().div_(255.0))
-        if cfg.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        yb = y[start : start + cfg.eval_batch_size].to(device)
-        with autocast:
-            logits = model(xb)
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += (logits.argmax(1) == yb).sum().item()
-    return loss_sum / max(1, len(y)), correct / max(1, len(y))
-
-
-def _build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # No weight decay on biases and norm parameters (standard practice; matters for small models).
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def _oversample_index(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -537,39 +561,6 @@ def _broadcast_path(path: Path | None, ctx: DistContext) -> Path:
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
     write_history(run_dir, history)
-
-
-def _save_train_state(run_dir, cfg, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, stale, history, wall, command) -> None:
-    state = {"config": cfg.to_dict(), "command": command, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
-             "stale": stale, "history": history, "wall_time_s": wall, "rng_torch": torch.get_rng_state()}
-    if ema is not None:
-        state["ema"] = ema.state_dict()
-    with atomic_path(run_dir / TRAIN_STATE) as tmp:
-        torch.save(state, tmp)
-
-
-def _load_resume_state(run_dir: Path) -> tuple[Path, dict, TrainConfig]:
-    path = run_dir / TRAIN_STATE
-    if not path.is_file():
-        if (run_dir / CHECKPOINT).is_file():
-            missing = [s for s in ("val", "test") if s not in _evaluated_splits(run_dir)]
-            then = (f"; its evaluation did not finish ({', '.join(missing)} missing): run `edgeblood evaluate {run_dir} --split "
-                    f"{missing[0]}`" + (f" and `--split {missing[1]}`" if len(missing) > 1 else "") if missing
-                    else "; evaluate or export it, or start a new run with another --name")
-            raise EdgebloodError(f"{run_dir} finished training (no {TRAIN_STATE}), so there is nothing to resume{then}")
-        raise EdgebloodError(f"{run_dir} has no {TRAIN_STATE} to resume from; check the path (runs/<name>)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise EdgebloodError(f"{path} is unreadable ({type(exc).__name__}); the run cannot be resumed, start a new one") from None
-    return run_dir, state, TrainConfig.from_dict(state["config"])
-
-
-def _evaluated_splits(run_dir: Path) -> set[str]:
-    from edgeblood.evaluation.evaluate import read_metrics
-
-    return {s for s, e in read_metrics(run_dir).items() if isinstance(e, dict)}
 
 
 def _update_run_json(run_dir: Path, metadata: dict) -> None:
