@@ -12,10 +12,12 @@ Part of the run/artifact contract, so it sits in the core of the package: the ex
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from edgeblood import __version__
 from edgeblood.info import CREDIT, LICENSE
+from edgeblood.run_metadata import InputContract, RunMetadata, as_run_metadata
 
 CONTRACT = "edgeblood.artifact/1"
 
@@ -35,57 +37,62 @@ DESCRIPTION = (
 )
 
 
-def artifact_metadata(run_metadata: dict, *, precision: str = "fp32", target: str = "", run_name: str = "") -> dict[str, str]:
-    """The flat string map stored in an artifact, built from a run's metadata (run.json)."""
-    from edgeblood.framing import framing_of
-
-    inp = run_metadata["input"]
-    ds = run_metadata.get("dataset", {})
-    test = (run_metadata.get("metrics") or {}).get("test") or {}
-    val = (run_metadata.get("metrics") or {}).get("val") or {}
-    counts = ds.get("train_class_counts") or []
-    size = int(inp["size"])
+def artifact_metadata(run_metadata: RunMetadata | Mapping[str, Any], *, precision: str = "fp32", target: str = "",
+                      run_name: str = "") -> dict[str, str]:
+    """The flat string map stored in an artifact, built from a run's metadata (``Run.meta``)."""
+    run_meta = as_run_metadata(run_metadata)
+    inp, ds = run_meta.input, run_meta.dataset
+    counts = list(ds.train_class_counts or [])
+    size = int(inp.size)
+    val_confidence, test = run_meta.metric("val", "mean_confidence"), run_meta.metrics.get("test") or {}
     meta: dict[str, Any] = {
         "edgeblood_contract": CONTRACT,
         "edgeblood_version": __version__,
-        "model_name": run_metadata["model"]["name"],
-        "model_config": run_metadata["model"].get("config", {}),
+        "model_name": run_meta.model.name,
+        "model_config": run_meta.model.config,
         "source_run": run_name,
-        "git_commit": run_metadata.get("git_commit") or "",
+        "git_commit": run_meta.git_commit or "",
         "target": target,
         "precision": precision,
-        "classes": list(run_metadata["classes"]),
-        "class_names_full": list(run_metadata.get("class_names_full") or run_metadata["classes"]),
-        "input_name": INPUT_NAME,
-        "input_size": str(size),
-        "input_shape": ["N", 3, size, size],
-        "input_layout": inp.get("layout", "NCHW"),
-        "input_channel_order": inp.get("channel_order", "RGB"),
-        "input_dtype": inp.get("dtype", "float32"),
-        "input_range": list(inp.get("range", [0, 255])),
-        "normalization": {"baked_in": True, "mean": list(inp["mean"]), "std": list(inp["std"]), "scale": "0-1"},
-        # how a training image was cut from its source capture: apply it to captures (edgeblood.framing)
-        "framing": framing_of(run_metadata)[0].to_dict(),
+        "classes": list(run_meta.classes),
+        "class_names_full": run_meta.class_names,
+        **input_entries(inp),
         "train_class_prior": [round(c / sum(counts), 6) for c in counts] if counts and sum(counts) else [],
-        "val_mean_confidence": "" if val.get("mean_confidence") is None else f"{float(val['mean_confidence']):.6f}",
+        "val_mean_confidence": "" if val_confidence is None else f"{float(val_confidence):.6f}",
         # temperature scaling folded into the graph's head (edgeblood.evaluation.temperature); 1 = not calibrated
-        "temperature": f"{float((run_metadata.get('calibration') or {}).get('temperature', 1.0)):.6f}",
+        "temperature": f"{run_meta.temperature:.6f}",
         # [share of val images flagged, top-probability threshold, val accuracy on the rest]: predict --review-rate
-        "review_thresholds": [[r["review_rate"], r["threshold"], r["accepted_accuracy"]]
-                              for r in (run_metadata.get("calibration") or {}).get("review_thresholds", [])],
+        "review_thresholds": [[r.review_rate, r.threshold, r.accepted_accuracy] for r in run_meta.review_thresholds],
         "outputs": [PROB_NAME, LABEL_NAME],
-        "dataset": ds.get("name", "bloodmnist"),
-        "dataset_size": str(ds.get("size", size)),
-        "dataset_source": ds.get("source", ""),
-        "dataset_variant": ds.get("variant", ""),
-        "dataset_md5": ds.get("md5") or "",
+        "dataset": ds.name or "bloodmnist",
+        "dataset_size": str(size if ds.size is None else ds.size),
+        "dataset_source": ds.source or "",
+        "dataset_variant": ds.variant or "",
+        "dataset_md5": ds.md5 or "",
         "test_accuracy": "" if test.get("accuracy") is None else f"{float(test['accuracy']):.6f}",
         "test_macro_f1": "" if test.get("macro_f1") is None else f"{float(test['macro_f1']):.6f}",
-        "license": f"model: Apache-2.0 (edgeblood); training data: {run_metadata.get('license') or LICENSE}",
-        "credit": run_metadata.get("credit") or CREDIT,
+        "license": f"model: Apache-2.0 (edgeblood); training data: {run_meta.license or LICENSE}",
+        "credit": run_meta.credit or CREDIT,
         "description": DESCRIPTION,
     }
     return {k: json.dumps(v) if k in JSON_KEYS else str(v) for k, v in meta.items()}
+
+
+def input_entries(inp: InputContract) -> dict[str, Any]:
+    """The input contract's keys in an artifact (the run's ``InputContract``, flattened; mean/std are baked into the graph)."""
+    size = int(inp.size)
+    return {
+        "input_name": INPUT_NAME,
+        "input_size": str(size),
+        "input_shape": ["N", inp.channels, size, size],
+        "input_layout": inp.layout,
+        "input_channel_order": inp.channel_order,
+        "input_dtype": inp.dtype,
+        "input_range": list(inp.value_range),
+        "normalization": {"baked_in": True, "mean": list(inp.mean), "std": list(inp.std), "scale": "0-1"},
+        # how a training image was cut from its source capture: apply it to captures (edgeblood.framing)
+        "framing": inp.framing.to_dict(),
+    }
 
 
 def decode_metadata(flat: dict[str, str]) -> dict[str, Any]:

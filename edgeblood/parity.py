@@ -130,21 +130,21 @@ def load_parity_data(run, n_images: int | None = DEFAULT_IMAGES, *, data_dir: st
 
     from edgeblood.data import load_bloodmnist
     from edgeblood.data.bloodmnist import load_sample
-    from edgeblood.data.image_folder import is_folder_dataset, load_folder_for_run
+    from edgeblood.data.image_folder import load_folder_for_run
     from edgeblood.preprocess import wrap_for_deployment
     from edgeblood.runtimes import to_model_input
 
     size = run.in_size
-    if is_folder_dataset(run.metadata.get("dataset")):
-        data = load_folder_for_run(run.metadata)
-    elif run.metadata.get("dataset", {}).get("source") == "sample":
+    if run.meta.dataset.is_folder:
+        data = load_folder_for_run(run.meta)
+    elif run.meta.dataset.source == "sample":
         data = load_sample(size)
     else:
         data = load_bloodmnist(size, data_dir, sample="auto")
     labels = data.labels(split)
     idx = select_indices(labels, n_images)
     images = to_model_input(data.images(split)[idx])
-    module = wrap_for_deployment(run.model, run.metadata, with_label=False)
+    module = wrap_for_deployment(run.model, run.meta, with_label=False)
     with torch.inference_mode():
         reference = torch.cat([module(torch.from_numpy(images[i : i + 256])) for i in range(0, len(images), 256)]).numpy()
     desc = "embedded sample" if data.is_sample else data.describe() if data.source == "folder" else f"BloodMNIST {size} px {data.variant}"

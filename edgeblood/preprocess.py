@@ -9,10 +9,14 @@ the graph and an app never re-implements preprocessing. Contract (documented in 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn as nn
 
 from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME
+from edgeblood.run_metadata import RunMetadata, as_run_metadata
 
 __all__ = ["INPUT_NAME", "LABEL_NAME", "PROB_NAME", "RawPixelClassifier", "wrap_for_deployment"]
 
@@ -35,7 +39,7 @@ class RawPixelClassifier(nn.Module):
         return probs
 
 
-def wrap_for_deployment(model: nn.Module, metadata: dict, with_label: bool = True) -> RawPixelClassifier:
-    """Wrap a run's model (eval mode, fp32, CPU) with the preprocessing stored in its metadata."""
-    inp = metadata["input"]
-    return RawPixelClassifier(model, inp["mean"], inp["std"], with_label=with_label).eval()
+def wrap_for_deployment(model: nn.Module, metadata: RunMetadata | Mapping[str, Any], with_label: bool = True) -> RawPixelClassifier:
+    """Wrap a run's model (eval mode, fp32, CPU) with the preprocessing stored in its metadata (``Run.meta``)."""
+    inp = as_run_metadata(metadata).input
+    return RawPixelClassifier(model, list(inp.mean), list(inp.std), with_label=with_label).eval()

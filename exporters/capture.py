@@ -188,13 +188,13 @@ def load_capture_parity_frames(run, data_dir=None, n_images: int | None = 256):
     import numpy as np
 
     from edgeblood.data.bloodmnist import candidate_dirs
-    from edgeblood.data.image_folder import is_folder_dataset, load_folder_for_run
+    from edgeblood.data.image_folder import load_folder_for_run
     from edgeblood.data.labelled_images import read_labelled_images
     from edgeblood.imageio import read_pixels, to_rgb_uint8
     from edgeblood.parity import select_indices
 
-    if is_folder_dataset(run.metadata.get("dataset")):  # the lab's own files are the captures; PBC's may not even share its classes
-        data = load_folder_for_run(run.metadata)
+    if run.meta.dataset.is_folder:  # the lab's own files are the captures; PBC's may not even share its classes
+        data = load_folder_for_run(run.meta)
         labels = data.labels("test")
         idx = select_indices(labels, n_images)
         frames = [to_rgb_uint8(read_pixels(data.split_files["test"][i])) for i in idx]
@@ -202,7 +202,7 @@ def load_capture_parity_frames(run, data_dir=None, n_images: int | None = 256):
     for folder in candidate_dirs(data_dir):
         originals = folder / "pbc-originals" / "val"
         if originals.is_dir():
-            items = read_labelled_images(originals, run.classes, run.metadata.get("class_names_full"))
+            items = read_labelled_images(originals, run.classes, run.meta.class_names_full)
             idx = select_indices(items.labels, n_images)
             frames = [to_rgb_uint8(read_pixels(items.files[i])) for i in idx]
             return frames, items.labels[idx], f"PBC val originals ({originals})"
@@ -237,7 +237,7 @@ def check_capture_parity(artifact: str | Path, run, frames, labels, description:
     t0 = time.perf_counter()
     framing = replace_jpeg(run.framing)
     framed = np.stack([framing.apply(f, run.in_size) for f in frames]).transpose(0, 3, 1, 2).astype(np.float32)
-    module = wrap_for_deployment(run.model, run.metadata, with_label=False)
+    module = wrap_for_deployment(run.model, run.meta, with_label=False)
     with torch.inference_mode():
         reference = torch.cat([module(torch.from_numpy(framed[i : i + 256])) for i in range(0, len(framed), 256)]).numpy()
     runtime, predict = capture_predictor(artifact)

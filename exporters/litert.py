@@ -137,7 +137,7 @@ def _export_target(job: ExportJob) -> dict:
     from edgeblood.preprocess import wrap_for_deployment
 
     run = job.run
-    return export_litert(wrap_for_deployment(run.model, run.metadata), job.metadata, job.out, in_size=run.in_size)
+    return export_litert(wrap_for_deployment(run.model, run.meta), job.metadata, job.out, in_size=run.in_size)
 
 
 TARGET = register(Target(

@@ -276,7 +276,7 @@ def _export_target(job: ExportJob) -> dict:
     from edgeblood.preprocess import wrap_for_deployment
 
     run = job.run
-    return export_onnx(wrap_for_deployment(run.model, run.metadata), job.metadata, job.out, in_size=run.in_size,
+    return export_onnx(wrap_for_deployment(run.model, run.meta), job.metadata, job.out, in_size=run.in_size,
                        opset=job.options.opset or DEFAULT_OPSET, simplify=job.options.simplify)
 
 

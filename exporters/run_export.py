@@ -166,7 +166,7 @@ def export_run(
             step(f"exporting {source.name} (the source of {', '.join(t.title for t, _ in pairs if t.source == source.name)})")
             out = staging / "source" / source.fp32_path
             out.parent.mkdir(parents=True, exist_ok=True)
-            meta = artifact_metadata(run.metadata, target=source.name, run_name=run.name)
+            meta = artifact_metadata(run.meta, target=source.name, run_name=run.name)
             source.export(ExportJob(run=run, precision="fp32", out=out, metadata=meta, options=options, sources=dict(sources)))
             sources[source.name] = out
         for target, precision in pairs:
@@ -175,7 +175,7 @@ def export_run(
             staged.parent.mkdir(parents=True, exist_ok=True)
             step(f"exporting {target.name} {precision}")
             t0 = time.perf_counter()
-            meta = artifact_metadata(run.metadata, precision=precision, target=target.name, run_name=run.name)
+            meta = artifact_metadata(run.meta, precision=precision, target=target.name, run_name=run.name)
             details = target.export(ExportJob(run=run, precision=precision, out=staged, metadata=meta, options=options, sources=dict(sources)))
             seconds = time.perf_counter() - t0
 
@@ -264,7 +264,7 @@ def _export_captures(run, targets: list[Target], staging: Path, export_dir: Path
         staged = staging / "capture" / rel
         step(f"exporting {target.name} capture variant (framing in the graph)")
         t0 = time.perf_counter()
-        meta = artifact_metadata(run.metadata, target=target.name, run_name=run.name)
+        meta = artifact_metadata(run.meta, target=target.name, run_name=run.name)
         details = target.capture.build(ExportJob(run=run, precision="fp32", out=staged, metadata=meta, options=options, sources=dict(sources)),
                                        sources[target.name])
         seconds = time.perf_counter() - t0

@@ -33,14 +33,14 @@ def main() -> None:
                 if (src / name).is_file():
                     shutil.copy2(src / name, dest / name)
         before = read_metrics(src).get("test", {})
-        if "calibration" not in open_run(dest).metadata:
+        if open_run(dest).meta.calibration is None:
             subprocess.run([sys.executable, "-m", "edgeblood", "evaluate", str(dest), "--calibrate", "--split", "test", "--no-plots"], check=True)
         run = open_run(dest)
-        record, test = run.metadata["calibration"], read_metrics(dest)["test"]
-        at5 = next(r for r in record["review_thresholds"] if r["review_rate"] == 0.05)
-        rows.append((src.name, run.model_name, run.in_size, record["temperature"], record["val_ece_before"], record["val_ece_after"],
+        record, test = run.meta.calibration, read_metrics(dest)["test"]
+        at5 = next(r for r in record.review_thresholds if r.review_rate == 0.05)
+        rows.append((src.name, run.model_name, run.in_size, record.temperature, record.val_ece_before, record.val_ece_after,
                      test["calibration"]["ece_uncalibrated"], test["calibration"]["ece"], before.get("accuracy"), test["accuracy"],
-                     at5["threshold"], at5["accepted_accuracy"]))
+                     at5.threshold, at5.accepted_accuracy))
     print("| run | model | px | T | val ECE before -> after | test ECE before -> after | test acc before / after | 5 % review: threshold, val acc kept |")
     print("| --- | --- | ---: | ---: | --- | --- | --- | --- |")
     for name, model, px, t, vb, va, tb, ta, acc0, acc1, thr, acc5 in rows:

@@ -53,11 +53,11 @@ def _trained_row(args, run_dir: Path, label: str, kind: str) -> dict:
     run = open_run(run_dir)
     test = run.metrics()["test"]
     worst = min(test["per_class"], key=lambda c: test["per_class"][c]["recall"])
-    command = run.metadata["training"]["command"]
+    training = run.meta.training
     return {"model": label, "kind": kind, "accuracy": test["accuracy"], "n": test["num_samples"], "worst_class": worst,
             "worst_class_recall": test["per_class"][worst]["recall"], "balanced_accuracy": test["balanced_accuracy"],
-            "wall_s": run.metadata["training"].get("wall_time_s"), "command": command, "run": str(run_dir),
-            "best_epoch": run.metadata["training"].get("best_epoch"), "val_accuracy": run.metrics().get("val", {}).get("accuracy")}
+            "wall_s": training.wall_time_s, "command": training.command, "run": str(run_dir),
+            "best_epoch": training.best_epoch, "val_accuracy": run.metrics().get("val", {}).get("accuracy")}
 
 
 def main() -> None:
@@ -82,7 +82,7 @@ def main() -> None:
                          f"edgeblood train ... (see {parent.name}/run.json)"))
         ft = _train(args, f"{tag}-ft", ["--init", str(parent_dir), "--epochs", str(args.finetune_epochs)])
         rows.append(_trained_row(args, ft, tag, f"(b) fine-tuned --init, {args.finetune_epochs} epochs"))
-        model_opts = [f"{k}={json.dumps(v)}" for k, v in parent.metadata["model"]["config"].items() if k not in ("name", "num_classes", "in_size")]
+        model_opts = [f"{k}={json.dumps(v)}" for k, v in parent.meta.model.options.items()]
         for epochs in args.scratch_epochs:
             scratch = _train(args, f"{tag}-scratch-{epochs}", ["--model", parent.model_name, "--size", str(parent.in_size), "--framing",
                                                                 parent.framing.short(), "--epochs", str(epochs),

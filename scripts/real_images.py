@@ -43,7 +43,7 @@ def main() -> int:
         if npz is None:
             print(f"{run_dir}: no val entry in metrics.json; run `edgeblood evaluate {run_dir} --split val`", file=sys.stderr)
             return 2
-        items = read_labelled_images(args.originals, run.classes, run.metadata.get("class_names_full"))
+        items = read_labelled_images(args.originals, run.classes, run.meta.class_names_full)
         truth = {str(f): int(y) for f, y in zip(items.files, items.labels)}
         npz_recall = np.array([npz["per_class"][c]["recall"] for c in run.classes])
         print(f"| {run.name} | npz val ({npz['num_samples']} arrays) | {100 * npz['accuracy']:.2f} % | - | - | - |")

@@ -90,7 +90,7 @@ def _evaluate_images(run, images: Path, framing: str, *, device: str, batch_size
     from edgeblood.framing import Framing
 
     chosen = Framing.parse(framing, run.framing)
-    items = read_labelled_images(images, run.classes, run.metadata.get("class_names_full"))  # listed once, framed below
+    items = read_labelled_images(images, run.classes, run.meta.class_names_full)  # listed once, framed below
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task(f"reading and framing {images}", total=len(items.files))

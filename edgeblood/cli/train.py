@@ -143,7 +143,7 @@ def _parent_model(init: Path, ctx: typer.Context, model: str, size: int, model_o
     from edgeblood.training.init_from import open_parent
 
     parent = open_parent(init)
-    config = {k: v for k, v in parent.metadata["model"]["config"].items() if k not in ("name", "num_classes", "in_size")}
+    config = parent.meta.model.options
     if _on_command_line(ctx, "model") and model != parent.model_name:
         raise EdgebloodError(f"--init {init} is a {parent.model_name} run, not {model}; drop --model (fine-tuning keeps the parent's architecture)")
     return parent.model_name, size if _on_command_line(ctx, "size") else parent.in_size, model_opts or config

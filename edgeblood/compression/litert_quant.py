@@ -39,7 +39,7 @@ def quantize_int8(job: QuantizeJob) -> dict:
         ranges = q.calibrate(samples)
         q.quantize(ranges).export_model(str(job.dest), overwrite=True)
     repaired = repoint_signature_outputs(job.dest)
-    write_metadata(job.dest, artifact_metadata(job.run.metadata, precision="int8", target="litert", run_name=job.run.name))
+    write_metadata(job.dest, artifact_metadata(job.run.meta, precision="int8", target="litert", run_name=job.run.name))
     from importlib.metadata import version
 
     return {"seconds": round(time.perf_counter() - t0, 3),

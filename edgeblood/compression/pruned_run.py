@@ -9,11 +9,11 @@ target and renamed into place at the end: an error or Ctrl-C leaves nothing half
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch.nn as nn
@@ -61,7 +61,7 @@ def structured_run(
         "round_to": round_to,
         **s,
     }
-    reference = build_model(run.metadata)  # unpruned widths: the structure is stored as a difference
+    reference = build_model(run.meta)  # unpruned widths: the structure is stored as a difference
     structure = describe_structure(model, reference)
     return _write_run(run, model, data, dest, compression, ft, structure=structure, say=say)
 
@@ -112,7 +112,7 @@ def _finetune(model: nn.Module, run: Run, data, epochs: int, lr, device: str, sa
         raise EdgebloodError(f"--finetune-epochs must be >= 0 (got {epochs})")
     if epochs == 0:
         return None
-    train_cfg = (run.metadata.get("training") or {}).get("config") or {}
+    train_cfg = run.meta.training.config or {}
     ft = finetune(model, (data.images("train"), data.labels("train")), (data.images("val"), data.labels("val")),
                   run.mean, run.std, epochs, train_cfg, lr=lr, device=device, seed=int(train_cfg.get("seed", 0)), on_batch=on_batch)
     say(f"fine-tune {epochs} epoch(s) at lr {ft.lr:.2e} on {data.describe()}: val accuracy {ft.val_accuracy_before:.4f} -> "
@@ -123,25 +123,22 @@ def _finetune(model: nn.Module, run: Run, data, epochs: int, lr, device: str, sa
 def _write_run(parent: Run, model: nn.Module, data, dest: Path, compression: dict, ft: FinetuneResult | None,
                *, structure: dict | None, say: Progress) -> Path:
     model.eval().cpu()
-    meta = copy.deepcopy(parent.metadata)
-    meta["created"] = utc_now()
-    meta["model"]["params"] = count_params(model)
-    meta["model"]["macs"] = count_macs(model, parent.in_size)
-    meta["model"].pop("structure", None)
-    if structure:
-        meta["model"]["structure"] = structure
     compression.update(
         parent_run=str(parent.dir),
-        parent_metrics=parent.metadata.get("metrics", {}),
+        parent_metrics=parent.meta.metrics,
         finetune=ft.to_dict() if ft else {"epochs": 0},
         command=command_line(),
         created=utc_now(),
     )
-    meta["compression"] = compression
-    meta["versions"] = library_versions()
-    meta["git_commit"] = git_commit()
-
-    meta["metrics"] = {}  # the parent's figures do not describe this model; evaluate_run fills them in
+    meta = replace(
+        parent.meta,
+        created=utc_now(),
+        model=replace(parent.meta.model, params=count_params(model), macs=count_macs(model, parent.in_size), structure=structure or None),
+        compression=compression,
+        versions=library_versions(),
+        git_commit=git_commit(),
+        metrics={},  # the parent's figures do not describe this model; evaluate_run fills them in
+    )
 
     # Assemble in <runs>/.tmp-XXXX/<name> so that the run already has its final name while it is
     # evaluated (plots and tables carry it), then move it into place in one rename.

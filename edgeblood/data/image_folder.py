@@ -36,10 +36,11 @@ from edgeblood.data.split_arrays import SPLITS, SplitArrays
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import Framing
 from edgeblood.imageio import IMAGE_EXTENSIONS, load_image
+from edgeblood.run_metadata import FOLDER_SOURCE, DatasetInfo, RunMetadata, SplitSpec, as_run_metadata
 
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 CACHE_FORMAT = 1
-SOURCE = "folder"  # dataset "source" of runs trained on an image folder (BloodMNIST runs: "full" or "sample")
+SOURCE = FOLDER_SOURCE  # dataset "source" of runs trained on an image folder (BloodMNIST runs: "full" or "sample")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test", "testing": "test"}
 
 
@@ -416,24 +417,28 @@ def _duplicates_across_splits(keys: Sequence[str], digests: np.ndarray, ok: np.n
     return pairs
 
 
-def is_folder_dataset(dataset_metadata: dict | None) -> bool:
-    return (dataset_metadata or {}).get("source") == SOURCE
+def is_folder_dataset(dataset: DatasetInfo | dict | None) -> bool:
+    """Was a run trained on an image folder? (``DatasetInfo.is_folder``; the dict form for callers holding run.json as a dict)"""
+    if isinstance(dataset, DatasetInfo):
+        return dataset.is_folder
+    return (dataset or {}).get("source") == SOURCE
 
 
-def load_folder_for_run(metadata: dict, progress_factory=None) -> FolderDataset:
-    """The image folder a run was trained on, split and framed exactly as in training (for evaluate/export/bench)."""
-    from edgeblood.framing import framing_of
-
-    ds = metadata["dataset"]
-    path = Path(ds["file"])
+def load_folder_for_run(metadata: RunMetadata | dict, progress_factory=None) -> FolderDataset:
+    """The image folder a run was trained on (``Run.meta``), split and framed exactly as in training (for evaluate/export/bench)."""
+    meta = as_run_metadata(metadata)
+    ds = meta.dataset
+    if not ds.file:
+        raise EdgebloodError("the run's metadata names no image folder (dataset.file); evaluate it on a folder with `edgeblood evaluate RUN --images DIR`")
+    path = Path(ds.file)
     if not path.exists():
         raise EdgebloodError(f"run was trained on the image folder {path}, which is not here; put it back at that path "
                              "(or evaluate on a folder elsewhere with `edgeblood evaluate RUN --images DIR`)")
-    spec = ds.get("split") or {"kind": "given"}
-    data = load_image_folder(path, int(metadata["input"]["size"]), framing=framing_of(metadata)[0],
-                             split=spec.get("ratios") if spec.get("kind") == "stratified" else None, split_seed=int(spec.get("seed", 0)),
-                             classes=list(metadata["classes"]), progress_factory=progress_factory)
-    if ds.get("content_sha256") and ds["content_sha256"] != data.content_sha256:
-        data.notes.append(f"the folder changed since training ({ds.get('files')} files then, {data.n_files} now; content hash differs): "
+    spec = ds.split or SplitSpec(kind="given")
+    ratios = list(spec.ratios) if spec.kind == "stratified" and spec.ratios is not None else None
+    data = load_image_folder(path, int(meta.input.size), framing=meta.framing, split=ratios, split_seed=int(spec.seed or 0),
+                             classes=list(meta.classes), progress_factory=progress_factory)
+    if ds.content_sha256 and ds.content_sha256 != data.content_sha256:
+        data.notes.append(f"the folder changed since training ({ds.files} files then, {data.n_files} now; content hash differs): "
                           "the splits are re-derived from today's files, so figures are not comparable with the run's own")
     return data

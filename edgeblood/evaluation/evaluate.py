@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch.nn as nn
 
 from edgeblood.atomic import exclusive_lock, write_json
 from edgeblood.data.bloodmnist import SPLITS, BloodMNIST, load_bloodmnist, load_sample
-from edgeblood.data.image_folder import FolderDataset, is_folder_dataset, load_folder_for_run
+from edgeblood.data.image_folder import FolderDataset, load_folder_for_run
 from edgeblood.devices import resolve_device
 from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.metrics import compute_metrics, format_metrics_table
@@ -103,7 +104,7 @@ def evaluate_images(
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     device = _resolve_device(device)
     framing = framing or run.framing
-    items = source if isinstance(source, LabelledImages) else read_labelled_images(source, run.classes, run.metadata.get("class_names_full"))
+    items = source if isinstance(source, LabelledImages) else read_labelled_images(source, run.classes, run.meta.class_names_full)
     images, labels, kept, skipped = load_framed(items, run.in_size, framing, progress=load_progress)
     key = f"images-{re.sub(r'[^A-Za-z0-9._-]+', '_', items.name) or 'folder'}"
     data_block = {
@@ -157,7 +158,7 @@ def _evaluate_arrays(run: Run, split: str, images: np.ndarray, labels: np.ndarra
     # metrics.json is merged, and run.json's headline rebuilt from it, under one lock.
     with exclusive_lock(metrics_path.with_name(f".{METRICS_JSON}.lock")):
         merged = _merge_metrics_json(metrics_path, split, entry)
-        run.metadata["metrics"] = {s: {k: e[k] for k in HEADLINE if k in e} for s, e in merged.items()}
+        run.meta = replace(run.meta, metrics={s: {k: e[k] for k in HEADLINE if k in e} for s, e in merged.items()})
         run.save(model)
     if console is not None:
         print_evaluation(entry, run, console)
@@ -169,15 +170,14 @@ def _calibration_block(run: Run, labels: np.ndarray, probs: np.ndarray, ece: flo
     from edgeblood.evaluation.metrics import expected_calibration_error
     from edgeblood.evaluation.temperature import review_table, uncalibrated
 
-    record = run.metadata.get("calibration") or {}
-    t = float(record.get("temperature", 1.0))
-    block = {"temperature": t, "calibrated": bool(record), "ece": ece,
-             "ece_uncalibrated": expected_calibration_error(labels, uncalibrated(probs, t))[0] if record else ece}
-    if record.get("review_thresholds"):
+    calibrated, t = run.meta.calibration is not None, run.meta.temperature
+    block = {"temperature": t, "calibrated": calibrated, "ece": ece,
+             "ece_uncalibrated": expected_calibration_error(labels, uncalibrated(probs, t))[0] if calibrated else ece}
+    if run.meta.review_thresholds:
         conf, correct = probs.max(1), probs.argmax(1) == labels
-        block["review"] = [{"val_review_rate": r["review_rate"], "threshold": r["threshold"], "flagged": float((conf < r["threshold"]).mean()),
-                            "accepted_accuracy": float(correct[conf >= r["threshold"]].mean()) if (conf >= r["threshold"]).any() else None}
-                           for r in record["review_thresholds"] if r["review_rate"] in (0.01, 0.02, 0.05, 0.1, 0.2)]
+        block["review"] = [{"val_review_rate": r.review_rate, "threshold": r.threshold, "flagged": float((conf < r.threshold).mean()),
+                            "accepted_accuracy": float(correct[conf >= r.threshold].mean()) if (conf >= r.threshold).any() else None}
+                           for r in run.meta.review_thresholds if r.review_rate in (0.01, 0.02, 0.05, 0.1, 0.2)]
     elif len(labels):
         block["review"] = [{"review_rate": r["review_rate"], "threshold": r["threshold"], "accepted_accuracy": r["accepted_accuracy"]}
                            for r in review_table(probs, labels, (0.05, 0.1))]
@@ -197,9 +197,9 @@ def _tta_metrics(model: nn.Module, images: np.ndarray, labels: np.ndarray, run: 
 
 def load_eval_data(run: Run, *, data_dir=None, sample: bool | str = "auto", download: bool = False) -> BloodMNIST:
     """The data to evaluate ``run`` on (see the module docstring for the rules)."""
-    if is_folder_dataset(run.metadata.get("dataset")):
-        return load_folder_for_run(run.metadata)
-    trained_on = run.metadata.get("dataset", {}).get("source", "full")
+    if run.meta.dataset.is_folder:
+        return load_folder_for_run(run.meta)
+    trained_on = run.meta.dataset.source or "full"
     size = run.in_size
     use_sample = trained_on == "sample" if sample == "auto" else bool(sample)
     if use_sample:
@@ -320,11 +320,11 @@ def _check_compatible(run: Run, data: BloodMNIST | FolderDataset) -> None:
 
 def _data_notes(run: Run, data: BloodMNIST) -> list[str]:
     notes = list(data.notes)
-    trained = run.metadata.get("dataset", {})
-    if trained.get("source") and trained["source"] != data.source:
-        notes.append(f"the run was trained on the {trained['source']} data but is evaluated on the {data.source} data")
-    elif data.source == "full" and trained.get("md5") and data.md5 and trained["md5"] != data.md5:
-        notes.append(f"evaluated on a different file (md5 {data.md5}) than the run was trained on (md5 {trained['md5']})")
+    trained = run.meta.dataset
+    if trained.source and trained.source != data.source:
+        notes.append(f"the run was trained on the {trained.source} data but is evaluated on the {data.source} data")
+    elif data.source == "full" and trained.md5 and data.md5 and trained.md5 != data.md5:
+        notes.append(f"evaluated on a different file (md5 {data.md5}) than the run was trained on (md5 {trained.md5})")
     return notes
 
 

@@ -127,7 +127,7 @@ def _class_index(name: str, run: Run) -> int:
 
 
 def _name_lookup(run: Run) -> dict[str, int]:
-    return class_lookup(run.classes, run.metadata.get("class_names_full") or run.classes)
+    return class_lookup(run.classes, run.meta.class_names)
 
 
 def _unique(stem: str, used: set[str]) -> str:

@@ -19,12 +19,14 @@ threshold that flags that share, and the accuracy on the images it accepts. ``ed
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from edgeblood.errors import EdgebloodError
+from edgeblood.run_metadata import CalibrationInfo
 
 #: Shares of images sent for review that the table records (predict --review-rate interpolates between them).
 REVIEW_RATES = tuple(round(0.01 * k, 2) for k in range(0, 51))
@@ -119,7 +121,7 @@ def calibrate_run(run, data, *, device: str = "cpu", batch_size: int = 512) -> d
     logits = predict_logits(model, images, run.mean, run.std, batch_size=batch_size, device=device)
     model.cpu()
     t = fit_temperature(logits, labels)
-    before_total = float((run.metadata.get("calibration") or {}).get("temperature", 1.0))
+    before_total = run.meta.temperature
     ece_before, _ = expected_calibration_error(labels, softmax(logits * before_total))  # the trained network's own confidence
     ece_after, _ = expected_calibration_error(labels, softmax(logits, t))
     head = fold_into_head(model, t, len(run.classes))
@@ -135,6 +137,6 @@ def calibrate_run(run, data, *, device: str = "cpu", batch_size: int = 512) -> d
         "val_nll_after": nll(logits, labels, t),
         "review_thresholds": review_table(softmax(logits, t), labels),
     }
-    run.metadata["calibration"] = record
+    run.meta = replace(run.meta, calibration=CalibrationInfo.from_dict(record))
     run.save(model)
     return record

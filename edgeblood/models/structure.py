@@ -2,7 +2,7 @@
 
 Channel pruning changes layer widths, so ``create(name, **config)`` alone builds the unpruned shape.
 A pruned run therefore stores, next to the model config, the width attributes that differ from the
-freshly built model (``metadata["model"]["structure"]``); ``apply_structure`` sets them back and
+freshly built model (run.json's ``model.structure``, ``RunMetadata.model.structure``); ``apply_structure`` sets them back and
 resizes parameters/buffers to the checkpoint's shapes before ``load_state_dict``. Checkpoints stay
 ``torch.load(weights_only=True)``-safe and the model code stays the registry's.
 

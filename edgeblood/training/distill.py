@@ -51,7 +51,7 @@ def teacher_logits(
     teacher = open_run(teacher_dir)
     if list(teacher.classes) != list(student_classes):
         raise EdgebloodError(f"teacher {teacher.name} predicts {teacher.classes}, not the student's classes; pick a BloodMNIST run as --teacher")
-    trained_on = teacher.metadata.get("dataset", {}).get("source", "full")
+    trained_on = teacher.meta.dataset.source or "full"
     if trained_on == "sample" and not sample:
         raise EdgebloodError(f"teacher {teacher.name} was trained on the embedded sample; distil from a run trained on the full data")
     data = load_bloodmnist(teacher.in_size, data_dir, sample=sample, download=download)
@@ -64,8 +64,8 @@ def teacher_logits(
     logits, fingerprint = _cached_logits(teacher, data, device, progress)
     teacher_acc = float((logits.argmax(1) == labels).mean())
     info = {"run": str(Path(teacher.dir).resolve()), "weights_sha256": fingerprint, "model": teacher.model_name, "in_size": teacher.in_size,
-            "params": teacher.metadata["model"].get("params"),
-            "test_accuracy": teacher.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
+            "params": teacher.meta.model.params,
+            "test_accuracy": teacher.meta.metric("test", "accuracy"),
             "train_accuracy_tta": round(teacher_acc, 6), "views": TTA_VIEWS}
     return torch.from_numpy(logits), info
 

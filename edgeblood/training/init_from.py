@@ -48,7 +48,7 @@ def open_parent(path: str | Path):
     from edgeblood.runs import open_run
 
     parent = open_run(path)
-    if parent.metadata["model"].get("structure"):
+    if parent.meta.model.structure:
         raise EdgebloodError(f"{parent.dir} is a pruned run; fine-tune the run it was pruned from, then compress the result")
     return parent
 
@@ -77,7 +77,7 @@ def init_from_parent(model: nn.Module, parent, classes: list[str]) -> ParentInit
         copied = _copy_head_rows(model, head, source, parent.classes, classes)
     return ParentInit(run=str(Path(parent.dir).resolve()), weights_sha256=weights_fingerprint(parent.model), model=parent.model_name,
                       in_size=parent.in_size, classes=parent.classes, loaded="all" if same_classes else "backbone", head=head,
-                      copied_head_classes=copied, test_accuracy=(parent.metadata.get("metrics") or {}).get("test", {}).get("accuracy"))
+                      copied_head_classes=copied, test_accuracy=parent.meta.metric("test", "accuracy"))
 
 
 def _copy_head_rows(model: nn.Module, head: str, source: dict, parent_classes: list[str], classes: list[str]) -> list[str]:
