@@ -355,3 +355,15 @@ def test_missing_glyph_warnings_stay_out_of_the_output(tmp_path):
         filters = list(warnings.filters)
         assert save_figure(figure(), tmp_path / "plot.png").stat().st_size > 0
         assert warnings.filters == filters  # the filter covered the drawing only, nothing else in the process
+
+
+def test_loading_coremltools_prints_nothing():
+    """D20: every Core ML export printed torch's `_pytree.py:630] <enum 'KernelPreference'> ...` line (coremltools imports torchao)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("coremltools")
+    code = "import torch\nfrom edgeblood.exporters.coreml import require_coremltools\nrequire_coremltools()\nprint('loaded')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout == "loaded\n", res.stdout + res.stderr
+    assert res.stderr == "", res.stderr
