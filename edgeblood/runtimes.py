@@ -248,7 +248,7 @@ class PyTorchRuntime(Runtime):
 
         def load():
             run = open_run(artifact)
-            return run, wrap_for_deployment(run.model, run.metadata, with_label=False).to(device)
+            return run, wrap_for_deployment(run.model, run.meta, with_label=False).to(device)
 
         (run, module), seconds = _timed(load)
 
@@ -257,7 +257,7 @@ class PyTorchRuntime(Runtime):
             out = module(torch.from_numpy(x).to(device))
             return out.float().cpu().numpy()
 
-        meta = decode_metadata(artifact_metadata(run.metadata, target="pytorch", run_name=run.name))
+        meta = decode_metadata(artifact_metadata(run.meta, target="pytorch", run_name=run.name))
         return LoadedModel(
             runtime=self.name, device=device, threads=threads or torch.get_num_threads(), artifact=artifact,
             load_seconds=seconds, run=predict, metadata=meta, input_size=run.in_size, handle=module,

@@ -53,15 +53,10 @@ def can_predict() -> bool:
 
 @contextlib.contextmanager
 def quiet():
-    """Silence coremltools' import chatter (untested-torch warning, missing native proxies on Linux) and tqdm bars.
-
-    Its torchao import logs a torch deprecation line (``_pytree.py:630] <enum 'KernelPreference'> ...``)
-    through torch's own handler, which holds the real stderr: that logger is turned down here too.
-    """
-    loggers = [logging.getLogger(name) for name in ("coremltools", "torch.utils._pytree")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
+    """Silence coremltools' import chatter (untested-torch warning, missing native proxies on Linux) and tqdm bars."""
+    logger = logging.getLogger("coremltools")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     old_tqdm = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
     try:
@@ -69,8 +64,7 @@ def quiet():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+        logger.setLevel(level)
         if old_tqdm is None:
             os.environ.pop("TQDM_DISABLE", None)
         else:
@@ -232,7 +226,7 @@ def _export_target(job: ExportJob) -> dict:
     from edgeblood.preprocess import wrap_for_deployment
 
     run = job.run
-    model = wrap_for_deployment(run.model, run.metadata, with_label=False)  # Core ML adds classLabel itself
+    model = wrap_for_deployment(run.model, run.meta, with_label=False)  # Core ML adds classLabel itself
     return export_coreml(model, job.metadata, run.classes, job.out, in_size=run.in_size, precision=job.precision,
                          min_target=job.options.min_target)
 
