@@ -53,10 +53,15 @@ def can_predict() -> bool:
 
 @contextlib.contextmanager
 def quiet():
-    """Silence coremltools' import chatter (untested-torch warning, missing native proxies on Linux) and tqdm bars."""
-    logger = logging.getLogger("coremltools")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """Silence coremltools' import chatter (untested-torch warning, missing native proxies on Linux) and tqdm bars.
+
+    Its torchao import logs a torch deprecation line (``_pytree.py:630] <enum 'KernelPreference'> ...``)
+    through torch's own handler, which holds the real stderr: that logger is turned down here too.
+    """
+    loggers = [logging.getLogger(name) for name in ("coremltools", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     old_tqdm = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
     try:
@@ -64,7 +69,8 @@ def quiet():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
         if old_tqdm is None:
             os.environ.pop("TQDM_DISABLE", None)
         else:
