@@ -355,6 +355,25 @@ def test_unstructured_pruning_reports_sparsity_and_gzip_size_honestly(pruned):
     assert parent.metadata["model"]["params"] == child.metadata["model"]["params"]
 
 
+def test_a_derived_run_title_keeps_every_word_at_any_console_width(pruned):
+    """D20: as a rich table title, the pruned run's title was wrapped at the table's natural width and then cropped
+    to the console's, so "params," fell off the first line whenever the table was wider than the console."""
+    import io
+
+    from rich.console import Console
+
+    from edgeblood.cli.compress import variant_table
+
+    _, reports = pruned
+    report = next(r for r in reports if "channel-pruned" in r.title)
+    for width in range(60, 121, 4):
+        out = io.StringIO()
+        Console(file=out, width=width, color_system=None).print(variant_table(report))
+        lines = out.getvalue().splitlines()
+        title_lines = lines[:next(i for i, line in enumerate(lines) if not line.strip())]  # the title ends at the table's blank top edge
+        assert " ".join(title_lines).split() == report.title.split(), f"title cut at {width} columns:\n{out.getvalue()}"
+
+
 def test_pruning_ratio_and_unprunable_models_fail_with_one_line():
     from edgeblood.compression.prune import structured_prune
 

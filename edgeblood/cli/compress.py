@@ -89,11 +89,19 @@ ABBREV = {"basophil": "BAS", "eosinophil": "EOS", "erythroblast": "ERB", "immatu
 
 
 def variant_table(report):
-    """variant | size (% of fp32) | params | MACs | test acc | macro-F1 | Δacc vs fp32 | worst class (ΔF1: manifest)."""
-    from rich import box
-    from rich.table import Table
+    """The report's title line above its table: variant | size (% of fp32) | params | MACs | test acc | macro-F1 |
+    Δacc vs fp32 | worst class (ΔF1: manifest).
 
-    table = Table(title=report.title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    The title is its own line, wrapped at the console's width: as a rich table title it was wrapped at the
+    table's natural width and then cropped to the console's, so a word fell off the end of the first line
+    whenever the table was wider than the console (80 columns, COLUMNS=80 in a log). It is plain text, too:
+    a run name with [brackets] is not read as markup."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("variant", min_width=18)
     for col in ("size (%fp32)", "params", "MACs", "acc %", "F1 %", "Δacc pt", "worst Δrecall"):
         table.add_column(col, justify="left" if col == "worst Δrecall" else "right", no_wrap=True)
@@ -109,7 +117,7 @@ def variant_table(report):
             _signed(d["accuracy_pt"]) if d else "-",
             _worst(d),
         )
-    return table
+    return Group(Text(report.title, style="table.title"), table)
 
 
 def row_notes(report) -> list[str]:
