@@ -163,6 +163,38 @@ def test_onnx_variants_are_in_the_manifest_with_contract_metadata(onnx_compresse
     assert weight.data_type == onnx.TensorProto.INT8 and weight.dims[1] == 4
 
 
+def test_int8_artifacts_record_the_temperature_that_minimises_their_own_val_nll(onnx_compressed):
+    """#19 item 1, per artifact: an int8 artifact inherits the fp32 run's temperature; compress records the one that
+    would minimise ITS val NLL (fitted on its own val outputs through its runtime) and the test ECE that would give."""
+    from edgeblood.data.bloodmnist import load_sample
+    from edgeblood.evaluation.metrics import expected_calibration_error
+    from edgeblood.evaluation.temperature import nll, softmax
+
+    run_dir, reports = onnx_compressed
+    rows = _rows(reports[0])
+    entries = {a["path"]: a for a in json.loads((run_dir / "export" / "manifest.json").read_text())["artifacts"]}
+    data = load_sample(28)
+    val_images, val_labels = to_contract(data.images("val")), data.labels("val")
+    test_images, test_labels = _test_split(open_run(run_dir))
+    for label, rel in (("onnx int8 static (minmax)", "model-int8.onnx"), ("onnx int8 dynamic", "model-int8-dynamic.onnx")):
+        evaluation = entries[rel]["evaluation"]
+        refit = evaluation["refit_temperature"]
+        assert refit["fitted_on"] == "val" and refit["images"] == len(val_labels) and refit["applied"] is False
+        log_probs = np.log(np.clip(_predict_with_own_runtime(run_dir / "export" / rel, val_images).astype(np.float64), 1e-30, None))
+        t = refit["temperature"]
+        assert nll(log_probs, val_labels, t) <= min(nll(log_probs, val_labels, 0.9 * t), nll(log_probs, val_labels, 1.1 * t))
+        assert refit["val_nll_refit"] == pytest.approx(nll(log_probs, val_labels, t), rel=1e-4)
+        assert refit["val_nll_refit"] <= refit["val_nll"] == pytest.approx(nll(log_probs, val_labels), rel=1e-6)
+        test_probs = _predict_with_own_runtime(run_dir / "export" / rel, test_images)
+        assert refit["test_ece"] == pytest.approx(evaluation["ece"])
+        test_log_probs = np.log(np.clip(test_probs.astype(np.float64), 1e-30, None))
+        assert refit["test_ece_refit"] == pytest.approx(expected_calibration_error(test_labels, softmax(test_log_probs, t))[0], abs=1e-4)
+        moved = abs(refit["test_ece_refit"] - refit["test_ece"]) > 0.005
+        assert any("temperature refitted" in n for n in rows[label].notes) == moved
+    # fp32 carries the fitted temperature itself, fp16 keeps near-fp32 outputs: only quantized artifacts are refitted
+    assert "refit_temperature" not in entries["model.onnx"]["evaluation"] and "refit_temperature" not in entries["model-fp16.onnx"]["evaluation"]
+
+
 def test_padding_conv_input_channels_is_exact_and_skips_grouped_convs():
     """The rewrite the int8 path applies: RGB stem widened with a zero channel, same float outputs."""
     import onnx
@@ -252,6 +284,8 @@ def test_openvino_int8_nncf_and_accuracy_control(sample_run, tmp_path, tmp_path_
     assert "openvino/model-int8-acc.xml" not in entries  # one artifact per method: the fallback replaces it, no second file
     # NNCF's fast bias correction cost up to 2 pt on the GAP/SE models; the full one is the default
     assert entries["openvino/model-int8.xml"]["compression"]["bias_correction"] == "full"
+    refit = entry["evaluation"]["refit_temperature"]  # its own val outputs, through OpenVINO
+    assert refit["fitted_on"] == "val" and refit["images"] == 96 and refit["val_nll_refit"] <= refit["val_nll"]
     import openvino as ov
 
     model = ov.Core().read_model(str(ir / "model-int8.xml"))

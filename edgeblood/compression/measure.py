@@ -90,6 +90,38 @@ def measure_model(model: nn.Module, images_u8_nhwc: np.ndarray, labels: np.ndarr
     return summarize(labels, probs, classes, split=split, runtime="pytorch", device=device)
 
 
+def refit_temperature(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: np.ndarray, test_labels: np.ndarray) -> dict:
+    """The temperature that would minimise an artifact's own val NLL, and the test ECE it would give.
+
+    A quantized artifact inherits the temperature fitted for the fp32 model (folded into its head), but
+    int8 rounding can sharpen or blunt its confidence. Dividing the log-probabilities by T and
+    re-normalising is softmax(logits / T) (softmax is shift-invariant), so T is fitted by the run's own
+    fitter on what the artifact outputs; T = 1 means the inherited calibration is already the best.
+    T is relative to the artifact's outputs (which already carry the run's ``calibration.temperature``;
+    the product is the temperature relative to the trained network). Recorded, not applied: the
+    artifact on disk is unchanged.
+    """
+    from edgeblood.evaluation.metrics import expected_calibration_error
+    from edgeblood.evaluation.temperature import fit_temperature, nll, softmax
+
+    val_logits, test_logits = _log_probs(val_probs), _log_probs(test_probs)
+    t = fit_temperature(val_logits, val_labels)
+    return {
+        "temperature": round(t, 6),
+        "fitted_on": "val",
+        "images": int(len(val_labels)),
+        "val_nll": nll(val_logits, val_labels),
+        "val_nll_refit": nll(val_logits, val_labels, t),
+        "test_ece": expected_calibration_error(test_labels, test_probs)[0],
+        "test_ece_refit": expected_calibration_error(test_labels, softmax(test_logits, t))[0],
+        "applied": False,
+    }
+
+
+def _log_probs(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(probs, np.float64), 1e-30, None))
+
+
 def delta(variant: dict, baseline: dict) -> dict | None:
     """Percentage-point changes of ``variant`` vs ``baseline``; None unless both were measured (a
     mismatch was measured too: its deltas say how wrong it is)."""

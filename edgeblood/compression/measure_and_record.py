@@ -5,7 +5,10 @@ predict, PyTorch for checkpoints) on the whole test split, judged by the one par
 (``edgeblood.parity``) against the run's PyTorch model, and compared with the SOURCE run's fp32 on
 the same runtime: accuracy, macro-F1 and per-class recall deltas in percentage points, top-1
 agreement, and its own calibration error. A class losing more than ``RECALL_WARNING_PT`` of recall
-is named in a warning. The figures go into the run's ``export/manifest.json``: a new entry for a
+is named in a warning. A quantized artifact keeps the temperature fitted for the fp32 model; its
+``refit_temperature`` says which temperature its own val outputs would want and what test ECE that
+would give, with a line under the table when re-calibrating would move ECE by more than
+``REFIT_ECE_NOTE``. The figures go into the run's ``export/manifest.json``: a new entry for a
 method-made variant, an ``evaluation`` added to the exporter's entry for fp32 and exporter-made fp16.
 """
 
@@ -16,10 +19,11 @@ from pathlib import Path
 
 from edgeblood.compression.make_artifacts import MadeArtifact
 from edgeblood.compression.steps import Steps
-from edgeblood.parity import FAILED, MISMATCH, SKIPPED
+from edgeblood.parity import FAILED, MISMATCH, SKIPPED, precision_class
 from edgeblood.targets import get_target
 
 RECALL_WARNING_PT = 2.0  # a class losing more recall than this is named in a warning line
+REFIT_ECE_NOTE = 0.005  # a refitted temperature that would move test ECE by more than this is worth a line under the table
 UNSTRUCTURED = "unstructured-magnitude-pruning"
 
 
@@ -97,6 +101,15 @@ class Recorder:
         self.data = data
         self.steps = steps
         self.baselines: dict[str, Baseline] = {}  # target (or "pytorch") -> the source run's fp32 on that runtime
+        self._val: tuple | None = None
+
+    def val_split(self) -> tuple:
+        """Val images in the deployment layout and their labels (what a quantized artifact's temperature is refitted on)."""
+        if self._val is None:
+            from edgeblood.runtimes import to_model_input
+
+            self._val = (to_model_input(self.data.images("val")), self.data.labels("val"))
+        return self._val
 
     # ------------------------------------------------------------------------------------ rows
     def begin(self, run) -> RunSheet:
@@ -140,10 +153,13 @@ class Recorder:
         """A quantized (or fp16) variant's row, compared with its target's fp32; recorded in the manifest."""
         v, run = made.variant, sheet.run
         self.steps.step(f"{run.name}: {v.target} {v.label} on the test split")
-        m = measure_on_test(made.path, sheet.test, v.precision, run.classes)
+        val = self.val_split() if precision_class(v.precision) == "quantized" else None
+        m = measure_on_test(made.path, sheet.test, v.precision, run.classes, val=val)
         row = sheet.row(v.label, v.target, v.precision, v.path, artifact_size(made.path), m)
         if made.details.get("accuracy_control"):
             row.notes.append(accuracy_control_line(made.details["accuracy_control"]))
+        if refit_matters(m.get("refit_temperature")):
+            row.notes.append(refit_line(m["refit_temperature"]))
         self.compare(row, v.target)
         _annotate(row, m)
         if v.via_exporter:
@@ -190,9 +206,13 @@ class Recorder:
 
 # ---------------------------------------------------------------------------------- measuring
 
-def measure_on_test(path: Path, test, precision: str, classes: list[str]) -> dict:
-    """Full-test-split figures of ``path`` with its own runtime, and the parity judge's verdict against PyTorch fp32."""
-    from edgeblood.compression.measure import summarize
+def measure_on_test(path: Path, test, precision: str, classes: list[str], *, val: tuple | None = None) -> dict:
+    """Full-test-split figures of ``path`` with its own runtime, and the parity judge's verdict against PyTorch fp32.
+
+    With ``val`` (images, labels), also the temperature that would minimise the artifact's own val NLL
+    (``refit_temperature``): a quantized artifact inherits the fp32 model's, which int8 may no longer suit.
+    """
+    from edgeblood.compression.measure import refit_temperature, summarize
     from edgeblood.parity import compare, thresholds_for
     from edgeblood.runtimes import runtime_for_artifact
 
@@ -210,7 +230,19 @@ def measure_on_test(path: Path, test, precision: str, classes: list[str]) -> dic
     m["parity"] = parity.to_dict()
     if parity.status == MISMATCH:
         m["status"], m["reason"] = MISMATCH, f"exported but wrong: {parity.reason}"
+    if val is not None and len(val[1]):
+        m["refit_temperature"] = refit_temperature(loaded.predict(val[0]), val[1], probs, test.labels)
     return m
+
+
+def refit_matters(refit: dict | None) -> bool:
+    return refit is not None and abs(refit["test_ece_refit"] - refit["test_ece"]) > REFIT_ECE_NOTE
+
+
+def refit_line(refit: dict) -> str:
+    """Whether re-calibrating after quantization would matter, in one line."""
+    return (f"temperature refitted on its own val outputs (x{refit['temperature']:.3g}) would move test ECE {refit['test_ece']:.3f} -> "
+            f"{refit['test_ece_refit']:.3f}; it keeps the fp32 run's temperature (manifest: evaluation.refit_temperature)")
 
 
 def accuracy_control_line(record: dict) -> str:
