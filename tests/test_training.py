@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,117 @@ def test_torchrun_ddp_two_phase_model_pretrains_one_shared_autoencoder(tmp_path)
     assert "reconstruction MSE" in out.stdout and "(all 2 ranks)" in out.stdout, out.stdout[-2000:]
     run = open_run(tmp_path / "ddp-ae")
     assert run.metadata["training"]["pretrain_seconds"] > 0 and run.metadata["training"]["epochs_run"] == 1
+
+
+# --------------------------------------------------------------------------- D11: a disk that fills up during training
+
+ZIP_WRITER_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 3804032 vs 3803920"  # torch.save on a full disk
+
+
+def _full_disk_at(what: str, epoch: int, error: BaseException):
+    """torch.save that fails like a full disk on ``what`` ('train_state' or 'checkpoint') of ``epoch``, leaving half a file behind.
+
+    A full disk cannot be made in a test; the failing call is the filesystem write itself, everything around it is real.
+    """
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        is_state = isinstance(obj, dict) and "optimizer" in obj
+        is_checkpoint = isinstance(obj, dict) and "state_dict" in obj
+        epoch_of = obj.get("epoch") if is_state else (obj.get("metadata", {}).get("training", {}).get("epochs_run") if is_checkpoint else None)
+        if epoch_of == epoch and (is_state if what == "train_state" else is_checkpoint):
+            Path(f).write_bytes(b"PK\x03\x04" + bytes(4096))  # what the zip writer had written when the disk filled
+            raise error
+        return real_save(obj, f, *args, **kwargs)
+
+    return save
+
+
+def _history(run_dir: Path) -> list[dict]:
+    """history.csv without the timing columns (they differ between any two runs)."""
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in csv.DictReader(open(run_dir / "history.csv"))]
+
+
+def test_a_full_disk_at_the_first_epoch_stops_with_one_line_and_resume_continues(tmp_path):
+    """D11 as a user met it: the first train_state.pt write hit a full disk -> a zip-writer traceback, a checkpoint.pt
+    without train_state.pt, and `--resume` then said the run had finished training."""
+    code = textwrap.dedent(f"""
+        import sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_training import _full_disk_at, ZIP_WRITER_FULL
+        torch.save = _full_disk_at("train_state", 1, RuntimeError(ZIP_WRITER_FULL))
+        sys.argv = ["edgeblood", "train", "--sample", "--epochs", "2", "--batch-size", "64", "--model-opt", "widths=[8,16,32,64]",
+                    "--threads", "1", "--no-evaluate", "--out", {str(tmp_path)!r}, "--name", "r"]
+        from edgeblood.cli import main
+        main()
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=dict(os.environ, COLUMNS="400"))
+    run_dir = tmp_path / "r"
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stdout + out.stderr
+    error = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(error) == 1 and error[0].startswith("error: could not save epoch 1")
+    assert "free space" in error[0] and f"edgeblood train --resume {run_dir}" in error[0]
+    assert not list(run_dir.glob(".*.tmp")), "the half-written file is removed"
+    assert torch.load(run_dir / TRAIN_STATE, weights_only=True)["epoch"] == 0  # written before epoch 1, still whole
+
+    resumed = train(TrainConfig(), resume=run_dir, console=QUIET, evaluate=False)
+    config = open_run(resumed).metadata["training"]["config"]
+    straight = train(TrainConfig.from_dict({**config, "name": "straight"}), console=QUIET, evaluate=False)
+    assert [int(r["epoch"]) for r in _history(resumed)] == [1, 2]
+    assert _history(resumed) == _history(straight)  # epoch 1 is redone exactly
+    assert not (resumed / TRAIN_STATE).exists() and open_run(resumed).metadata["training"]["status"] == "complete"
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), RuntimeError(ZIP_WRITER_FULL)], ids=["ENOSPC", "zip-writer"])
+def test_a_full_disk_later_keeps_the_last_saved_epoch_and_resume_finishes(tmp_path, monkeypatch, error):
+    monkeypatch.setattr(torch, "save", _full_disk_at("train_state", 2, error))
+    with pytest.raises(EdgebloodError) as err:
+        train(_cfg(tmp_path, epochs=3), console=QUIET, evaluate=False)
+    run_dir = tmp_path / "r"
+    message = str(err.value)
+    assert "\n" not in message and "could not save epoch 2" in message and f"continue with: edgeblood train --resume {run_dir}" in message
+    assert ("No space left on device" if isinstance(error, OSError) else "could not be written to the end") in message
+    assert torch.load(run_dir / TRAIN_STATE, weights_only=True)["epoch"] == 1
+    assert open_run(run_dir).metadata["training"]["epochs_run"] >= 1  # checkpoint.pt loads: whole
+    assert not list(run_dir.glob(".*.tmp"))
+
+    monkeypatch.undo()
+    train(TrainConfig(), resume=run_dir, console=QUIET, evaluate=False)
+    assert [int(r["epoch"]) for r in _history(run_dir)] == [1, 2, 3]
+    assert not (run_dir / TRAIN_STATE).exists()
+
+
+def test_a_full_disk_before_the_first_checkpoint_keeps_nothing_and_says_run_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", _full_disk_at("checkpoint", 1, OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(EdgebloodError, match="nothing was kept - free space on that disk, then run the command again"):
+        train(_cfg(tmp_path, epochs=2), console=QUIET, evaluate=False)
+    assert not (tmp_path / "r").exists()  # no half run left to confuse --resume or the next run's name
+
+
+def test_a_write_bug_is_not_reported_as_a_full_disk(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", _full_disk_at("train_state", 1, RuntimeError("Tensors must be contiguous")))
+    with pytest.raises(RuntimeError, match="contiguous"):
+        train(_cfg(tmp_path, epochs=2), console=QUIET, evaluate=False)
+
+
+def test_a_two_phase_model_resumes(tmp_path, monkeypatch):
+    """Resuming --pretrain-epochs runs failed: the encoder was not frozen again, so the optimizer state (saved over the
+    classifier's parameters only) did not fit ("parameter group that doesn't match the size")."""
+    import edgeblood.training.engine as engine
+
+    real_write = engine._write_history
+
+    def interrupt_at_epoch_2(run_dir, history):
+        real_write(run_dir, history)
+        if len(history) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_write_history", interrupt_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3), console=QUIET, evaluate=False)
+    monkeypatch.setattr(engine, "_write_history", real_write)
+    run_dir = train(TrainConfig(), resume=tmp_path / "r", console=QUIET, evaluate=False)
+    straight = train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3, name="straight"), console=QUIET, evaluate=False)
+    assert [int(r["epoch"]) for r in _history(run_dir)] == [1, 2, 3]
+    assert _history(run_dir) == _history(straight)

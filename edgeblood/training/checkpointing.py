@@ -1,7 +1,20 @@
-"""train_state.pt: what a run needs to continue (weights, optimizer, schedule, EMA, counters, RNG), saved and read back."""
+"""train_state.pt: what a run needs to continue (weights, optimizer, schedule, EMA, counters, RNG), and writes that fail.
+
+A new run writes its first train_state.pt before epoch 1, so every failure after that point leaves
+something to ``--resume`` from: a disk that fills up while epoch 1 is saved used to leave a
+checkpoint.pt and no train_state.pt, and ``--resume`` then said the run had finished training.
+A write that fails (a full disk, a quota, a read-only folder) stops training with one line that
+names the fix; the atomic writer keeps the previous files whole, so the run continues from the last
+epoch that was saved.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import re
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +26,11 @@ from edgeblood.errors import EdgebloodError
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE
 from edgeblood.training.config import TrainConfig
 from edgeblood.training.loop import BestOnVal
+
+# What torch.save's zip writer raises when the disk fills up mid-file (it reports no errno):
+# "[enforce fail at inline_container.cc:672] . unexpected pos 3804032 vs 3803920", "basic_ios::clear: iostream error".
+_TORCH_WRITE_FAILURE = re.compile(r"inline_container|unexpected pos|basic_ios|iostream error|PytorchStreamWriter|file write failed")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -88,3 +106,36 @@ def _evaluated_splits(run_dir: Path) -> set[str]:
     from edgeblood.evaluation.evaluate import read_metrics
 
     return {s for s, e in read_metrics(run_dir).items() if isinstance(e, dict)}
+
+
+@contextlib.contextmanager
+def stop_cleanly_on_write_failure(run_dir: Path, doing: str, then: str | None = None) -> Iterator[None]:
+    """Turn a failed write while saving ``doing`` (a full disk, a quota, a read-only folder) into one line with the fix.
+
+    OSError is always a write failure here; a RuntimeError only when it is torch.save's zip writer
+    running out of room (it gives no errno). Anything else is a bug and keeps its traceback.
+    ``then`` is the step after the fix (default: ``--resume`` when the run can continue, else run again).
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise EdgebloodError(write_failure_message(run_dir, doing, exc, then)) from exc
+    except RuntimeError as exc:
+        if not _TORCH_WRITE_FAILURE.search(str(exc)):
+            raise
+        raise EdgebloodError(write_failure_message(run_dir, doing, exc, then)) from exc
+
+
+def write_failure_message(run_dir: Path, doing: str, exc: BaseException, then: str | None = None) -> str:
+    """One line: what could not be written, why (with the free space), and how to go on from the files that survived."""
+    no_space = not isinstance(exc, OSError) or exc.errno in _NO_SPACE
+    why = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else "the file could not be written to the end"
+    with contextlib.suppress(OSError):
+        why += f"; {shutil.disk_usage(run_dir).free / 2**20:.0f} MiB free there"
+    fix = "free space on that disk" if no_space else f"make {run_dir} writable"
+    if then:
+        return f"could not save {doing} in {run_dir} ({why}) - {fix}, {then}"
+    if (run_dir / CHECKPOINT).is_file() and (run_dir / TRAIN_STATE).is_file():
+        return (f"could not save {doing} in {run_dir} ({why}); the run is kept as it was before - {fix}, "
+                f"then continue with: edgeblood train --resume {run_dir}")
+    return f"could not save {doing} in {run_dir} ({why}); nothing was kept - {fix}, then run the command again"

@@ -40,7 +40,7 @@ from edgeblood.info import CREDIT, LICENSE, SHORT_CLASS_NAMES
 from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run, save_checkpoint, write_history
-from edgeblood.training.checkpointing import Standing, Trainables, load_train_state, save_train_state
+from edgeblood.training.checkpointing import Standing, Trainables, load_train_state, save_train_state, stop_cleanly_on_write_failure
 from edgeblood.training.config import TrainConfig
 from edgeblood.training.distill import teacher_logits
 from edgeblood.training.distributed import DistContext, resolve_precision
@@ -87,6 +87,9 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
     device = _start_process(cfg, ctx)
     job, pretrain_s = _prepare(cfg, ctx, device, console, run_dir, state is not None, created)
     standing = _standing(job, state, pretrain_s)
+    if state is None and ctx.is_main:  # from here on, a failure always leaves something to --resume from
+        with stop_cleanly_on_write_failure(job.run_dir, "the starting state"):
+            save_train_state(job.run_dir, cfg, job.parts, standing, job.metadata["training"]["command"])
     outcome = _fit(job, standing)
     return _finish(job, standing, outcome, evaluate)
 
@@ -220,8 +223,15 @@ def _distillation_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, m
 
 def _first_phase(cfg: TrainConfig, model: nn.Module, stream: BatchStream, feed: Feed, metadata: dict, device: torch.device,
                  ctx: DistContext, say, resumed: bool) -> float:
-    """Two-phase models (--pretrain-epochs): train the autoencoder and freeze the encoder; returns its seconds."""
-    if cfg.pretrain_epochs <= 0 or resumed:
+    """Two-phase models (--pretrain-epochs): train the autoencoder and freeze the encoder; returns its seconds.
+
+    A resumed run skips the phase (its weights are in train_state) but freezes the encoder again: the
+    optimizer state was saved over phase 2's parameters only, and would not load over all of them.
+    """
+    if cfg.pretrain_epochs <= 0:
+        return 0.0
+    if resumed:
+        model.freeze_encoder()
         return 0.0
     t_pre = time.perf_counter()
     _pretrain_autoencoder(model, stream, feed.norm, cfg, device, say, ctx)
@@ -250,7 +260,10 @@ def _standing(job: _Job, state: dict | None, pretrain_s: float) -> Standing:
     standing = Standing.from_state(state)
     torch.set_rng_state(state["rng_torch"])
     job.metadata["training"].update(command=state.get("command", job.metadata["training"]["command"]), resumed_with=command_line())
-    job.say(f"[bold]resuming[/] after epoch {standing.epoch} (best val accuracy so far {standing.best.accuracy:.4f} at epoch {standing.best.epoch})")
+    if standing.epoch == 0:  # the state written before epoch 1: that epoch's save had failed
+        job.say("[bold]resuming[/] from the start: no epoch had been saved")
+    else:
+        job.say(f"[bold]resuming[/] after epoch {standing.epoch} (best val accuracy so far {standing.best.accuracy:.4f} at epoch {standing.best.epoch})")
     return standing
 
 
@@ -342,14 +355,15 @@ def _run_epoch(job: _Job, standing: Standing, epoch: int, bars: _Bars, clock: _C
 
 
 def _save_epoch(job: _Job, standing: Standing, eval_model: nn.Module, improved: bool) -> None:
-    """The best weights when this epoch improved, history.csv and train_state.pt."""
+    """The best weights when this epoch improved, history.csv and train_state.pt; a failed write stops with one line."""
     best = standing.best
     job.metadata["training"].update(epochs_run=standing.epoch, best_epoch=best.epoch, best_val_accuracy=best.accuracy,
                                     wall_time_s=round(standing.wall_time_s, 1), status="running")
-    if improved:
-        save_checkpoint(job.run_dir, eval_model, job.metadata)
-    _write_history(job.run_dir, standing.history)
-    save_train_state(job.run_dir, job.cfg, job.parts, standing, job.metadata["training"]["command"])
+    with stop_cleanly_on_write_failure(job.run_dir, f"epoch {standing.epoch}"):
+        if improved:
+            save_checkpoint(job.run_dir, eval_model, job.metadata)
+        _write_history(job.run_dir, standing.history)
+        save_train_state(job.run_dir, job.cfg, job.parts, standing, job.metadata["training"]["command"])
 
 
 def _finish(job: _Job, standing: Standing, outcome: _Outcome, evaluate: bool) -> Path:
@@ -367,17 +381,25 @@ def _finish(job: _Job, standing: Standing, outcome: _Outcome, evaluate: bool) ->
         say(f"[yellow]interrupted after epoch {outcome.epoch - 1 if outcome.epoch > 0 else 0}[/]: best checkpoint kept in {run_dir}; "
             f"continue with: edgeblood train --resume {run_dir}")
         raise KeyboardInterrupt
-    _update_run_json(run_dir, job.metadata)
-    calibration = calibrate_run(open_run(run_dir), job.data, device=str(job.device))
+    with stop_cleanly_on_write_failure(run_dir, "the trained run"):
+        _update_run_json(run_dir, job.metadata)
+        calibration = calibrate_run(open_run(run_dir), job.data, device=str(job.device))
     (run_dir / TRAIN_STATE).unlink(missing_ok=True)
     ctx.shutdown()
     say(f"[bold green]done[/] in {outcome.wall_time_s / 60:.1f} min; best val accuracy {standing.best.accuracy:.4f} at epoch {standing.best.epoch}")
     say(f"calibration: temperature {calibration['temperature']:.3f} fitted on val and folded into the head; val ECE "
         f"{calibration['val_ece_before']:.4f} -> {calibration['val_ece_after']:.4f} (accuracy unchanged)")
     if evaluate:  # evaluate_run is imported with the module, see the note at the top
-        for split in ("val", "test"):
-            evaluate_run(run_dir, split=split, data=job.data, device=str(job.device), console=job.console)
+        _evaluate_splits(job)
     return run_dir
+
+
+def _evaluate_splits(job: _Job) -> None:
+    """val then test; a full disk here (train_state.pt is gone: training is done) points to `edgeblood evaluate`."""
+    for split in ("val", "test"):
+        rest = f"edgeblood evaluate {job.run_dir} --split {split}" + (" and --split test" if split == "val" else "")
+        with stop_cleanly_on_write_failure(job.run_dir, f"the {split} evaluation", then=f"then run: {rest}"):
+            evaluate_run(job.run_dir, split=split, data=job.data, device=str(job.device), console=job.console)
 
 
 # --------------------------------------------------------------------------------------------- helpers
