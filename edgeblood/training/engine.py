@@ -87,7 +87,7 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, console: Console | No
     device = _start_process(cfg, ctx)
     job, pretrain_s = _prepare(cfg, ctx, device, console, run_dir, state is not None, created)
     standing = _standing(job, state, pretrain_s)
-    if state is None and ctx.is_main:  # from here on, a failure always leaves something to --resume from
+    if state is None and ctx.is_main:  # so that a failure while saving epoch 1 (a full disk) still leaves a run to --resume
         with stop_cleanly_on_write_failure(job.run_dir, "the starting state"):
             save_train_state(job.run_dir, cfg, job.parts, standing, job.metadata["training"]["command"])
     outcome = _fit(job, standing)
