@@ -35,7 +35,7 @@ def test_split_with_reference(run, data):
     from edgeblood.runtimes import to_model_input
 
     images = to_model_input(data.images("test"))
-    module = wrap_for_deployment(run.model, run.metadata, with_label=False)
+    module = wrap_for_deployment(run.model, run.meta, with_label=False)
     with torch.inference_mode():
         ref = torch.cat([module(torch.from_numpy(images[i : i + 512])) for i in range(0, len(images), 512)]).numpy()
     desc = "embedded sample" if data.is_sample else data.describe() if data.source == "folder" else \

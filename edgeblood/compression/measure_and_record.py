@@ -87,7 +87,7 @@ class RunSheet:
 
     @property
     def compression(self) -> dict:
-        return self.run.metadata.get("compression") or {}
+        return self.run.meta.compression or {}
 
     def row(self, variant: str, target: str, precision: str, path: str | None, size: int | None, measured: dict) -> Row:
         return Row(variant, target, precision, path, size, None, self.params, self.macs, measured, None)
@@ -118,7 +118,7 @@ class Recorder:
 
         is_source = run is self.source
         report = RunReport(run_dir=run.dir, title=report_title(run, self.source))
-        sheet = RunSheet(run, is_source, report, None, int(run.metadata["model"]["params"]), int(run.metadata["model"]["macs"]))
+        sheet = RunSheet(run, is_source, report, None, int(run.meta.model.params), int(run.meta.model.macs))
         self.steps.step(f"{run.name}: PyTorch fp32 on the test split")
         pt = measure_model(run.model, self.data.images("test"), self.data.labels("test"), run.classes, run.mean, run.std)
         row = sheet.row("fp32", "pytorch", "fp32", "checkpoint.pt", run.checkpoint_path.stat().st_size, pt)
@@ -261,7 +261,7 @@ def report_title(run, source) -> str:
     """The source run's name, or what a derived run is and where it came from."""
     if run is source:
         return run.name
-    return f"{run.name}: {_derived_label(run.metadata.get('compression') or {})} (from {source.name})"
+    return f"{run.name}: {_derived_label(run.meta.compression or {})} (from {source.name})"
 
 
 def _derived_label(comp: dict) -> str:
