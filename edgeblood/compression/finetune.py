@@ -75,15 +75,19 @@ def finetune(
     before = evaluate(model, val_x, val_y, feed)[1]
     best, best_state = BestOnVal(before, 0), copy.deepcopy(model.state_dict())
     history = []
-    for epoch in range(1, epochs + 1):
-        stream.set_epoch(epoch)
-        model.train()
-        progress = None if on_batch is None else (lambda step, _sums, e=epoch: on_batch(e, step, len(stream)))
-        sums = train_one_epoch(model, stream, feed, objective, update, on_batch=progress)
-        acc = evaluate(model, val_x, val_y, feed)[1]
-        history.append({"epoch": epoch, "train_loss": sums.loss, "val_acc": acc, "lr": update.lr})
-        if best.observe(epoch, acc):
-            best_state = copy.deepcopy(model.state_dict())
+    # Dropout and mixup draw from torch's global generator: seeding it here (inside a fork, so the
+    # caller's stream is left as it was) makes the same prune + fine-tune give the same weights.
+    with torch.random.fork_rng(devices=[device_t] if device_t.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for epoch in range(1, epochs + 1):
+            stream.set_epoch(epoch)
+            model.train()
+            progress = None if on_batch is None else (lambda step, _sums, e=epoch: on_batch(e, step, len(stream)))
+            sums = train_one_epoch(model, stream, feed, objective, update, on_batch=progress)
+            acc = evaluate(model, val_x, val_y, feed)[1]
+            history.append({"epoch": epoch, "train_loss": sums.loss, "val_acc": acc, "lr": update.lr})
+            if best.observe(epoch, acc):
+                best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.eval().cpu()
     return FinetuneResult(epochs, lr, best.epoch, before, best.accuracy, history, round(time.perf_counter() - t0, 1))
