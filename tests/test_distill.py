@@ -111,10 +111,16 @@ def test_teacher_with_misaligned_data_is_refused(sample_run):
         teacher_logits(sample_run, labels, list(SHORT_CLASS_NAMES), sample=False)
 
 
-def test_resume_refuses_a_retrained_teacher(tmp_path):
+def test_resume_refuses_a_retrained_teacher(sample_run, copy_run):
+    from dataclasses import replace
+
+    from edgeblood.run_metadata import TeacherInfo
+    from edgeblood.runs import open_run
     from edgeblood.training.engine import _check_same_teacher
 
-    (tmp_path / "run.json").write_text(json.dumps({"training": {"teacher": {"run": "t", "weights_sha256": "aaa"}}}))
-    _check_same_teacher(tmp_path, {"run": "t", "weights_sha256": "aaa"})  # same weights: fine
+    student = open_run(copy_run(sample_run))
+    student.meta = replace(student.meta, training=replace(student.meta.training, teacher=TeacherInfo(run="t", weights_sha256="aaa")))
+    student.save()
+    _check_same_teacher(student.dir, {"run": "t", "weights_sha256": "aaa"})  # same weights: fine
     with pytest.raises(EdgebloodError, match="other weights"):
-        _check_same_teacher(tmp_path, {"run": "t", "weights_sha256": "bbb"})
+        _check_same_teacher(student.dir, {"run": "t", "weights_sha256": "bbb"})

@@ -14,12 +14,11 @@ figures had to be made with ``edgeblood evaluate``).
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from edgeblood.evaluation.temperature import calibrate_run
 from edgeblood.info import CREDIT, LICENSE, SHORT_CLASS_NAMES
 from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
+from edgeblood.run_metadata import TrainingInfo
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run, save_checkpoint, write_history
 from edgeblood.training.checkpointing import Standing, Trainables, load_train_state, save_train_state, stop_cleanly_on_write_failure
 from edgeblood.training.config import TrainConfig
@@ -439,10 +439,8 @@ def _start_from_parent(cfg: TrainConfig, model: nn.Module, parent, classes: list
     """--init: load the parent's weights (a new run) or keep the record the run started with (a resumed
     one: its weights come from train_state) in ``training.parent``; returns the head to train alone
     during --freeze-backbone epochs (None when nothing is frozen)."""
-    from edgeblood.runs import open_run
-
     if parent is not None:
-        record = dict(open_run(resumed_run).metadata["training"]["parent"]) if resumed_run else init_from_parent(model, parent, classes).to_dict()
+        record = open_run(resumed_run).meta.training.parent.to_dict() if resumed_run else init_from_parent(model, parent, classes).to_dict()
         metadata["training"]["parent"] = record
         say(f"[bold]init:[/] {ParentInit(**record).message()}" + (f"; parent trained at {record['in_size']} px, fine-tuning at {cfg.size} px "
             "(this family's weights do not depend on the input size)" if record["in_size"] != cfg.size else ""))
@@ -472,12 +470,12 @@ def _teacher_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, device
 
 
 def _check_same_teacher(run_dir: Path, teacher: dict) -> None:
-    """A resumed run must keep distilling from the weights it started with (run.json records them)."""
+    """A resumed run must keep distilling from the weights it started with (its metadata records them)."""
     try:
-        started = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["training"].get("teacher") or {}
-    except (OSError, ValueError, KeyError):
+        started = open_run(run_dir).meta.training.teacher
+    except EdgebloodError:
         return
-    if started.get("weights_sha256") and started["weights_sha256"] != teacher["weights_sha256"]:
+    if started is not None and started.weights_sha256 and started.weights_sha256 != teacher["weights_sha256"]:
         raise EdgebloodError(f"the teacher {teacher['run']} has other weights than when this run started (it was retrained); "
                              "resuming would change the targets mid-run - start a new run")
 
@@ -587,10 +585,9 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
 
 def _update_run_json(run_dir: Path, metadata: dict) -> None:
     """Refresh the training section of the saved checkpoint metadata (weights unchanged)."""
-    from edgeblood.runs import open_run
-
     run = open_run(run_dir)
-    run.metadata["training"].update(metadata["training"])
+    training = TrainingInfo.from_dict({**run.meta.training.to_dict(), **metadata["training"]}, where=str(run_dir / "run.json"), path="training")
+    run.meta = replace(run.meta, training=training)
     run.save()
 
 
