@@ -14,15 +14,21 @@ from edgeblood.errors import EdgebloodError
 # (+-3 %) jitter, a mild stain/white-balance gain, and a JPEG round trip (q60-95) on half the images so
 # the model holds on captures with and without the JPEG step of the official 28 px file.
 _REAL_PIXELS = dict(crop_area=(0.9, 1.1), crop_shift=0.03, stain=0.05, jpeg_prob=0.5, jpeg_quality=(60, 95))
+# channels_last (NHWC) activations: same arithmetic, faster kernels. Issue #18, fp32, 1 thread, 2-core AVX2 EPYC,
+# interleaved with NCHW: training steps 1.12-1.42x per CPU-second for every convolutional family at 28 px (se-cnn
+# 1.20, se-cnn-compact 1.17; se-cnn 64 px 1.12), no gain for the MLP and ResNet-18 (0.96 both, within noise),
+# which stay NCHW (_CHANNELS_FIRST). 5-epoch se-cnn val accuracy, seeds 0/1: 93.28/92.17 % NCHW, 93.17/92.35 %.
+_FAST_LAYOUT = dict(channels_last=True)
+_CHANNELS_FIRST = ("mlnn", "resnet18", "resnet34")
 _BASE_DEFAULT = dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
-                     batch_size=128, epochs=30, augment=dict(rot90=True, flips=True, **_REAL_PIXELS))
+                     batch_size=128, epochs=30, augment=dict(rot90=True, flips=True, **_REAL_PIXELS), **_FAST_LAYOUT)
 _BASE_BEST = dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="cosine", warmup_epochs=2, label_smoothing=0.1,
                   batch_size=128, epochs=80, ema_decay=0.999,
-                  augment=dict(rot90=True, flips=True, color_jitter=0.1, **dict(_REAL_PIXELS, crop_area=(0.85, 1.1))))
+                  augment=dict(rot90=True, flips=True, color_jitter=0.1, **dict(_REAL_PIXELS, crop_area=(0.85, 1.1))), **_FAST_LAYOUT)
 
 # Settings the reference studies report (Adam at 1e-3, plain CE, their epoch budgets).
 _PUBLISHED = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="plateau", label_smoothing=0.0, batch_size=64,
-                  epochs=50, early_stopping=10, augment=dict(rot90=True, flips=True, crop_area=(0.9, 1.0)))
+                  epochs=50, early_stopping=10, augment=dict(rot90=True, flips=True, crop_area=(0.9, 1.0)), **_FAST_LAYOUT)
 
 # The default recipe run for 150 epochs: the compact SE models underfit at 30-40 epochs. The EMA and
 # warm-up keys restate the TrainConfig defaults because a model entry is layered over best's "*".
@@ -62,6 +68,8 @@ def get_recipe(name: str, model: str, size: int) -> dict:
     recipe.update(table.get(model, {}))
     recipe.update(table.get(f"{model}@{size}", {}))
     recipe = dict(recipe)
+    if model in _CHANNELS_FIRST:
+        recipe["channels_last"] = False
     if "augment" in recipe:
         recipe["augment"] = dict(recipe["augment"])
     return recipe
