@@ -47,12 +47,13 @@ from edgeblood.cli.train import build_config
 from edgeblood.data import load_bloodmnist
 from edgeblood.data.augment import AugmentConfig
 from edgeblood.data.batches import BatchStream, Normalizer, channel_stats, to_tensor_nchw
-from edgeblood.models import create
+from edgeblood.models import count_macs, create
 from edgeblood.training.distributed import resolve_precision
 from edgeblood.training.schedules import build_scheduler
 
 CONFIGS = (("se-cnn", 28), ("se-cnn-compact", 28), ("se-cnn", 64))
 BASE_BATCH = 128
+DEFAULT_BASELINE = "engine at 8f0f10e"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Variant:
     mkldnn: bool = True  # torch.backends.mkldnn.enabled
     prefetch: bool = False  # a second thread builds and augments the next batch while this one trains
     lazy_sync: bool = False  # metrics summed as tensors, one .item() per round instead of two per batch
+    threads: int = 0  # intra-op threads for this variant's rounds (0: the comparison's --threads)
 
 
 CANDIDATES: dict[str, Variant] = {
@@ -81,6 +83,8 @@ CANDIDATES: dict[str, Variant] = {
     "prefetch-thread": Variant(prefetch=True),
     "kept-no-prefetch": Variant(augment="library", channels_last=True),
     "kept": Variant(augment="library", channels_last=True, prefetch=True),
+    # the two cores as 1 model thread + 1 data thread, against the baseline's intra-op threads (run with --threads 2)
+    "kept-1-thread+data-thread": Variant(augment="library", channels_last=True, prefetch=True, threads=1),
 }
 
 
@@ -179,7 +183,8 @@ class Trainer:
     def _next_batch(self):
         for _ in range(2):
             try:
-                x, y, _ = next(self.batches)
+                with record_function("next batch (index + augment)"):
+                    x, y, _ = next(self.batches)
                 return x, y
             except StopIteration:
                 self.epoch += 1
@@ -223,6 +228,9 @@ class Trainer:
     def run(self, images: int, progress=None, task=None) -> float:
         """Train on ``images`` images (whole batches); returns the wall seconds (CPU seconds of the process in .cpu_s)."""
         n_batches = max(1, images // self.batch_size)
+        threads = torch.get_num_threads()
+        if self.variant.threads:
+            torch.set_num_threads(self.variant.threads)
         flags = contextlib.nullcontext() if self.variant.mkldnn else torch.backends.mkldnn.flags(enabled=False)
         t0, c0 = time.perf_counter(), time.process_time()
         with flags:
@@ -240,7 +248,9 @@ class Trainer:
             if self.variant.lazy_sync:  # the one sync per epoch the engine would do
                 self.sums = [float(self.sums[0]), float(self.sums[1]), self.sums[2]]
         self.cpu_s = time.process_time() - c0
-        return time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        torch.set_num_threads(threads)
+        return wall
 
 
 def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -271,9 +281,10 @@ def _machine() -> str:
 # --- interleaved comparison ---
 
 def compare(name: str, variant: Variant, model: str, size: int, threads: int, data, rounds: int, images: int,
-            console: Console) -> dict:
+            console: Console, baseline: str = "") -> dict:
     torch.set_num_threads(threads)
-    base, cand = Trainer(Variant(), model, size, data), Trainer(variant, model, size, data)
+    base = Trainer(CANDIDATES[baseline] if baseline else Variant(), model, size, data)
+    cand = Trainer(variant, model, size, data)
     if variant.compile:  # compile time apart: the first steps (forward + backward graphs) against a steady one
         t0 = time.perf_counter()
         cand.run(cand.batch_size * 2)
@@ -307,6 +318,7 @@ def compare(name: str, variant: Variant, model: str, size: int, threads: int, da
             t.pool.shutdown()
     return {
         "model": model, "size": size, "threads": threads, "candidate": name, "variant": asdict(variant),
+        "baseline": baseline or DEFAULT_BASELINE,
         "precision": base.precision, "rounds": rounds, "images_per_round": images,
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
         "baseline_img_s": statistics.median(ips_base), "candidate_img_s": statistics.median(ips_cand),
@@ -330,7 +342,8 @@ def _done(results: Path) -> set[tuple]:
     if not results.exists():
         return set()
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {(r["model"], r["size"], r["threads"], r["candidate"]) for r in rows}
+    return {(r["model"], r["size"], r["threads"], r["candidate"], r.get("baseline", DEFAULT_BASELINE).replace(DEFAULT_BASELINE, ""))
+            for r in rows}
 
 
 def print_table(rows: list[dict], console: Console) -> None:
@@ -350,12 +363,20 @@ def print_table(rows: list[dict], console: Console) -> None:
 
 # --- profile of one epoch-equivalent ---
 
-LABELS = ("batch: index uint8 + to float", "augment", "augment: crop (grid_sample)", "augment: rot90 (clone + index)",
+LABELS = ("next batch (index + augment)", "batch: index uint8 + to float", "augment", "augment: crop (grid_sample)", "augment: rot90 (clone + index)",
           "augment: flip (where)", "augment: stain gain", "augment: JPEG round trip (Pillow)", "forward", "loss",
           "optimizer zero_grad", "backward", "optimizer step (AdamW)", "scheduler step", "metrics (.item() sync)", "progress bar")
 
 
-def profile_epoch(model: str, size: int, threads: int, data, variant: Variant, console: Console, batches: int | None = None) -> dict:
+def _first_conv_macs(model: nn.Module, size: int) -> int:
+    """MACs of the first convolution, whose input gradient nobody needs (backward skips it)."""
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    out = -(-size // conv.stride[0])
+    return out * out * conv.out_channels * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+
+
+def profile_epoch(model: str, size: int, threads: int, data, variant: Variant, console: Console, batches: int | None = None,
+                  ghz: float = 2.45) -> dict:
     torch.set_num_threads(threads)
     trainer = Trainer(variant, model, size, data)
     trainer.run(trainer.batch_size * 3)  # warm-up (and compilation) outside the profile
@@ -370,7 +391,7 @@ def profile_epoch(model: str, size: int, threads: int, data, variant: Variant, c
     totals = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages() if e.key in LABELS}
     ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages() if e.key.startswith("aten::")),
                  key=lambda kv: -kv[1])[:15]
-    top = [k for k in LABELS if not k.startswith("augment:")]
+    top = [k for k in LABELS if not k.startswith("augment") and not k.startswith("batch:")]
     accounted = sum(totals.get(k, 0.0) for k in top)
     table = Table(title=f"{model} {size} px, {threads} thread(s), {n} batches of {trainer.batch_size} "
                         f"({n * trainer.batch_size} images), {trainer.precision}, wall {wall:.1f} s, load {load0:.1f}")
@@ -379,9 +400,20 @@ def profile_epoch(model: str, size: int, threads: int, data, variant: Variant, c
     table.add_column("% of wall")
     for k in LABELS:
         if k in totals:
-            table.add_row(("  " if k.startswith("augment:") else "") + k, f"{totals[k]:.2f}", f"{100 * totals[k] / wall:.1f}")
+            indent = "    " if k.startswith("augment:") else "  " if k.startswith(("augment", "batch:")) else ""
+            table.add_row(indent + k, f"{totals[k]:.2f}", f"{100 * totals[k] / wall:.1f}")
     table.add_row("normalise + Python between labels", f"{wall - accounted:.2f}", f"{100 * (wall - accounted) / wall:.1f}")
     console.print(table)
+    images = n * trainer.batch_size
+    conv_s = sum(s for k, s in ops if k in ("aten::convolution_backward", "aten::mkldnn_convolution", "aten::_slow_conv2d_forward",
+                                                "aten::_slow_conv2d_backward"))
+    share = trainer.cpu_s / wall  # the CPU share this thread got on a loaded machine: op times are wall times in the thread
+    macs = 3 * count_macs(trainer.model, size) - _first_conv_macs(trainer.model, size)  # forward + grad input + grad weight
+    peak = 16 * ghz * 1e9  # AVX2 fp32: 2 FMA units x 8 lanes per cycle per core
+    console.print(f"{images / trainer.cpu_s:.0f} images per CPU-second ({trainer.cpu_s:.1f} CPU-s, {share:.0%} of the wall on this thread); "
+                  f"{macs / 1e6:.1f} M MACs per image forward+backward -> {images * macs / trainer.cpu_s / 1e9:.1f} GMAC per CPU-second = "
+                  f"{images * macs / trainer.cpu_s / peak:.0%} of one core's AVX2 fp32 peak ({peak / 1e9:.1f} GMAC/s at {ghz} GHz); "
+                  f"inside the convolution kernels {images * macs / (conv_s * share) / peak:.0%}")
     ops_table = Table(title="top aten ops by self time (% of wall)")
     ops_table.add_column("op")
     ops_table.add_column("s")
@@ -390,7 +422,7 @@ def profile_epoch(model: str, size: int, threads: int, data, variant: Variant, c
         ops_table.add_row(k, f"{s:.2f}", f"{100 * s / wall:.1f}")
     console.print(ops_table)
     return {"model": model, "size": size, "threads": threads, "variant": asdict(variant), "batches": n, "wall_s": wall,
-            "img_s": n * trainer.batch_size / wall, "parts_s": totals, "top_ops_s": dict(ops), "load": load0,
+            "img_s": n * trainer.batch_size / wall, "cpu_s": trainer.cpu_s, "parts_s": totals, "top_ops_s": dict(ops), "load": load0,
             "precision": trainer.precision, "machine": _machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -401,6 +433,7 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="every model/size of issue #18 (se-cnn 28, se-cnn-compact 28, se-cnn 64)")
     ap.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
     ap.add_argument("--candidates", default="kept", help=f"comma-separated, or 'all': {', '.join(CANDIDATES)}")
+    ap.add_argument("--baseline", default="", help="compare against this candidate instead of the engine before #18")
     ap.add_argument("--rounds", type=int, default=6, help="counted rounds per comparison (one more warms up)")
     ap.add_argument("--images", type=int, default=0, help="images per variant per round (default 1280 at 28 px, 512 at 64 px)")
     ap.add_argument("--data-dir", default=os.environ.get("EDGEBLOOD_DATA", "/work/shared/data"))
@@ -408,6 +441,7 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="measure again what --results already holds")
     ap.add_argument("--profile", action="store_true", help="profile one epoch-equivalent of the baseline instead")
     ap.add_argument("--profile-variant", default="", help="profile this candidate instead of the baseline")
+    ap.add_argument("--ghz", type=float, default=2.45, help="core clock for the share-of-peak line of --profile")
     ap.add_argument("--budget-s", type=float, default=480, help="stop starting new comparisons after this many seconds")
     args = ap.parse_args()
     console = Console(width=None if os.isatty(1) else 160)
@@ -416,10 +450,12 @@ def main() -> None:
     results = Path(args.results)
     console.print(f"machine: {_machine()}; torch {torch.__version__}; precision auto -> "
                   f"{resolve_precision('auto', torch.device('cpu'))}")
+    if args.baseline and args.baseline not in CANDIDATES:
+        raise SystemExit(f"unknown --baseline {args.baseline}; choose from {', '.join(CANDIDATES)}")
     if args.profile:
         model, size = configs[0]
         variant = CANDIDATES[args.profile_variant] if args.profile_variant else Variant()
-        row = profile_epoch(model, size, threads[0], load_train(size, args.data_dir), variant, console)
+        row = profile_epoch(model, size, threads[0], load_train(size, args.data_dir), variant, console, ghz=args.ghz)
         row["profile"] = args.profile_variant or "baseline"
         with results.with_name(results.stem + "-profile.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -434,7 +470,7 @@ def main() -> None:
         data = None
         for t in threads:
             for name in names:
-                if (model, size, t, name) in done:
+                if (model, size, t, name, args.baseline) in done:
                     skipped += 1
                     continue
                 if time.perf_counter() - start > args.budget_s:
@@ -442,14 +478,16 @@ def main() -> None:
                     return _finish(rows, results, console)
                 data = data or load_train(size, args.data_dir)
                 try:
-                    row = compare(name, CANDIDATES[name], model, size, t, data, args.rounds, args.images or _default_images(size), console)
+                    row = compare(name, CANDIDATES[name], model, size, t, data, args.rounds, args.images or _default_images(size), console,
+                                  args.baseline)
                 except Exception as exc:  # e.g. inductor without a compiler: recorded, the sweep goes on
                     console.print(f"[red]{model} {size}px {t}t {name} failed[/]: {type(exc).__name__}: {str(exc)[:300]}")
                     continue
                 rows.append(row)
                 with results.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
-                console.print(f"{model} {size}px {t}t {name}: x{row['ratio_median']:.3f} [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}] "
+                versus = f" vs {args.baseline}" if args.baseline else ""
+                console.print(f"{model} {size}px {t}t {name}{versus}: x{row['ratio_median']:.3f} [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}] "
                               f"({row['baseline_img_s']:.0f} -> {row['candidate_img_s']:.0f} img/s; per CPU-second x{row['cpu_ratio_median']:.3f} "
                               f"[{row['cpu_ratio_min']:.2f}-{row['cpu_ratio_max']:.2f}]; load {row['load_mean']:.1f})")
     if skipped:
