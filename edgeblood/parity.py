@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,13 @@ class ParityResult:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ParityResult:
+        """The verdict of a manifest entry; keys a checker adds for readers (the capture check's
+        ``reference`` path) are not fields, and must not turn a parity refusal into a TypeError."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     def summary(self) -> str:
         """One line saying what was measured, on what, with which runtime."""

@@ -209,7 +209,7 @@ def export_run(
 
     if strict:
         for failed in report.failures:
-            require_parity(ParityResult(**{k: v for k, v in failed["parity"].items()}), export_dir / failed["path"])
+            require_parity(ParityResult.from_dict(failed["parity"]), export_dir / failed["path"])
     return report
 
 
@@ -246,7 +246,7 @@ def verify_exports(
         report.artifacts.append(mf.find_artifact(run.export_dir, entry["path"]) or updated)
     if strict:
         for failed in report.failures:
-            require_parity(ParityResult(**failed["parity"]), run.export_dir / failed["path"], STALE_FIX.format(run=run.dir))
+            require_parity(ParityResult.from_dict(failed["parity"]), run.export_dir / failed["path"], STALE_FIX.format(run=run.dir))
     return report
 
 

@@ -335,3 +335,16 @@ def test_capture_variant_frames_any_capture_inside_the_graph(report, rel):
             want = module(torch.from_numpy(x)).numpy()[0]
         got = predict(frame)
         assert got.argmax() == want.argmax() and np.abs(got - want).max() < 0.05, (runtime, h, w)
+
+
+def test_a_failed_capture_check_refuses_in_one_line_not_a_type_error(tmp_path):
+    """The capture check writes a ``reference`` key into its parity record; a strict export of a capture
+    variant that failed parity raised ``TypeError: ... unexpected keyword argument 'reference'``."""
+    from edgeblood.parity import ParityResult
+
+    record = {"status": "mismatch", "n_images": 256, "split": "captures", "runtime": "onnxruntime", "agreement": 0.9,
+              "reference": "Python path: centred 200x200 px window, then PyTorch fp32", "reason": "agreement 90.00 % < 99.5 %"}
+    result = ParityResult.from_dict(record)
+    assert result.status == "mismatch" and result.agreement == 0.9
+    with pytest.raises(EdgebloodError, match="do not ship it"):
+        require_parity(result, tmp_path / "model-capture.onnx")

@@ -86,7 +86,7 @@ def _show(report) -> None:
 
     for failed in report.failures:
         fix = {"fix": STALE_FIX.format(run=report.run_dir)} if report.verified else {}
-        require_parity(ParityResult(**failed["parity"]), report.export_dir / failed["path"], **fix)
+        require_parity(ParityResult.from_dict(failed["parity"]), report.export_dir / failed["path"], **fix)
     if not report.artifacts:
         raise EdgebloodError("nothing was exported")
 
