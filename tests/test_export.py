@@ -342,8 +342,10 @@ def test_a_failed_capture_check_refuses_in_one_line_not_a_type_error(tmp_path):
     variant that failed parity raised ``TypeError: ... unexpected keyword argument 'reference'``."""
     from edgeblood.parity import ParityResult
 
-    record = {"status": "mismatch", "n_images": 256, "split": "captures", "runtime": "onnxruntime", "agreement": 0.9,
-              "reference": "Python path: centred 200x200 px window, then PyTorch fp32", "reason": "agreement 90.00 % < 99.5 %"}
+    record = {"status": "mismatch", "n_images": 256, "split": "captures", "data": "PBC val originals", "runtime": "onnxruntime",
+              "device": "cpu", "agreement": 0.9, "max_abs_diff": 0.41, "artifact_accuracy": 0.88, "reference_accuracy": 0.96,
+              "reference": "Python path: centred 200x200 px window, then PyTorch fp32", "thresholds": {"min_agreement": 0.995},
+              "seconds": 1.2, "reason": "agreement 90.00 % < 99.5 %"}  # the keys exporters/capture.py writes
     result = ParityResult.from_dict(record)
     assert result.status == "mismatch" and result.agreement == 0.9
     with pytest.raises(EdgebloodError, match="do not ship it"):
