@@ -37,10 +37,10 @@ def load_test_split(run, config: BenchConfig, notes: list[str]) -> dict[str, Any
     from edgeblood.data import load_bloodmnist
     from edgeblood.data.image_folder import is_folder_dataset, load_folder_for_run
 
-    if is_folder_dataset(run.metadata.get("dataset")):
-        ds = load_folder_for_run(run.metadata)
+    if is_folder_dataset(run.meta.dataset):
+        ds = load_folder_for_run(run.meta)
         return {"images": ds.images(SPLIT), "labels": ds.labels(SPLIT), "dataset": ds.metadata(), "describe": ds.describe()}
-    trained_on = (run.metadata.get("dataset") or {}).get("source")
+    trained_on = run.meta.dataset.source
     sample = True if (config.sample is True or trained_on == "sample") else config.sample
     ds = load_bloodmnist(run.in_size, config.data_dir, sample=sample)
     if ds.is_sample and trained_on == "full":
@@ -52,7 +52,7 @@ def load_real_images(run, source: str, out: Path) -> dict[str, Any]:
     """Frame a folder (or CSV) of labelled images with the run's framing once; every accuracy row predicts them."""
     from edgeblood.data.labelled_images import load_framed, read_labelled_images
 
-    items = read_labelled_images(source, run.classes, run.metadata.get("class_names_full"))
+    items = read_labelled_images(source, run.classes, run.meta.class_names_full)
     images, labels, kept, skipped = load_framed(items, run.in_size, run.framing)
     np.savez(out, images=images)
     return {"path": str(out), "labels": labels, "source": str(items.root), "files": len(kept), "skipped": len(skipped),
@@ -236,7 +236,7 @@ def _record_measurements(ctx: RunContext, p: Planned, result: dict[str, Any]) ->
         runtime_rss_mb=round(result["peak_rss_mb"] - result["baseline_rss_mb"], 1),
         baseline_rss_mb=result["baseline_rss_mb"],
     )
-    gmacs = achieved_gmacs(ctx.run.metadata["model"].get("macs"), row["batch"], lat["p50_ms"] / 1000.0)
+    gmacs = achieved_gmacs(ctx.run.meta.model.macs, row["batch"], lat["p50_ms"] / 1000.0)
     row["gmacs"] = round(gmacs, 2) if gmacs is not None else None
     if row["device"] == "cpu":
         peak_precision = "int8" if precision_class(art.precision) == "quantized" and "int8" in art.precision.lower() else "fp32"

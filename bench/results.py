@@ -74,10 +74,10 @@ def inherit_group_measurement(row: dict[str, Any], acc: dict[str, Any]) -> None:
 
 def finish_row(row: dict, art: Artifact | None, run) -> dict[str, Any]:
     """Fill in the static columns and give every row the same keys (null where not measured)."""
-    meta = run.metadata["model"]
+    model = run.meta.model
     row.setdefault("size_bytes", art.size_bytes() if art else None)
-    row.setdefault("params", meta.get("params"))
-    row.setdefault("macs", meta.get("macs"))
+    row.setdefault("params", model.params)
+    row.setdefault("macs", model.macs)
     for key in ROW_KEYS:
         row.setdefault(key, None)
     row["pareto"] = False
@@ -98,16 +98,16 @@ def finish_rows(planned: list[Planned], results: dict[int, dict[str, Any]], grou
 
 def run_entry(run, data: dict[str, Any], ref: dict[str, Any], machine_label: str) -> dict[str, Any]:
     """The report's record of one run: what it is, what it was evaluated on, and the reference figures."""
-    meta = run.metadata
+    meta = run.meta
     return {
         "machine": machine_label,
         "name": run.name,
         "path": display_path(run.dir),
         "model": run.model_name,
-        "params": meta["model"].get("params"),
-        "macs": meta["model"].get("macs"),
+        "params": meta.model.params,
+        "macs": meta.model.macs,
         "input_size": run.in_size,
-        "trained_on": meta.get("dataset", {}),
+        "trained_on": meta.dataset.to_dict(),
         "evaluated_on": data["dataset"] | {"split": SPLIT, "images": int(len(data["labels"])), "describe": data["describe"]},
         "reference": {"runtime": "pytorch", "device": "cpu", "precision": "fp32", "split": SPLIT,
                       "accuracy": ref["accuracy"], "macro_f1": ref["macro_f1"], "ece": ref.get("ece")},
