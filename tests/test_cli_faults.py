@@ -315,12 +315,15 @@ def test_the_recipe_defaults_in_train_help_are_the_default_recipes():
         "weighted_sampler": on[cfg.weighted_sampler], "oversample": on[cfg.oversample_minority], "mixup": cfg.mixup, "cutmix": cfg.cutmix,
         "ema": cfg.ema_decay, "grad_clip": cfg.grad_clip, "early_stopping": cfg.early_stopping, "rot90": on[aug.rot90], "flips": on[aug.flips],
         "crop_area": ",".join(f"{v:g}" for v in aug.crop_area), "color_jitter": aug.color_jitter, "crop_shift": aug.crop_shift,
-        "stain_jitter": aug.stain, "jpeg_aug": aug.jpeg_prob, "pretrain_epochs": cfg.pretrain_epochs,
+        "stain_jitter": aug.stain, "jpeg_aug": aug.jpeg_prob, "pretrain_epochs": cfg.pretrain_epochs, "channels_last": on[cfg.channels_last],
     }
     shown = {k: v.split(" (")[0] for k, v in DEFAULT_RECIPE_VALUES.items()}
     assert shown == {k: v if isinstance(v, str) else f"{v:g}" for k, v in actual.items()}
     auto = build_config(model="autoclassifier", size=28, recipe="default", model_opts={}, overrides={}, augment_overrides={}, fixed={})
     assert f"{auto.pretrain_epochs} for autoclassifier" in DEFAULT_RECIPE_VALUES["pretrain_epochs"]
+    for model in ("mlnn", "resnet18", "resnet34"):  # the families channels_last does not speed up stay NCHW
+        assert not build_config(model=model, size=28, recipe="default", model_opts={}, overrides={}, augment_overrides={}, fixed={}).channels_last
+        assert model in DEFAULT_RECIPE_VALUES["channels_last"]
 
 
 def test_evaluate_and_explain_default_to_the_same_device_as_train():

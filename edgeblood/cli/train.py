@@ -23,6 +23,7 @@ DEFAULT_RECIPE_VALUES = {
     "label_smoothing": "0.1", "class_weights": "none", "weighted_sampler": "off", "oversample": "off", "mixup": "0", "cutmix": "0",
     "ema": "0", "grad_clip": "0", "early_stopping": "0", "rot90": "on", "flips": "on", "crop_area": "0.9,1.1", "color_jitter": "0",
     "crop_shift": "0.03", "stain_jitter": "0.05", "jpeg_aug": "0.5", "pretrain_epochs": "0 (5 for autoclassifier)",
+    "channels_last": "on (off for mlnn, resnet18, resnet34)",
 }
 
 
@@ -82,7 +83,7 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     precision: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU computes it natively: AMX/AVX512-BF16, CUDA; else fp32), fp32 or bf16 (autocast)."),
-    channels_last: bool = typer.Option(False, "--channels-last", help="Use channels_last memory format."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help=_recipe_help("channels_last (NHWC) activations: 1.1-1.4x faster training steps on CPU for the convolutional families.", "channels_last")),
     threads: int = typer.Option(0, help="PyTorch CPU threads (0 = default)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with bloodmnist*.npz (else $EDGEBLOOD_DATA, else ~/.medmnist)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Train on your own labelled images instead of BloodMNIST: DIR/{train,val,test}/<class>/*, DIR/<class>/* (split here, see --split) or a CSV of path,label[,split]."),
@@ -121,10 +122,11 @@ def train(
                        weight_decay=weight_decay, label_smoothing=label_smoothing, class_weights=class_weights,
                        weighted_sampler=weighted_sampler, oversample_minority=oversample, mixup=mixup, cutmix=cutmix,
                        ema_decay=ema, grad_clip=grad_clip, early_stopping=early_stopping, pretrain_epochs=pretrain_epochs,
-                       teacher=str(teacher.resolve()) if teacher else None, kd_alpha=kd_alpha, kd_temperature=kd_temperature),
+                       teacher=str(teacher.resolve()) if teacher else None, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
+                       channels_last=channels_last),
         augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter, stain=stain_jitter, jpeg_prob=jpeg_aug, crop_shift=crop_shift,
                                crop_area=None if crop_area is None else _area_range(crop_area)),
-        fixed=dict(seed=seed, device=device, precision=precision, channels_last=channels_last, threads=threads,
+        fixed=dict(seed=seed, device=device, precision=precision, threads=threads,
                    data_dir=str(data_dir) if data_dir else None, download=download, sample=sample, out_dir=str(out), name=name,
                    data=str(data.resolve()) if data else None, split=list(parse_split(split)) if split else None, split_seed=split_seed,
                    framing=framing, init=str(init.resolve()) if init else None, freeze_backbone=freeze_backbone),
