@@ -58,17 +58,25 @@ def test_training_learns_on_sample(tmp_path):
     assert float(rows[-1]["train_acc"]) > 0.4  # 8 classes: chance is 0.125
 
 
-def test_interrupt_then_resume_loses_at_most_one_epoch(tmp_path, monkeypatch):
+
+def _interrupt_after_epoch(monkeypatch, epoch: int):
+    """Ctrl-C right after epoch ``epoch`` is saved (its history written); returns the real writer to restore."""
     import edgeblood.training.engine as engine
 
     real_write = engine._write_history
 
-    def interrupt_at_epoch_3(run_dir, history):
+    def write_then_interrupt(run_dir, history):
         real_write(run_dir, history)
-        if len(history) == 3:
+        if len(history) == epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "_write_history", interrupt_at_epoch_3)
+    monkeypatch.setattr(engine, "_write_history", write_then_interrupt)
+    return real_write
+
+def test_interrupt_then_resume_loses_at_most_one_epoch(tmp_path, monkeypatch):
+    import edgeblood.training.engine as engine
+
+    real_write = _interrupt_after_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tmp_path, epochs=5), console=QUIET, evaluate=False)
     run_dir = tmp_path / "r"
@@ -277,14 +285,7 @@ def test_a_two_phase_model_resumes(tmp_path, monkeypatch):
     classifier's parameters only) did not fit ("parameter group that doesn't match the size")."""
     import edgeblood.training.engine as engine
 
-    real_write = engine._write_history
-
-    def interrupt_at_epoch_2(run_dir, history):
-        real_write(run_dir, history)
-        if len(history) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(engine, "_write_history", interrupt_at_epoch_2)
+    real_write = _interrupt_after_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3), console=QUIET, evaluate=False)
     monkeypatch.setattr(engine, "_write_history", real_write)
