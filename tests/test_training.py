@@ -59,6 +59,39 @@ def test_training_learns_on_sample(tmp_path):
 
 
 
+@pytest.fixture
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield 1
+    torch.set_num_threads(before)
+
+
+def test_the_engine_prefetches_only_with_a_spare_core_and_trains_the_same_weights_either_way(tmp_path, monkeypatch, one_torch_thread):
+    import edgeblood.training.engine as engine
+
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert engine.prefetch_pays(True, False) and not engine.prefetch_pays(False, False) and not engine.prefetch_pays(True, True)
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert not engine.prefetch_pays(True, False), "one core: the batch thread would only compete with the model"
+
+    used = []
+    real_stream = engine.BatchStream
+
+    def recording_stream(*args, **kwargs):
+        used.append(kwargs["prefetch"])
+        return real_stream(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "BatchStream", recording_stream)
+    weights = {}
+    for cores in ({0}, {0, 1}):
+        monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
+        run_dir = train(_cfg(tmp_path, name=f"cores{len(cores)}", threads=one_torch_thread), console=QUIET, evaluate=False)
+        weights[len(cores)] = torch.load(run_dir / CHECKPOINT, weights_only=True)["state_dict"]
+    assert used == [False, True]
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[1]), "prefetching changed the training"
+
+
 def _interrupt_after_epoch(monkeypatch, epoch: int):
     """Ctrl-C right after epoch ``epoch`` is saved (its history written); returns the real writer to restore."""
     import edgeblood.training.engine as engine

@@ -14,6 +14,7 @@ figures had to be made with ``edgeblood evaluate``).
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -202,10 +203,22 @@ def _training_batches(cfg: TrainConfig, data, metadata: dict, run_dir: Path, res
         soft_targets = soft_targets[keep] if soft_targets is not None else None
     weights = balanced_class_weights(labels_t.numpy(), len(data.classes))[labels_t] if cfg.weighted_sampler else None
     stream = BatchStream(images_t, labels_t, cfg.batch_size, augment=cfg.augment, sample_weights=weights,
-                         drop_last=len(labels_t) > cfg.batch_size * 4, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
+                         drop_last=len(labels_t) > cfg.batch_size * 4, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed,
+                         prefetch=prefetch_pays(cfg.augment is not None, ctx.enabled))
     class_w = balanced_class_weights(train_y, len(data.classes)).to(device) if cfg.class_weights == "balanced" else None
     criterion = nn.CrossEntropyLoss(weight=class_w, label_smoothing=cfg.label_smoothing)
     return stream, Objective(criterion, cfg.mixup, cfg.cutmix, soft_targets, cfg.kd_alpha, cfg.kd_temperature)
+
+
+def prefetch_pays(augmenting: bool, distributed: bool) -> bool:
+    """Build the next batch in a background thread only when a core is left over for it.
+
+    Measured (#18, 2-core AVX2 EPYC, fp32, interleaved): +8 % training images/s for se-cnn 28 px at 1
+    torch thread; with torch on every core the extra thread only competes with the model's kernels.
+    The batches are identical either way, so this is a speed choice, never an accuracy one.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # macOS has no affinity
+    return augmenting and not distributed and torch.get_num_threads() < cores
 
 
 def _distillation_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, metadata: dict, run_dir: Path, resumed: bool,
