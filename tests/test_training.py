@@ -326,3 +326,24 @@ def test_a_two_phase_model_resumes(tmp_path, monkeypatch):
     straight = train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3, name="straight"), console=QUIET, evaluate=False)
     assert [int(r["epoch"]) for r in _history(run_dir)] == [1, 2, 3]
     assert _history(run_dir) == _history(straight)
+
+
+def test_a_resumed_mixup_and_cutmix_run_draws_the_same_mixes_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Mixup/CutMix draw from Python's and NumPy's generators; train_state.pt used to keep torch's only, so the
+    epochs after a resume mixed other pairs with other weights than the uninterrupted run."""
+    import edgeblood.training.engine as engine
+
+    mixing = dict(mixup=0.4, cutmix=0.4, epochs=4)
+    real_write = _interrupt_after_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, **mixing), console=QUIET, evaluate=False)
+    monkeypatch.setattr(engine, "_write_history", real_write)
+    resumed = train(TrainConfig(), resume=tmp_path / "r", console=QUIET, evaluate=False)
+    straight = train(_cfg(tmp_path, name="straight", **mixing), console=QUIET, evaluate=False)
+
+    def losses(run_dir):
+        return [(r["train_loss"], r["val_acc"]) for r in _history(run_dir)]
+
+    assert len(losses(resumed)) == 4 and losses(resumed) == losses(straight)
+    a, b = (torch.load(d / CHECKPOINT, weights_only=True)["state_dict"] for d in (resumed, straight))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import random
 import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -75,9 +77,33 @@ def save_train_state(run_dir: Path, cfg: TrainConfig, parts: Trainables, standin
     """Write train_state.pt atomically (the torch RNG state is taken now: call it between epochs)."""
     state = {"config": cfg.to_dict(), "command": command, **parts.state_dict(), "epoch": standing.epoch,
              "best_acc": standing.best.accuracy, "best_epoch": standing.best.epoch, "stale": standing.best.stale,
-             "history": standing.history, "wall_time_s": standing.wall_time_s, "rng_torch": torch.get_rng_state()}
+             "history": standing.history, "wall_time_s": standing.wall_time_s, "rng_torch": torch.get_rng_state(), **_host_rng_state()}
     with atomic_path(run_dir / TRAIN_STATE) as tmp:
         torch.save(state, tmp)
+
+
+def _host_rng_state() -> dict:
+    """Python's and NumPy's generators as plain tensors and numbers (weights_only-loadable).
+
+    Mixup and CutMix draw their mode, box and mixing weight from these, so a resumed run that
+    restored only torch's generator drew different mixes from the interrupted one.
+    """
+    version, words, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"rng_python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+            "rng_numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                          "cached": float(cached)}}
+
+
+def restore_rng(state: dict) -> None:
+    """Put back every generator train_state.pt saved (older states carry torch's only)."""
+    torch.set_rng_state(state["rng_torch"])
+    if "rng_python" in state:
+        py = state["rng_python"]
+        random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    if "rng_numpy" in state:
+        npy = state["rng_numpy"]
+        np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
 
 
 def load_train_state(run_dir: Path) -> tuple[dict, TrainConfig]:

@@ -41,7 +41,7 @@ from edgeblood.models import count_macs, count_params, create, get_entry
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
 from edgeblood.run_metadata import TrainingInfo
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run, save_checkpoint, write_history
-from edgeblood.training.checkpointing import Standing, Trainables, load_train_state, save_train_state, stop_cleanly_on_write_failure
+from edgeblood.training.checkpointing import Standing, Trainables, load_train_state, restore_rng, save_train_state, stop_cleanly_on_write_failure
 from edgeblood.training.config import TrainConfig
 from edgeblood.training.distill import teacher_logits
 from edgeblood.training.distributed import DistContext, resolve_precision
@@ -271,7 +271,7 @@ def _standing(job: _Job, state: dict | None, pretrain_s: float) -> Standing:
         return Standing(wall_time_s=pretrain_s)  # the run's wall time covers both phases of two-phase models
     job.parts.load_state_dict(state)
     standing = Standing.from_state(state)
-    torch.set_rng_state(state["rng_torch"])
+    restore_rng(state)
     job.metadata["training"].update(command=state.get("command", job.metadata["training"]["command"]), resumed_with=command_line())
     if standing.epoch == 0:  # the state written before epoch 1: that epoch's save had failed
         job.say("[bold]resuming[/] from the start: no epoch had been saved")
