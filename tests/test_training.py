@@ -326,6 +326,8 @@ def test_a_two_phase_model_resumes(tmp_path, monkeypatch):
     straight = train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3, name="straight"), console=QUIET, evaluate=False)
     assert [int(r["epoch"]) for r in _history(run_dir)] == [1, 2, 3]
     assert _history(run_dir) == _history(straight)
+    pretrain_s = open_run(run_dir).meta.training.pretrain_seconds
+    assert pretrain_s is not None and pretrain_s > 0, "the resumed run lost the time of the phase it did before the interrupt"
 
 
 def test_a_resumed_mixup_and_cutmix_run_draws_the_same_mixes_as_an_uninterrupted_one(tmp_path, monkeypatch):

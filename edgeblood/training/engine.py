@@ -272,6 +272,7 @@ def _standing(job: _Job, state: dict | None, pretrain_s: float) -> Standing:
     job.parts.load_state_dict(state)
     standing = Standing.from_state(state)
     restore_rng(state)
+    _keep_pretrain_seconds(job)
     job.metadata["training"].update(command=state.get("command", job.metadata["training"]["command"]), resumed_with=command_line())
     if standing.epoch == 0:  # the state written before epoch 1: that epoch's save had failed
         job.say("[bold]resuming[/] from the start: no epoch had been saved")
@@ -480,6 +481,18 @@ def _teacher_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, device
         task = bar.add_task("teacher", total=len(train_y))
         return teacher_logits(cfg.teacher, train_y, list(SHORT_CLASS_NAMES), data_dir=cfg.data_dir, sample=sample, download=cfg.download,
                               device=device, progress=lambda n: bar.advance(task, n))
+
+
+def _keep_pretrain_seconds(job: _Job) -> None:
+    """A resumed two-phase run skips its autoencoder phase: carry that phase's time over from the run it continues."""
+    if job.cfg.pretrain_epochs <= 0:
+        return
+    try:
+        seconds = open_run(job.run_dir).meta.training.pretrain_seconds
+    except EdgebloodError:
+        return
+    if seconds is not None:
+        job.metadata["training"]["pretrain_seconds"] = seconds
 
 
 def _check_same_teacher(run_dir: Path, teacher: dict) -> None:
