@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from edgeblood.data.augment import AugmentConfig, augment_batch
 
@@ -47,6 +48,14 @@ class Normalizer:
         return (x01 - self.mean) / self.std
 
 
+def downscale(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[0, 1] NCHW images to ``size`` x ``size``, antialiased (plain bilinear would alias the cell's edges).
+
+    Progressive resizing (edgeblood.training.progressive) trains its first epochs on these.
+    """
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 class BatchStream:
     """Shuffled (or class-weighted) batches of one split, optionally augmented and sharded for DDP."""
 
@@ -71,9 +80,13 @@ class BatchStream:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.prefetch = prefetch
         self.epoch = 0
+        self.image_size: int | None = None  # progressive resizing: downscale to this after augmenting
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def set_image_size(self, size: int | None) -> None:
+        self.image_size = size
 
     def _order(self) -> torch.Tensor:
         n = len(self.labels)
@@ -112,6 +125,8 @@ class BatchStream:
             x = self.images[idx].float().div_(255.0)
             if self.augment is not None:
                 x = augment_batch(x, self.augment, g)
+            if self.image_size is not None and self.image_size != x.shape[-1]:
+                x = downscale(x, self.image_size)
             yield x, self.labels[idx], idx
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from edgeblood.data.augment import AugmentConfig
 from edgeblood.errors import EdgebloodError
+from edgeblood.training.progressive import stage_problems
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "plateau", "constant")
@@ -63,6 +64,8 @@ class TrainConfig:
     teacher: str | None = None
     kd_alpha: float = 0.7  # weight of the soft-target term; (1 - kd_alpha) stays on the hard labels
     kd_temperature: float = 2.0
+    # Progressive resizing: [[size_px, epochs], ...] trained first, the rest at ``size`` (edgeblood.training.progressive).
+    progressive: list[list[int]] | None = None
 
     def validate(self) -> None:
         checks = [
@@ -95,6 +98,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise EdgebloodError(message)
+        if self.progressive:
+            problems = stage_problems(self.progressive, self.size, self.epochs)
+            if problems:
+                raise EdgebloodError(problems[0])
         self.augment.validate()
 
     def to_dict(self) -> dict:

@@ -48,6 +48,7 @@ from edgeblood.training.distributed import DistContext, resolve_precision
 from edgeblood.training.init_from import ParentInit, classifier_head, init_from_parent, open_parent, set_backbone_frozen
 from edgeblood.training.loop import BestOnVal, EpochSums, Feed, Objective, Update, autocast_for, build_optimizer, train_one_epoch
 from edgeblood.training.loop import evaluate as val_loss_and_accuracy  # train(evaluate=...) names the final evaluation
+from edgeblood.training.progressive import check_model_takes, describe_stages, size_at_epoch
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
 
 
@@ -186,6 +187,9 @@ def _create_model(cfg: TrainConfig, data, device: torch.device, ctx: DistContext
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    if cfg.progressive:
+        check_model_takes(model, cfg.model, cfg.progressive)
+        say(f"[bold]progressive resizing:[/] {describe_stages(cfg.progressive, cfg.size, cfg.epochs)} (val and test at {cfg.size} px)")
     return model, _metadata(cfg, model, data, mean, std, params, macs, device), run_dir
 
 
@@ -338,6 +342,8 @@ def _run_epoch(job: _Job, standing: Standing, epoch: int, bars: _Bars, clock: _C
     cfg = job.cfg
     t0 = time.perf_counter()
     job.stream.set_epoch(epoch)
+    train_px = size_at_epoch(cfg.progressive, epoch)
+    job.stream.set_image_size(train_px)
     bars.new_epoch(len(job.stream))
     job.train_model.train()
     set_backbone_frozen(job.model, job.head, frozen=epoch <= cfg.freeze_backbone)
@@ -361,7 +367,7 @@ def _run_epoch(job: _Job, standing: Standing, epoch: int, bars: _Bars, clock: _C
     if not job.console.is_terminal:  # logs and CI get one line per epoch instead of a live bar
         job.say(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
                 f"val loss {val_loss:.4f} acc {val_acc:.4f} (best {best.accuracy:.4f} @ {best.epoch}) | "
-                f"lr {row['lr']:.2e} | {seconds:.1f} s, {row['images_per_s']:.0f} img/s")
+                f"lr {row['lr']:.2e} | {seconds:.1f} s, {row['images_per_s']:.0f} img/s" + (f" at {train_px} px" if train_px else ""))
     if cfg.early_stopping and best.stale >= cfg.early_stopping:
         job.say(f"early stopping: no val improvement for {best.stale} epochs")
         return True
