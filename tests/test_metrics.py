@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -125,6 +126,16 @@ def test_table_renders_every_class():
     console.print(format_metrics_table(compute_metrics(Y3, P3, CLASSES3), title="test split"))
     text = console.export_text()
     assert "test split" in text and "66.67%" in text and "macro" in text and "ECE" in text
+
+
+def test_the_headline_line_does_not_wrap_at_the_table_width():
+    """The headline used to be the table's caption and wrapped at its width: "NLL" and its value landed on two lines."""
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(format_metrics_table(compute_metrics(Y3, P3, CLASSES3)))
+    headline = [line for line in console.export_text().splitlines() if line.startswith("accuracy")]
+    assert len(headline) == 1 and re.search(r"NLL \d+\.\d{4}$", headline[0].rstrip()), headline
 
 
 def test_matches_scikit_learn_on_random_eight_class_predictions():

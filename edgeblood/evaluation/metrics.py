@@ -196,8 +196,14 @@ def _validated(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) ->
 
 
 def format_metrics_table(metrics: dict, title: str | None = None):
-    """A compact rich Table: one row per class plus the headline numbers as the caption."""
+    """A compact rich Table, one row per class, and the headline numbers on one line under it.
+
+    The headline is its own line, not the table's caption: a caption wraps at the table's width, which
+    split "NLL 0.1157" over two lines in logs and pipes.
+    """
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("class", no_wrap=True)
@@ -223,12 +229,12 @@ def format_metrics_table(metrics: dict, title: str | None = None):
     table.add_row(
         "[bold]weighted[/]", "", _pct(metrics["weighted_precision"]), _pct(metrics["weighted_recall"]), "", _pct(metrics["weighted_f1"]), ""
     )
-    table.caption = (
+    headline = Text.from_markup(
         f"accuracy [bold]{_pct(metrics['accuracy'])}[/]  balanced accuracy {_pct(metrics['balanced_accuracy'])}  "
-        f"macro F1 {_pct(metrics['macro_f1'])}  ECE({metrics['ece_bins']} bins) {metrics['ece']:.4f}  NLL {metrics['nll']:.4f}"
+        f"macro F1 {_pct(metrics['macro_f1'])}  ECE({metrics['ece_bins']} bins) {metrics['ece']:.4f}  NLL {metrics['nll']:.4f}",
+        overflow="fold",
     )
-    table.caption_justify = "left"
-    return table
+    return Group(table, headline)
 
 
 def _pct(x: float) -> str:
