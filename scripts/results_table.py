@@ -70,6 +70,7 @@ def collect(run_dir: Path) -> dict:
         "int8": _int8(run_dir),
         "latency": _latency(run_dir),
         "tta_accuracy": (test.get("tta") or {}).get("accuracy"),
+        "ece": _ece(test),
         "teacher": _teacher(run["training"].get("teacher")),
         "published": _published(run["model"]["name"]),
     }
@@ -97,6 +98,14 @@ def _val_originals(metrics: dict) -> dict | None:
             return {"accuracy": entry["accuracy"], "npz_val_accuracy": val.get("accuracy"), "framing": (data.get("framing") or {}).get("description"),
                     "largest_recall_change": {"class": worst, "delta": deltas[worst]} if worst else None}
     return None
+
+
+def _ece(test: dict) -> dict | None:
+    """Test-split ECE of the saved (temperature-scaled) model and of the same model before scaling."""
+    cal = test.get("calibration") or {}
+    if test.get("ece") is None:
+        return None
+    return {"calibrated": test["ece"], "uncalibrated": cal.get("ece_uncalibrated"), "temperature": cal.get("temperature")}
 
 
 def _teacher(info: dict | None) -> str | None:
@@ -202,9 +211,12 @@ def render(rows: list[dict]) -> str:
            "Val originals: the 1,712 original PBC captures behind the val split, framed with the model's framing "
            "(`edgeblood evaluate RUN --images ../shared/data/pbc-originals/val`), beside the npz val accuracy; "
            "'-' where the run was not evaluated on them.", "",
+           "ECE: expected calibration error on the test split (15 bins) of the saved model, whose logits are divided by a "
+           "temperature fitted on val (training does this), and in brackets the same model before that scaling; '-' for runs "
+           "made before calibration existed.", "",
            "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | val originals (npz val) | macro-F1 | worst-class recall "
-           "| latency p50 (variant) | train time | published | command |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
+           "| ECE (before T) | latency p50 (variant) | train time | published | command |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["size"], -r["fp32_accuracy"])):
         int8 = f"{100 * r['int8']['accuracy']:.2f} % ({r['int8']['runtime']})" if r.get("int8") else "-"
         lat = r.get("latency")
@@ -215,13 +227,15 @@ def render(rows: list[dict]) -> str:
         worst = f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} %" if r.get("worst_class") else "-"
         orig = r.get("val_originals")
         orig_s = f"{100 * orig['accuracy']:.2f} % ({100 * orig['npz_val_accuracy']:.2f} %)" if orig and orig.get("npz_val_accuracy") else "-"
+        ece = r.get("ece")
+        ece_s = (f"{ece['calibrated']:.3f}" + (f" ({ece['uncalibrated']:.3f})" if ece.get("uncalibrated") is not None else "")) if ece else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
         derived = f" [{r['derived']}]" if r.get("derived") else ""
         derived += f" [{r['recipe_note']}]" if r.get("recipe_note") else ""
         derived += f" [distilled from {r['teacher']}]" if r.get("teacher") else ""
         out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M "
                    f"| {acc} | {tta} | {int8} | {orig_s} | "
-                   f"{100 * r['macro_f1']:.2f} % | {worst} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
+                   f"{100 * r['macro_f1']:.2f} % | {worst} | {ece_s} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
                    f"{r['train_precision']}) | {r.get('published') or _published(r['model']) or '-'} | `{r['command']}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",
             "| model | input | params | test acc | source |", "| --- | --- | ---: | ---: | --- |"]

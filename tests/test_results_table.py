@@ -57,3 +57,6 @@ def test_row_and_seed_summary_come_from_the_runs(table, sample_run, copy_run):
     line = next(line for line in text.splitlines() if line.startswith("| se-cnn"))
     assert f"{100 * row['fp32_accuracy']:.2f} % (mean {100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}, 2 seeds)" in line
     assert f"{100 * row['tta_accuracy']:.2f} %" in line
+    cal = metrics["test"]["calibration"]
+    assert row["ece"] == {"calibrated": metrics["test"]["ece"], "uncalibrated": cal["ece_uncalibrated"], "temperature": cal["temperature"]}
+    assert f"| {metrics['test']['ece']:.3f} ({cal['ece_uncalibrated']:.3f}) |" in line
