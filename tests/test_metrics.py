@@ -128,14 +128,17 @@ def test_table_renders_every_class():
     assert "test split" in text and "66.67%" in text and "macro" in text and "ECE" in text
 
 
-def test_the_headline_line_does_not_wrap_at_the_table_width():
-    """The headline used to be the table's caption and wrapped at its width: "NLL" and its value landed on two lines."""
+def test_the_title_and_headline_lines_do_not_wrap_at_the_table_width():
+    """They used to be the table's title and caption and wrapped at its width: "NLL" and its value landed on two lines."""
     from rich.console import Console
 
     console = Console(width=200, record=True)
-    console.print(format_metrics_table(compute_metrics(Y3, P3, CLASSES3)))
-    headline = [line for line in console.export_text().splitlines() if line.startswith("accuracy")]
+    title = "se-cnn-compact-28-seed0 (se-cnn-compact) · /work/shared/data/pbc-originals/val, 1712 images · runtime pytorch · device cpu"
+    console.print(format_metrics_table(compute_metrics(Y3, P3, CLASSES3), title=title))
+    lines = console.export_text().splitlines()
+    headline = [line for line in lines if line.startswith("accuracy")]
     assert len(headline) == 1 and re.search(r"NLL \d+\.\d{4}$", headline[0].rstrip()), headline
+    assert lines[0].rstrip() == title, "the title wrapped at the table's width"
 
 
 def test_matches_scikit_learn_on_random_eight_class_predictions():

@@ -198,14 +198,14 @@ def _validated(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) ->
 def format_metrics_table(metrics: dict, title: str | None = None):
     """A compact rich Table, one row per class, and the headline numbers on one line under it.
 
-    The headline is its own line, not the table's caption: a caption wraps at the table's width, which
-    split "NLL 0.1157" over two lines in logs and pipes.
+    The title and the headline are lines of their own, not the table's title and caption: those wrap at
+    the table's width, which split "NLL 0.1157" and a long image-folder title over two lines in logs.
     """
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("class", no_wrap=True)
     for col in ("support", "precision", "recall", "specificity", "F1", "AUC"):
         table.add_column(col, justify="right")
@@ -234,7 +234,7 @@ def format_metrics_table(metrics: dict, title: str | None = None):
         f"macro F1 {_pct(metrics['macro_f1'])}  ECE({metrics['ece_bins']} bins) {metrics['ece']:.4f}  NLL {metrics['nll']:.4f}",
         overflow="fold",
     )
-    return Group(table, headline)
+    return Group(*([Text(title, style="italic", overflow="fold")] if title else []), table, headline)
 
 
 def _pct(x: float) -> str:
