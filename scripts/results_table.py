@@ -37,6 +37,22 @@ ANCHORS = [
     {"model": "skip-connection CNN", "size": 128, "params": 310_000, "accuracy": 96.78, "source": "Padova skip-connection CNN study"},
 ]
 
+# Systems of the cited studies without a trained row here yet (#18 part 3), and why. Time estimates come from
+# this session's training speed at 1 thread in fp32 on a 2-core AVX2 EPYC with a second training running
+# (about 1.9 s per million MACs per epoch plus ~3 s: tiny 11-14 s, se-cnn-compact 45-57 s, se-cnn 64 px 108-128 s).
+PENDING = [
+    {"model": "Padova U-Net encoder (2.19 M), Inception (0.04 M), Inception+Skip (0.05 M)", "study": "Padova skip-connection CNN study",
+     "why": "not registered: the study's layer tables are not available offline here, and param counts could not be checked "
+            "against the paper; the registry's unet-encoder / inception / inception-skip are the attention study's models"},
+    {"model": "vgg15, se-vgg15, sa-vgg15, cbam-vgg15 (7.3 M)", "study": "attention-CNN BloodMNIST study (CBAM-VGG15 98.33 % @ 64 px)",
+     "why": "registered, not trained: 219 M MACs at 28 px, est. 7 min per epoch here, 3.5 h for 30 epochs (5.8 h for the recipe's 50); "
+            "at 64 px (310 M MACs) about 8 h"},
+    {"model": "inception, inception-skip (attention study; 0.95 M / 1.34 M)", "study": "attention-CNN BloodMNIST study",
+     "why": "registered, not trained: 130 / 169 M MACs at 28 px, est. 2.1 / 2.7 h for 30 epochs here"},
+    {"model": "unet-encoder (attention study; 4.72 M)", "study": "attention-CNN BloodMNIST study",
+     "why": "registered, not trained: 58 M MACs at 28 px, est. 1 h for 30 epochs here"},
+]
+
 
 def collect(run_dir: Path) -> dict:
     run = json.loads((run_dir / "run.json").read_text())
@@ -242,7 +258,17 @@ def render(rows: list[dict]) -> str:
     for a in ANCHORS:
         params = f"{a['params'] / 1e6:.2f} M" if a["params"] else "-"
         out.append(f"| {a['model']} | {a['size']} px | {params} | {a['accuracy']:.2f} % | {a['source']} |")
+    trained = {r["model"] for r in rows}
+    pending = [p for p in PENDING if not any(name in trained for name in _names_in(p["model"]))]
+    if pending:
+        out += ["", "Systems of the cited studies with no trained row yet, and why:", "", "| model | study | status |", "| --- | --- | --- |"]
+        out += [f"| {p['model']} | {p['study']} | {p['why']} |" for p in pending]
     return "\n".join(out)
+
+
+def _names_in(label: str) -> list[str]:
+    """Registry names in a PENDING label ("vgg15, se-vgg15 (7.3 M)" -> ["vgg15", "se-vgg15"])."""
+    return [part.strip().split(" ")[0] for part in label.split(",")]
 
 
 def main(argv: list[str]) -> None:

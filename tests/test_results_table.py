@@ -60,3 +60,12 @@ def test_row_and_seed_summary_come_from_the_runs(table, sample_run, copy_run):
     cal = metrics["test"]["calibration"]
     assert row["ece"] == {"calibrated": metrics["test"]["ece"], "uncalibrated": cal["ece_uncalibrated"], "temperature": cal["temperature"]}
     assert f"| {metrics['test']['ece']:.3f} ({cal['ece_uncalibrated']:.3f}) |" in line
+
+
+def test_a_pending_system_leaves_the_not_yet_trained_list_once_it_has_a_row(table):
+    row = {"model": "vgg15", "size": 28, "fp32_accuracy": 0.9, "params": 7_320_000, "macs": 219e6, "data": "28 px official",
+           "macro_f1": 0.9, "train_minutes": 1.0, "epochs": 1, "train_device": "cpu", "train_precision": "fp32", "command": "x"}
+    before = table.render([])
+    after = table.render([row])
+    assert "| vgg15, se-vgg15, sa-vgg15, cbam-vgg15 (7.3 M) |" in before
+    assert "| vgg15, se-vgg15" not in after and "| unet-encoder (attention study; 4.72 M) |" in after
