@@ -103,7 +103,8 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 # One set of columns for every history.csv (training and the fine-tune of a pruned run): a column a
 # writer does not measure stays empty, so readers never guess which writer made the file.
-HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+# train_px: the training image size of the epoch (below the run's size during --progressive-resize stages).
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s", "train_px")
 
 
 def read_metrics(run_dir: str | os.PathLike) -> dict:

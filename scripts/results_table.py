@@ -44,13 +44,16 @@ PENDING = [
     {"model": "Padova U-Net encoder (2.19 M), Inception (0.04 M), Inception+Skip (0.05 M)", "study": "Padova skip-connection CNN study",
      "why": "not registered: the study's layer tables are not available offline here, and param counts could not be checked "
             "against the paper; the registry's unet-encoder / inception / inception-skip are the attention study's models"},
-    {"model": "vgg15, se-vgg15, sa-vgg15, cbam-vgg15 (7.3 M)", "study": "attention-CNN BloodMNIST study (CBAM-VGG15 98.33 % @ 64 px)",
-     "why": "registered, not trained: 219 M MACs at 28 px, est. 7 min per epoch here, 3.5 h for 30 epochs (5.8 h for the recipe's 50); "
-            "at 64 px (310 M MACs) about 8 h"},
-    {"model": "inception, inception-skip (attention study; 0.95 M / 1.34 M)", "study": "attention-CNN BloodMNIST study",
-     "why": "registered, not trained: 130 / 169 M MACs at 28 px, est. 2.1 / 2.7 h for 30 epochs here"},
-    {"model": "unet-encoder (attention study; 4.72 M)", "study": "attention-CNN BloodMNIST study",
-     "why": "registered, not trained: 58 M MACs at 28 px, est. 1 h for 30 epochs here"},
+    *({"model": name, "study": "attention-CNN BloodMNIST study" + (" (98.33 % @ 64 px)" if name == "cbam-vgg15" else ""),
+       "why": "registered, not trained: 7.3 M params, 219 M MACs at 28 px, est. 7 min per epoch here, 3.5 h for 30 epochs "
+              "(5.8 h for the recipe's 50); at 64 px (310 M MACs) about 8 h"}
+      for name in ("vgg15", "se-vgg15", "sa-vgg15", "cbam-vgg15")),
+    {"model": "inception", "study": "attention-CNN BloodMNIST study",
+     "why": "registered (the attention study's, 0.95 M), not trained: 130 M MACs at 28 px, est. 2.1 h for 30 epochs here"},
+    {"model": "inception-skip", "study": "attention-CNN BloodMNIST study",
+     "why": "registered (the attention study's, 1.34 M), not trained: 169 M MACs at 28 px, est. 2.7 h for 30 epochs here"},
+    {"model": "unet-encoder", "study": "attention-CNN BloodMNIST study",
+     "why": "registered (the attention study's, 4.72 M), not trained: 58 M MACs at 28 px, est. 1 h for 30 epochs here"},
 ]
 
 
@@ -119,7 +122,7 @@ def _val_originals(metrics: dict) -> dict | None:
 def _ece(test: dict) -> dict | None:
     """Test-split ECE of the saved (temperature-scaled) model and of the same model before scaling."""
     cal = test.get("calibration") or {}
-    if test.get("ece") is None:
+    if test.get("ece") is None or cal.get("temperature") is None:  # a run made before calibration: its ECE is unscaled
         return None
     return {"calibrated": test["ece"], "uncalibrated": cal.get("ece_uncalibrated"), "temperature": cal.get("temperature")}
 
@@ -228,8 +231,8 @@ def render(rows: list[dict]) -> str:
            "(`edgeblood evaluate RUN --images ../shared/data/pbc-originals/val`), beside the npz val accuracy; "
            "'-' where the run was not evaluated on them.", "",
            "ECE: expected calibration error on the test split (15 bins) of the saved model, whose logits are divided by a "
-           "temperature fitted on val (training does this), and in brackets the same model before that scaling; '-' for runs "
-           "made before calibration existed.", "",
+           "temperature fitted on val (training does this), and in brackets the same model before that scaling; '-' where the "
+           "run has no temperature scaling or its row was collected before this column existed.", "",
            "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | val originals (npz val) | macro-F1 | worst-class recall "
            "| ECE (before T) | latency p50 (variant) | train time | published | command |",
            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- |"]
@@ -259,16 +262,12 @@ def render(rows: list[dict]) -> str:
         params = f"{a['params'] / 1e6:.2f} M" if a["params"] else "-"
         out.append(f"| {a['model']} | {a['size']} px | {params} | {a['accuracy']:.2f} % | {a['source']} |")
     trained = {r["model"] for r in rows}
-    pending = [p for p in PENDING if not any(name in trained for name in _names_in(p["model"]))]
+    pending = [p for p in PENDING if p["model"] not in trained]
     if pending:
         out += ["", "Systems of the cited studies with no trained row yet, and why:", "", "| model | study | status |", "| --- | --- | --- |"]
         out += [f"| {p['model']} | {p['study']} | {p['why']} |" for p in pending]
     return "\n".join(out)
 
-
-def _names_in(label: str) -> list[str]:
-    """Registry names in a PENDING label ("vgg15, se-vgg15 (7.3 M)" -> ["vgg15", "se-vgg15"])."""
-    return [part.strip().split(" ")[0] for part in label.split(",")]
 
 
 def main(argv: list[str]) -> None:

@@ -71,14 +71,36 @@ def test_the_model_trains_small_first_and_is_validated_and_saved_at_full_size(tm
     assert {px for training, px in rest if not training} == {28}, "val must run at --size in every epoch"
     from edgeblood.runs import open_run
 
+    from edgeblood.runs import read_history
+
+    assert [row["train_px"] for row in read_history(run_dir)] == [16, 20, 28], "history.csv says which size each epoch trained at"
     run = open_run(run_dir)
     assert run.meta.input.size == 28 and run.metadata["training"]["config"]["progressive"] == [[16, 1], [20, 1]]
 
 
-def test_a_model_whose_head_fits_one_size_is_refused_before_training(tmp_path):
-    result = CliRunner().invoke(app, ["train", "--sample", "--model", "se-cnn", "--epochs", "3", "--progressive-resize", "16:1",
+@pytest.mark.parametrize("stage", ["16:1", "20:1"])  # at 20 px se-cnn's ceil pooling reaches the same 2x2 grid and a forward pass runs
+def test_a_model_whose_head_fits_one_size_is_refused_before_training(tmp_path, stage):
+    result = CliRunner().invoke(app, ["train", "--sample", "--model", "se-cnn", "--epochs", "3", "--progressive-resize", stage,
                                       "--out", str(tmp_path / "runs"), "--no-evaluate"])
     assert isinstance(result.exception, EdgebloodError), "a user-fixable error: main() prints it as one line"
-    assert "se-cnn cannot run on 16 px images" in str(result.exception) and "e.g. se-cnn-compact" in str(result.exception)
+    assert "se-cnn flattens its feature map" in str(result.exception) and "e.g. se-cnn-compact" in str(result.exception)
     assert "epoch 1" not in result.output, "refused before the first epoch"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "no empty run directory is left"
+
+
+def test_the_same_family_with_global_pooling_is_accepted():
+    from edgeblood.models import create
+    from edgeblood.training.progressive import check_model_takes
+
+    check_model_takes(create("se-cnn", in_size=28, head="gap"), "se-cnn", [[16, 1], [20, 1]])
+    check_model_takes(create("se-cnn-compact-tiny", in_size=28), "se-cnn-compact-tiny", [[12, 1]])
+
+
+def test_early_stopping_waits_for_the_full_size_epochs(tmp_path):
+    """Patience counted during the small stages would stop a run before it ever trained at --size."""
+    run_dir = train(_cfg(tmp_path, progressive=[[16, 4]], epochs=6, early_stopping=1, lr=1e-6), console=QUIET, evaluate=False)
+    from edgeblood.runs import read_history
+
+    history = read_history(run_dir)
+    assert len(history) >= 5, f"stopped after {len(history)} epochs, inside the 16 px stage"
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "no empty run directory is left"

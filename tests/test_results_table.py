@@ -65,7 +65,8 @@ def test_row_and_seed_summary_come_from_the_runs(table, sample_run, copy_run):
 def test_a_pending_system_leaves_the_not_yet_trained_list_once_it_has_a_row(table):
     row = {"model": "vgg15", "size": 28, "fp32_accuracy": 0.9, "params": 7_320_000, "macs": 219e6, "data": "28 px official",
            "macro_f1": 0.9, "train_minutes": 1.0, "epochs": 1, "train_device": "cpu", "train_precision": "fp32", "command": "x"}
-    before = table.render([])
-    after = table.render([row])
-    assert "| vgg15, se-vgg15, sa-vgg15, cbam-vgg15 (7.3 M) |" in before
-    assert "| vgg15, se-vgg15" not in after and "| unet-encoder (attention study; 4.72 M) |" in after
+    marker = "Systems of the cited studies with no trained row yet"
+    before = table.render([]).split(marker)[1]
+    after = table.render([row]).split(marker)[1]
+    assert "| vgg15 |" in before and "| se-vgg15 |" in before
+    assert "| vgg15 |" not in after and "| se-vgg15 |" in after and "| unet-encoder |" in after

@@ -71,9 +71,9 @@ def test_the_engine_prefetches_only_with_a_spare_core_and_trains_the_same_weight
     import edgeblood.training.engine as engine
 
     monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert engine.prefetch_pays(True, False) and not engine.prefetch_pays(False, False) and not engine.prefetch_pays(True, True)
+    assert engine.prefetch_pays(False) and not engine.prefetch_pays(True)
     monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert not engine.prefetch_pays(True, False), "one core: the batch thread would only compete with the model"
+    assert not engine.prefetch_pays(False), "one core: the batch thread would only compete with the model"
 
     used = []
     real_stream = engine.BatchStream
@@ -321,6 +321,7 @@ def test_a_two_phase_model_resumes(tmp_path, monkeypatch):
     real_write = _interrupt_after_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3), console=QUIET, evaluate=False)
+    assert torch.load(tmp_path / "r" / TRAIN_STATE, weights_only=True)["pretrain_seconds"] > 0, "train_state.pt carries the phase's time"
     monkeypatch.setattr(engine, "_write_history", real_write)
     run_dir = train(TrainConfig(), resume=tmp_path / "r", console=QUIET, evaluate=False)
     straight = train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3, name="straight"), console=QUIET, evaluate=False)
@@ -349,3 +350,4 @@ def test_a_resumed_mixup_and_cutmix_run_draws_the_same_mixes_as_an_uninterrupted
     assert len(losses(resumed)) == 4 and losses(resumed) == losses(straight)
     a, b = (torch.load(d / CHECKPOINT, weights_only=True)["state_dict"] for d in (resumed, straight))
     assert all(torch.equal(a[k], b[k]) for k in a)
+

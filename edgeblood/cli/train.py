@@ -77,7 +77,7 @@ def train(
     stain_jitter: Optional[float] = typer.Option(None, help=_recipe_help("Per-channel stain/white-balance gain jitter, e.g. 0.05 (0 = off).", "stain_jitter")),
     jpeg_aug: Optional[float] = typer.Option(None, help=_recipe_help("Share of training images given a JPEG round trip at a random quality 60-95 (0 = off); covers captures with and without JPEG.", "jpeg_aug")),
     pretrain_epochs: Optional[int] = typer.Option(None, help=_recipe_help("Autoencoder pre-training epochs (two-phase models).", "pretrain_epochs")),
-    progressive_resize: Optional[str] = typer.Option(None, "--progressive-resize", help="SIZE:EPOCHS[,SIZE:EPOCHS...]: train the first epochs on images downscaled to SIZE px (after augmentation), then the next stage, the rest at --size; val, test and exports stay at --size. E.g. 32:40,48:10 with --size 64 --epochs 60. Needs a model with global pooling (se-cnn-compact, edge-cnn, mbconv-se; not se-cnn)."),
+    progressive_resize: Optional[str] = typer.Option(None, "--progressive-resize", help="SIZE:EPOCHS[,SIZE:EPOCHS...]: train the first epochs on images downscaled to SIZE px (after augmentation), then the next stage, the rest at --size; val, test and exports stay at --size. E.g. 32:40,48:10 with --size 64 --epochs 60. Needs a model with global pooling (se-cnn-compact, edge-cnn, mbconv-se; se-cnn only with --model-opt head=gap)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Distil from this trained run (any input size, e.g. a 64 px run for a 28 px student)."),
     kd_alpha: Optional[float] = typer.Option(None, help="Weight of the distillation term (rest on the labels). \\[default: 0.7]"),
     kd_temperature: Optional[float] = typer.Option(None, help="Distillation temperature. \\[default: 2]"),

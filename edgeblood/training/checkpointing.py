@@ -66,18 +66,22 @@ class Standing:
     best: BestOnVal = field(default_factory=BestOnVal)
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
+    pretrain_seconds: float | None = None  # two-phase models: the autoencoder phase, which a resumed run skips
 
     @classmethod
     def from_state(cls, state: dict) -> Standing:
         best = BestOnVal(float(state["best_acc"]), int(state["best_epoch"]), int(state["stale"]))
-        return cls(int(state["epoch"]), best, list(state["history"]), float(state.get("wall_time_s", 0.0)))
+        pretrain = state.get("pretrain_seconds")
+        return cls(int(state["epoch"]), best, list(state["history"]), float(state.get("wall_time_s", 0.0)),
+                   None if pretrain is None else float(pretrain))
 
 
 def save_train_state(run_dir: Path, cfg: TrainConfig, parts: Trainables, standing: Standing, command: str) -> None:
     """Write train_state.pt atomically (the torch RNG state is taken now: call it between epochs)."""
     state = {"config": cfg.to_dict(), "command": command, **parts.state_dict(), "epoch": standing.epoch,
              "best_acc": standing.best.accuracy, "best_epoch": standing.best.epoch, "stale": standing.best.stale,
-             "history": standing.history, "wall_time_s": standing.wall_time_s, "rng_torch": torch.get_rng_state(), **_host_rng_state()}
+             "history": standing.history, "wall_time_s": standing.wall_time_s, "pretrain_seconds": standing.pretrain_seconds,
+             "rng_torch": torch.get_rng_state(), **_host_rng_state()}
     with atomic_path(run_dir / TRAIN_STATE) as tmp:
         torch.save(state, tmp)
 
@@ -90,9 +94,12 @@ def _host_rng_state() -> dict:
     """
     version, words, gauss = random.getstate()
     _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"rng_python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
-            "rng_numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                          "cached": float(cached)}}
+    state = {"rng_python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+             "rng_numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                           "cached": float(cached)}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # the mixup pairing and dropout draw on the GPU there
+        state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def restore_rng(state: dict) -> None:
@@ -104,6 +111,8 @@ def restore_rng(state: dict) -> None:
     if "rng_numpy" in state:
         npy = state["rng_numpy"]
         np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
+    if "rng_cuda" in state and torch.cuda.is_available() and torch.cuda.device_count() == len(state["rng_cuda"]):
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
 
 
 def load_train_state(run_dir: Path) -> tuple[dict, TrainConfig]:

@@ -208,21 +208,21 @@ def _training_batches(cfg: TrainConfig, data, metadata: dict, run_dir: Path, res
     weights = balanced_class_weights(labels_t.numpy(), len(data.classes))[labels_t] if cfg.weighted_sampler else None
     stream = BatchStream(images_t, labels_t, cfg.batch_size, augment=cfg.augment, sample_weights=weights,
                          drop_last=len(labels_t) > cfg.batch_size * 4, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed,
-                         prefetch=prefetch_pays(cfg.augment is not None, ctx.enabled))
+                         prefetch=prefetch_pays(ctx.enabled))
     class_w = balanced_class_weights(train_y, len(data.classes)).to(device) if cfg.class_weights == "balanced" else None
     criterion = nn.CrossEntropyLoss(weight=class_w, label_smoothing=cfg.label_smoothing)
     return stream, Objective(criterion, cfg.mixup, cfg.cutmix, soft_targets, cfg.kd_alpha, cfg.kd_temperature)
 
 
-def prefetch_pays(augmenting: bool, distributed: bool) -> bool:
-    """Build the next batch in a background thread only when a core is left over for it.
+def prefetch_pays(distributed: bool) -> bool:
+    """Build the next batch (index, convert, augment) in a background thread only when a core is left over for it.
 
     Measured (#18, 2-core AVX2 EPYC, fp32, interleaved): +8 % training images/s for se-cnn 28 px at 1
     torch thread; with torch on every core the extra thread only competes with the model's kernels.
     The batches are identical either way, so this is a speed choice, never an accuracy one.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # macOS has no affinity
-    return augmenting and not distributed and torch.get_num_threads() < cores
+    return not distributed and torch.get_num_threads() < cores
 
 
 def _distillation_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, metadata: dict, run_dir: Path, resumed: bool,
@@ -271,12 +271,12 @@ def _optimization(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int, ctx:
 
 def _standing(job: _Job, state: dict | None, pretrain_s: float) -> Standing:
     """A new run's starting point, or a resumed run's weights, optimizer, counters and RNG as train_state saved them."""
-    if state is None:
-        return Standing(wall_time_s=pretrain_s)  # the run's wall time covers both phases of two-phase models
+    if state is None:  # the run's wall time covers both phases of two-phase models
+        return Standing(wall_time_s=pretrain_s, pretrain_seconds=job.metadata["training"].get("pretrain_seconds"))
     job.parts.load_state_dict(state)
     standing = Standing.from_state(state)
-    restore_rng(state)
-    _keep_pretrain_seconds(job)
+    _restore_rng(job, state, standing.epoch)
+    _keep_pretrain_seconds(job, standing)
     job.metadata["training"].update(command=state.get("command", job.metadata["training"]["command"]), resumed_with=command_line())
     if standing.epoch == 0:  # the state written before epoch 1: that epoch's save had failed
         job.say("[bold]resuming[/] from the start: no epoch had been saved")
@@ -356,9 +356,12 @@ def _run_epoch(job: _Job, standing: Standing, epoch: int, bars: _Bars, clock: _C
         job.parts.scheduler.step(val_acc)
     seconds = time.perf_counter() - t0
     row = {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count, "val_loss": val_loss,
-           "val_acc": val_acc, "lr": job.update.lr, "seconds": round(seconds, 2), "images_per_s": round(count / seconds, 1)}
+           "val_acc": val_acc, "lr": job.update.lr, "seconds": round(seconds, 2), "images_per_s": round(count / seconds, 1),
+           "train_px": train_px or cfg.size}
     standing.history.append(row)
     improved = standing.best.observe(epoch, val_acc)
+    if train_px is not None:  # progressive resizing: early stopping's patience counts from the first full-size epoch
+        standing.best.stale = 0
     standing.epoch, standing.wall_time_s = epoch, clock.total()
     if job.ctx.is_main:
         _save_epoch(job, standing, eval_model, improved)
@@ -489,16 +492,26 @@ def _teacher_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, device
                               device=device, progress=lambda n: bar.advance(task, n))
 
 
-def _keep_pretrain_seconds(job: _Job) -> None:
-    """A resumed two-phase run skips its autoencoder phase: carry that phase's time over from the run it continues."""
+def _keep_pretrain_seconds(job: _Job, standing: Standing) -> None:
+    """A resumed two-phase run skips its autoencoder phase: carry that phase's time over from the run it continues
+    (train_state.pt has it since this fix; older states only in run.json, which exists once an epoch was saved)."""
     if job.cfg.pretrain_epochs <= 0:
         return
-    try:
-        seconds = open_run(job.run_dir).meta.training.pretrain_seconds
-    except EdgebloodError:
-        return
-    if seconds is not None:
-        job.metadata["training"]["pretrain_seconds"] = seconds
+    if standing.pretrain_seconds is None:
+        try:
+            standing.pretrain_seconds = open_run(job.run_dir).meta.training.pretrain_seconds
+        except EdgebloodError:
+            return
+    if standing.pretrain_seconds is not None:
+        job.metadata["training"]["pretrain_seconds"] = standing.pretrain_seconds
+
+
+def _restore_rng(job: _Job, state: dict, epoch: int) -> None:
+    """Rank 0's generators as saved; under DDP the other ranks draw from their own seeds again (only rank 0 saves its
+    state, and every rank drawing rank 0's mixes would train on fewer distinct pairings than the run it continues)."""
+    restore_rng(state)
+    if job.ctx.rank > 0:
+        _seed_everything(job.cfg.seed + job.ctx.rank + 7919 * epoch)
 
 
 def _check_same_teacher(run_dir: Path, teacher: dict) -> None:

@@ -41,7 +41,7 @@ def stage_problems(stages: Stages, size: int, epochs: int) -> list[str]:
     if sizes != sorted(set(sizes)):
         problems.append(f"--progressive-resize sizes must grow stage by stage, got {sizes}")
     if any(e < 1 for _, e in stages):
-        problems.append("--progressive-resize gives each stage at least 1 epoch")
+        problems.append(f"--progressive-resize: each stage needs at least 1 epoch, got {stages}")
     if sum(e for _, e in stages) >= epochs:
         problems.append(f"--progressive-resize stages take {sum(e for _, e in stages)} epochs of --epochs {epochs}: "
                         "leave at least one epoch at full size")
@@ -71,7 +71,16 @@ def describe_stages(stages: Stages, size: int, epochs: int) -> str:
 
 
 def check_model_takes(model: nn.Module, model_name: str, stages: Stages) -> None:
-    """Refuse at the start, not at the first small epoch, a model whose head is sized for one input size."""
+    """Refuse at the start, not at the first small epoch, a model whose head is sized for one input size.
+
+    A forward pass alone is not proof: a flattening head behind ceil-mode pooling can see the same grid
+    at 20 and 28 px and run, while its dense layer then maps other image regions than at full size.
+    So the model must pool adaptively (global pooling) and not flatten its feature map, and run.
+    """
+    pools = any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in model.modules())
+    if not pools or isinstance(getattr(model, "pool", None), nn.Flatten):
+        raise EdgebloodError(f"{model_name} flattens its feature map into a classifier sized for one input size: --progressive-resize "
+                             "needs a model with global pooling, e.g. se-cnn-compact (or --model-opt head=gap where the family has it)")
     was_training = model.training
     model.eval()
     try:
