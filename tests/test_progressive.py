@@ -69,9 +69,7 @@ def test_the_model_trains_small_first_and_is_validated_and_saved_at_full_size(tm
     startup, rest = seen[:first_step], seen[first_step:]
     assert (False, 16) in startup and (False, 20) in startup, "the model is tried at each stage's size before training"
     assert {px for training, px in rest if not training} == {28}, "val must run at --size in every epoch"
-    from edgeblood.runs import open_run
-
-    from edgeblood.runs import read_history
+    from edgeblood.runs import open_run, read_history
 
     assert [row["train_px"] for row in read_history(run_dir)] == [16, 20, 28], "history.csv says which size each epoch trained at"
     run = open_run(run_dir)
