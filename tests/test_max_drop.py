@@ -71,6 +71,13 @@ def test_openvino_falls_back_to_accuracy_control_only_when_the_drop_is_too_big(e
     assert record["drop_pt_all_layers"] > 2.0, "the provoked fault must hurt without the bound"
     assert record["fell_back"] and record["fake_quantize_ops"]["after"] < record["fake_quantize_ops"]["all_layers"]
     assert record["drop_pt"] < record["drop_pt_all_layers"]
+    assert record["float_nodes"] and all(n["op"] and "accuracy control" in n["why"] for n in record["float_nodes"])
+    import openvino as ov
+
+    saved = ov.Core().read_model(str(out))
+    fed_by_fake_quantize = {t.get_node().get_friendly_name() for op in saved.get_ops() if op.get_type_name() == "FakeQuantize"
+                            for o in op.outputs() for t in o.get_target_inputs()}
+    assert not {n["node"] for n in record["float_nodes"]} & fed_by_fake_quantize, "a layer named as float still reads int8 data"
     good = to_contract(load_sample(28).images("train")[:64])
     _, fine = quantize(xml, out, good, max_drop=50.0, validation=validation)
     assert fine.accuracy_control["fell_back"] is False and fine.method == "nncf.quantize"

@@ -79,15 +79,18 @@ def quantize(
             fp32_acc, first_acc = _val_accuracy(model, images, labels), _val_accuracy(quantized, images, labels)
             record = accuracy_control_record(max_drop, len(labels), fp32_acc, first_acc)
             if not record["met"]:
-                all_layers = _count_fake_quantize(quantized)
+                all_layers, int8_layers = _count_fake_quantize(quantized), _int8_layers(quantized)
                 val = nncf.Dataset([(images[i : i + 1], int(labels[i])) for i in range(len(labels))])
                 quantized = nncf.quantize_with_accuracy_control(
                     model, calib, val, _validation_fn, max_drop=max_drop / 100.0, drop_type=nncf.DropType.ABSOLUTE, **kwargs
                 )
                 final = _val_accuracy(quantized, images, labels)
                 fell_back = True
+                reverted = {name: op for name, op in int8_layers.items() if name not in _int8_layers(quantized)}
                 record |= {"fell_back": True, "method": "nncf.quantize_with_accuracy_control reverted the most harmful layers to float",
                            "fake_quantize_ops": {"all_layers": all_layers, "after": _count_fake_quantize(quantized)},
+                           "float_nodes": [{"node": name, "op": op, "why": "reverted to float by NNCF accuracy control: ranked among "
+                                            "the layers whose int8 form cost the most val accuracy"} for name, op in sorted(reverted.items())],
                            "val_accuracy_int8": final, "drop_pt": round(100 * (fp32_acc - final), 3), "met": 100 * (fp32_acc - final) <= max_drop}
                 info.method = "nncf.quantize, then nncf.quantize_with_accuracy_control (val split)"
             info.max_drop_pt, info.accuracy_control = float(max_drop), record
@@ -147,6 +150,23 @@ def _val_accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 64
 
 def _count_fake_quantize(model) -> int:
     return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
+def _int8_layers(model) -> dict[str, str]:
+    """The layers that read int8 data (a FakeQuantize feeds them), by friendly name -> op type.
+
+    What accuracy control returns to float is the difference between two such sets: NNCF reports the
+    layers it reverted only in its log, not in what it returns.
+    """
+    layers = {}
+    for op in model.get_ops():
+        if op.get_type_name() != "FakeQuantize":
+            continue
+        for output in op.outputs():
+            for target in output.get_target_inputs():
+                node = target.get_node()
+                layers[node.get_friendly_name()] = node.get_type_name()
+    return layers
 
 
 def _set_precision(model, precision: str) -> None:
