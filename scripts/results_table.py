@@ -95,8 +95,11 @@ def collect(run_dir: Path) -> dict:
     }
     if run["training"].get("config", {}).get("oversample_minority"):
         row["derived"] = "minority classes oversampled (--oversample)"
-    if "jpeg_prob" not in run["training"].get("config", {}).get("augment", {}):
+    augment = run["training"].get("config", {}).get("augment", {})
+    if "jpeg_prob" not in augment:
         row["recipe_note"] = "recipe before real-pixel augmentation"
+    elif not any(augment.get(k) for k in ("jpeg_prob", "stain", "crop_shift")) and run["training"].get("recipe") != "published":
+        row["recipe_note"] = "real-pixel augmentation off"
     comp = run.get("compression")
     if comp:  # a pruned/sparse child run: its cost is the fine-tune, its command the compress call
         row["derived"] = f"{comp['method']} of {Path(comp['parent_run']).name}"
