@@ -52,6 +52,13 @@ PENDING = [
      "why": "registered (the attention study's, 0.95 M), not trained: 130 M MACs at 28 px, est. 2.1 h for 30 epochs here"},
     {"model": "inception-skip", "study": "attention-CNN BloodMNIST study",
      "why": "registered (the attention study's, 1.34 M), not trained: 169 M MACs at 28 px, est. 2.7 h for 30 epochs here"},
+    *({"model": name, "study": "attention-CNN BloodMNIST study",
+       "why": f"registered, not trained yet: {params}, 12.7 M MACs at 28 px, est. 15-20 min for 30 epochs here (the slot went to "
+              "the real-pixel augmentation comparison of 2026-12-04)"}
+      for name, params in (("sa-cnn", "0.40 M"), ("cbam-cnn", "0.44 M"))),
+    {"model": "skip-cnn", "study": "Padova skip-connection CNN study (96.78 % @ 128 px)",
+     "why": "registered (0.31 M), not trained yet: 30.5 M MACs at 28 px, est. 30 min for 30 epochs here; at its study's 128 px "
+            "about 0.6 G MACs, est. 20 min per epoch"},
     {"model": "unet-encoder", "study": "attention-CNN BloodMNIST study",
      "why": "registered (the attention study's, 4.72 M), not trained: 58 M MACs at 28 px, est. 1 h for 30 epochs here"},
 ]
