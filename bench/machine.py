@@ -24,6 +24,7 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT
 
 def machine_info(label: str | None = None) -> dict[str, Any]:
     """CPU model, cores, ISA flags, clock, GPU, OS, library versions and thread settings (JSON-able)."""
+    from edgeblood.devices import available_cores
     from edgeblood.provenance import library_versions
 
     cpu = cpu_info()
@@ -35,7 +36,7 @@ def machine_info(label: str | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "libraries": library_versions(),
         "threads": {
-            "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cores_available": available_cores(),
             "env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
         },
     }

@@ -1,4 +1,5 @@
-"""Which torch device a ``--device`` option means: one rule for train, evaluate and explain.
+"""Which torch device a ``--device`` option means: one rule for train, evaluate and explain; and how
+many CPU cores this process may run on (the trainer's prefetch choice and the bench's machine record).
 
 It sits in the core of the package (not in ``edgeblood.training``) because evaluation needs it as
 much as training does; the torchrun detail - a bare ``cuda`` is the process's own GPU - is passed
@@ -6,6 +7,8 @@ in as ``local_rank`` by ``edgeblood.training.distributed.DistContext.device``.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -40,3 +43,9 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 
 def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def available_cores() -> int | None:
+    """The cores this process may use: its CPU affinity where the OS has one (Linux), else the machine's
+    logical cores (macOS has no affinity call); None when even that is unknown."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

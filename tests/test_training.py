@@ -70,9 +70,9 @@ def one_torch_thread():
 def test_the_engine_prefetches_only_with_a_spare_core_and_trains_the_same_weights_either_way(tmp_path, monkeypatch, one_torch_thread):
     import edgeblood.training.engine as engine
 
-    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert engine.prefetch_pays(False) and not engine.prefetch_pays(True)
-    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert not engine.prefetch_pays(False), "one core: the batch thread would only compete with the model"
 
     used = []
@@ -85,7 +85,7 @@ def test_the_engine_prefetches_only_with_a_spare_core_and_trains_the_same_weight
     monkeypatch.setattr(engine, "BatchStream", recording_stream)
     weights = {}
     for cores in ({0}, {0, 1}):
-        monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
         run_dir = train(_cfg(tmp_path, name=f"cores{len(cores)}", threads=one_torch_thread), console=QUIET, evaluate=False)
         weights[len(cores)] = torch.load(run_dir / CHECKPOINT, weights_only=True)["state_dict"]
     assert used == [False, True]

@@ -86,7 +86,8 @@ def quantize(
                 )
                 final = _val_accuracy(quantized, images, labels)
                 fell_back = True
-                reverted = {name: op for name, op in int8_layers.items() if name not in _int8_layers(quantized)}
+                still_int8 = _int8_layers(quantized)
+                reverted = {name: op for name, op in int8_layers.items() if name not in still_int8}
                 record |= {"fell_back": True, "method": "nncf.quantize_with_accuracy_control reverted the most harmful layers to float",
                            "fake_quantize_ops": {"all_layers": all_layers, "after": _count_fake_quantize(quantized)},
                            "float_nodes": [{"node": name, "op": op, "why": "reverted to float by NNCF accuracy control: ranked among "

@@ -14,7 +14,6 @@ figures had to be made with ``edgeblood evaluate``).
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import time
@@ -33,6 +32,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from edgeblood import __version__
 from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
+from edgeblood.devices import available_cores
 from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.evaluate import evaluate_run
 from edgeblood.evaluation.temperature import calibrate_run
@@ -221,8 +221,7 @@ def prefetch_pays(distributed: bool) -> bool:
     torch thread; with torch on every core the extra thread only competes with the model's kernels.
     The batches are identical either way, so this is a speed choice, never an accuracy one.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # macOS has no affinity
-    return not distributed and torch.get_num_threads() < cores
+    return not distributed and torch.get_num_threads() < (available_cores() or 1)
 
 
 def _distillation_targets(cfg: TrainConfig, train_y: np.ndarray, sample: bool, metadata: dict, run_dir: Path, resumed: bool,

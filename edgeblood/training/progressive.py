@@ -24,11 +24,12 @@ def parse_stages(text: str) -> Stages:
     for part in text.split(","):
         size, sep, epochs = part.strip().partition(":")
         try:
-            stages.append([int(size), int(epochs)])
+            stage = [int(size), int(epochs)] if sep else None
         except ValueError:
-            raise EdgebloodError(f"--progressive-resize takes SIZE:EPOCHS[,SIZE:EPOCHS...], e.g. 32:40,48:10; got '{text}'") from None
-        if not sep:
+            stage = None
+        if stage is None:
             raise EdgebloodError(f"--progressive-resize takes SIZE:EPOCHS[,SIZE:EPOCHS...], e.g. 32:40,48:10; got '{text}'")
+        stages.append(stage)
     return stages
 
 
