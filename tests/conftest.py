@@ -34,18 +34,59 @@ def data_dir() -> Path:
     return found
 
 
+#: What ``--precision auto`` resolves to inside the test process. The CPU decides it for users (bf16 where
+#: AMX/AVX512-BF16 is native); the suite pins it, so a test's outcome does not depend on the machine CI
+#: happens to get (issue #29). ``EDGEBLOOD_TEST_PRECISION=bf16 pytest`` runs the whole suite on the bf16
+#: path instead; tests parametrized over ``PRECISIONS`` exercise both paths on every run.
+TEST_PRECISION = os.environ.get("EDGEBLOOD_TEST_PRECISION", "fp32")
+PRECISIONS = ("fp32", "bf16")
+
+
+def pytest_report_header(config) -> list[str]:
+    """The CPU and its ISA, at the top of every test log: a failure says which machine it saw."""
+    from edgeblood.bench.machine import cpu_info
+
+    cpu = cpu_info()
+    return [f"cpu: {cpu.get('model')}, {cpu.get('logical_cores')} logical cores, ISA: {' '.join(cpu.get('isa', []))}",
+            f"--precision auto resolves to {TEST_PRECISION} in tests (EDGEBLOOD_TEST_PRECISION)"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pinned_auto_precision():
+    if TEST_PRECISION not in PRECISIONS:
+        raise pytest.UsageError(f"EDGEBLOOD_TEST_PRECISION must be one of {', '.join(PRECISIONS)}, got {TEST_PRECISION}")
+    mp = pytest.MonkeyPatch()
+    mp.setattr("edgeblood.training.distributed._cpu_has_native_bf16", lambda: TEST_PRECISION == "bf16")
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
-def sample_run(tmp_path_factory) -> Path:
-    """se-cnn trained for a few epochs on the embedded sample (28 px): a complete, evaluated run directory.
+def sample_runs(tmp_path_factory):
+    """``sample_runs(precision)``: se-cnn trained for a few epochs on the embedded sample (28 px) with that
+    training precision, a complete evaluated run directory, trained once per session and precision.
 
     Read-only for tests: copy it (``copy_run``) before changing anything inside.
     """
     from edgeblood.training import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(model="se-cnn", size=28, sample=True, epochs=6, batch_size=64, lr=3e-3, out_dir=str(out),
-                      name="sample-se-cnn", seed=0, model_cfg={"widths": [16, 32, 64, 128]})
-    return train(cfg, console=_quiet_console(), evaluate=True)
+    made: dict[str, Path] = {}
+
+    def _run(precision: str) -> Path:
+        if precision not in made:
+            out = tmp_path_factory.mktemp(f"runs-{precision}")
+            cfg = TrainConfig(model="se-cnn", size=28, sample=True, epochs=6, batch_size=64, lr=3e-3, out_dir=str(out),
+                              name="sample-se-cnn", seed=0, model_cfg={"widths": [16, 32, 64, 128]}, precision=precision)
+            made[precision] = train(cfg, console=_quiet_console(), evaluate=True)
+        return made[precision]
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def sample_run(sample_runs) -> Path:
+    """The sample run at the suite's precision (TEST_PRECISION). Read-only: copy it before changing it."""
+    return sample_runs(TEST_PRECISION)
 
 
 @pytest.fixture

@@ -50,19 +50,29 @@ def test_review_thresholds_flag_the_share_asked_for():
         threshold_for_rate(table, 0.9)
 
 
-def test_calibrating_a_run_leaves_every_prediction_and_lowers_val_ece(sample_run, copy_run):
-    run_dir = copy_run(sample_run)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_calibrating_a_run_leaves_every_prediction_and_lowers_val_nll(sample_runs, copy_run, precision):
+    """What holds by construction on any CPU and either precision: the argmax stays, the fitted T is the
+    NLL minimum (within the search tolerance), and val NLL does not rise. ECE is not asserted here: on
+    96 val images it can rise after a correct NLL fit (seen on AVX-512 BF16: 0.144 -> 0.165, issue #29);
+    the ECE claim is tested on 4,000 synthetic predictions above."""
+    run_dir = copy_run(sample_runs(precision))
     run = open_run(run_dir)
     data = load_sample(28)
     assert run.metadata["calibration"]["fitted_on"] == "val"  # training calibrates every run it finishes
     prior = run.metadata["calibration"]["temperature"]
     before = predict_logits(run.model, data.images("test"), run.mean, run.std)
+    val_logits = predict_logits(run.model, data.images("val"), run.mean, run.std)
     record = calibrate_run(run, data)
     after_run = open_run(run_dir)
     after = predict_probs(after_run.model, data.images("test"), after_run.mean, after_run.std)
     assert np.array_equal(after.argmax(1), before.argmax(1)), "temperature must not move the argmax"
     assert np.allclose(after, softmax(before, record["temperature"] / prior), atol=1e-5)
-    assert record["val_ece_after"] <= record["val_ece_before"] and record["fitted_on"] == "val"
+    assert record["val_nll_after"] <= record["val_nll_before"] + 1e-9 and record["fitted_on"] == "val"
+    t_rel = record["temperature"] / prior  # the temperature fitted on top of the one already folded in
+    best = nll(val_logits, data.labels("val"), t_rel)
+    for step in (0.97, 1.03):
+        assert best <= nll(val_logits, data.labels("val"), t_rel * step) + 1e-6, "the fitted T is the val-NLL minimum"
     assert after_run.metadata["calibration"]["temperature"] == record["temperature"]
     # refitting a calibrated run finds (nearly) nothing left to fix: the recorded temperature is the product
     assert record["temperature"] == pytest.approx(prior, rel=0.02)

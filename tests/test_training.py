@@ -51,8 +51,11 @@ def test_sample_run_directory_contract(sample_run):
     assert set(payload["state_dict"]) == set(run.model.state_dict())
 
 
-def test_training_learns_on_sample(tmp_path):
-    run_dir = train(_cfg(tmp_path, epochs=8, lr=5e-3), console=QUIET, evaluate=False)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_learns_on_sample(tmp_path, precision):
+    """Both precision paths on every machine (bf16 autocast runs emulated where the CPU lacks it)."""
+    run_dir = train(_cfg(tmp_path, epochs=8, lr=5e-3, precision=precision), console=QUIET, evaluate=False)
+    assert open_run(run_dir).metadata["training"]["precision"] == precision
     rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) * 0.8
     assert float(rows[-1]["train_acc"]) > 0.4  # 8 classes: chance is 0.125
