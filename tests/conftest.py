@@ -12,10 +12,29 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def real_data_dir() -> Path | None:
     """../shared/data (or $EDGEBLOOD_DATA) when it holds the official 28 px file."""
+    return real_data_path("bloodmnist.npz", parent=True)
+
+
+def real_data_path(*parts: str, parent: bool = False) -> Path | None:
+    """``<data>/<parts>`` in the first data folder that has it: $EDGEBLOOD_DATA, then ../shared/data.
+
+    The one resolver for every data path in the tests (issue #30: a path written out in a test file
+    skipped wherever the data lies elsewhere). ``parent=True`` returns the data folder itself.
+    """
     for candidate in (os.environ.get("EDGEBLOOD_DATA"), SHARED_DATA):
-        if candidate and (Path(candidate) / "bloodmnist.npz").is_file():
-            return Path(candidate)
+        if candidate and (Path(candidate).joinpath(*parts)).exists():
+            return Path(candidate) if parent else Path(candidate).joinpath(*parts)
     return None
+
+
+def pbc_originals_dir(split: str = "val") -> Path | None:
+    """The PBC originals (whole 360x363 captures, class folders) of ``split``; None where they are not here."""
+    return real_data_path("pbc-originals", split)
+
+
+def external_data_dir(name: str) -> Path | None:
+    """An external labelled image set under ``<data>/external/<name>`` (e.g. jtsc); None where it is not here."""
+    return real_data_path("external", name)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,6 +50,15 @@ def data_dir() -> Path:
     found = real_data_dir()
     if found is None:
         pytest.skip("real BloodMNIST data not found")
+    return found
+
+
+@pytest.fixture(scope="session")
+def originals_dir() -> Path:
+    """The PBC val originals (pbc_originals_dir); the test is skipped where they are not here."""
+    found = pbc_originals_dir("val")
+    if found is None:
+        pytest.skip("pbc-originals/val not found under $EDGEBLOOD_DATA or ../shared/data")
     return found
 
 

@@ -53,16 +53,16 @@ def run_example(script: str, *args) -> subprocess.CompletedProcess:
 def captures(tmp_path_factory) -> Path:
     """Uncropped captures as a microscope gives them: synthetic 360x363 / 366x369 frames, plus a few PBC originals when here."""
     import numpy as np
-    from conftest import real_data_dir
+    from conftest import pbc_originals_dir
 
     folder = tmp_path_factory.mktemp("captures")
     rng = np.random.default_rng(3)
     for i, (h, w) in enumerate([(363, 360), (369, 366), (360, 360)]):
         base = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
         Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC).save(folder / f"capture_{i}.png")
-    real = real_data_dir()
-    if real is not None and (real / "pbc-originals" / "val").is_dir():
-        for src in sorted((real / "pbc-originals" / "val").glob("*/*.jpg"))[::300]:
+    originals = pbc_originals_dir("val")
+    if originals is not None:
+        for src in sorted(originals.glob("*/*.jpg"))[::300]:
             (folder / src.name).write_bytes(src.read_bytes())
     return folder
 

@@ -84,11 +84,15 @@ def test_stored_framing_round_trips_and_old_runs_get_the_dataset_framing():
 
 
 # ------------------------------------------------------------------------- real PBC originals
-def _originals(data_dir, limit=None):
-    root = data_dir / "pbc-originals"
-    if not (root / "val_index.csv").is_file():
-        pytest.skip("../shared/data/pbc-originals not found")
-    with open(root / "val_index.csv", newline="") as fh:
+def _originals(limit=None):
+    from conftest import pbc_originals_dir
+
+    val = pbc_originals_dir("val")
+    index = val.parent / "val_index.csv" if val is not None else None
+    if index is None or not index.is_file():
+        pytest.skip("pbc-originals/val_index.csv not found under $EDGEBLOOD_DATA or ../shared/data")
+    root = index.parent
+    with open(index, newline="") as fh:
         rows = list(csv.DictReader(fh))
     return root, rows[:limit] if limit else rows
 
@@ -96,7 +100,7 @@ def _originals(data_dir, limit=None):
 @pytest.mark.realdata
 def test_rebuilds_the_regenerated_64px_val_images_from_the_originals(data_dir):
     """The framing reproduces ../shared/data/bloodmnist_64.npz val images exactly for >= 95 % of them."""
-    root, rows = _originals(data_dir)
+    root, rows = _originals()
     ref = np.load(data_dir / "bloodmnist_64.npz")["val_images"]
     framing = bloodmnist_framing(64, "regenerated")
     exact = sum(np.array_equal(load_image(root / r["file"], 64, framing=framing), ref[int(r["val_index"])]) for r in rows)
@@ -106,7 +110,7 @@ def test_rebuilds_the_regenerated_64px_val_images_from_the_originals(data_dir):
 @pytest.mark.realdata
 def test_official_28px_framing_with_jpeg_is_closest_to_the_npz(data_dir):
     """The JPEG q75 step brings originals to within ~1.5 grey levels of the official 28 px arrays."""
-    root, rows = _originals(data_dir, limit=120)
+    root, rows = _originals(limit=120)
     ref = np.load(data_dir / "bloodmnist.npz")["val_images"]
     framing = bloodmnist_framing(28)
 

@@ -102,13 +102,10 @@ def test_cli_evaluate_images_prints_framing_and_table(labelled, sample_run, copy
 
 
 @pytest.mark.realdata
-def test_pbc_originals_evaluate_with_the_models_framing(data_dir, sample_run, copy_run):
+def test_pbc_originals_evaluate_with_the_models_framing(originals_dir, sample_run, copy_run):
     """A few real captures through the default framing: every file reads and frames (window fits)."""
-    originals = data_dir / "pbc-originals" / "val"
-    if not originals.is_dir():
-        pytest.skip("no pbc-originals")
     run = open_run(copy_run(sample_run))
-    entry = evaluate_images(run, originals, plots=False)
+    entry = evaluate_images(run, originals_dir, plots=False)
     assert entry["num_samples"] == 1712 and not entry["data"]["skipped_files"]
     assert "200x200 px window" in entry["data"]["description"]
 
