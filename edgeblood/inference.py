@@ -18,6 +18,7 @@ a BloodMNIST model: 21-25 % accuracy on the val originals, 58-88 % "platelet", m
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -31,7 +32,7 @@ import numpy as np
 
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import Framing, bloodmnist_framing, stored_or_dataset_framing
-from edgeblood.imageio import iter_image_files, load_image
+from edgeblood.imageio import iter_image_files, load_image, read_pixels, to_rgb_uint8
 
 DEFAULT_BATCH = 64
 #: The collapse guard: at least this many predictions, one class above COLLAPSE_SHARE of them while its
@@ -42,6 +43,9 @@ GUARD_MIN_IMAGES = 20
 COLLAPSE_SHARE = 0.50
 COLLAPSE_PRIOR = 0.25
 CONFIDENCE_GAP = 0.15
+#: Whole captures are batched up to this many uint8 values (64 frames of 512 x 512 RGB): memory stays bounded
+#: however large the camera's frames are.
+FRAME_BATCH_VALUES = 64 * 512 * 512 * 3
 
 
 @dataclass
@@ -66,8 +70,22 @@ class PredictModel:
     def device(self) -> str:
         return self.loaded.device
 
+    @property
+    def takes_captures(self) -> bool:
+        """A capture variant (model-capture.onnx, openvino/model-capture.xml): whole frames in, framed inside its graph."""
+        return bool(getattr(self.loaded, "takes_frames", False))
+
     def describe(self) -> str:
+        if self.takes_captures:
+            return (f"{self.path.name} on {self.runtime}/{self.device} (whole captures in, framed inside the graph to "
+                    f"{self.input_size} px; {len(self.classes)} classes)")
         return f"{self.path.name} on {self.runtime}/{self.device} ({self.input_size} px input, {len(self.classes)} classes)"
+
+    def check_framing(self, framing: Framing) -> None:
+        """A capture variant applies its own framing in the graph: another one cannot be honoured, so it is refused."""
+        if self.takes_captures and framing != self.framing:
+            raise EdgebloodError(f"{self.path.name} frames each capture inside its graph ({self.framing.describe()}); another framing "
+                                 f"({framing.describe()}) needs the plain model: predict with model.onnx or openvino/model.xml instead")
 
 
 @dataclass
@@ -183,13 +201,18 @@ class PredictionReport:
         return buf.getvalue()
 
 
+#: What ``open_model`` reads, as ``edgeblood predict --help`` and its errors name it.
+ARTIFACT_EXAMPLES = ("model.onnx, openvino/model.xml, model.tflite, model.pte, model.mlpackage on macOS, or a capture variant "
+                     "(model-capture.onnx, openvino/model-capture.xml: whole captures in)")
+
+
 def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> PredictModel:
-    """Load any exported artifact (.onnx, OpenVINO .xml, .mlpackage on macOS) or a run directory."""
+    """Load any exported artifact (.onnx, OpenVINO .xml, .tflite, .pte, .mlpackage on macOS) or a run directory."""
     from edgeblood.runtimes import runtime_for_artifact
 
     path = Path(path).expanduser()
     if not path.exists():
-        raise EdgebloodError(f"model {path} does not exist; pass an exported artifact (model.onnx, openvino/model.xml, model.mlpackage) or a run directory")
+        raise EdgebloodError(f"model {path} does not exist; pass an exported artifact ({ARTIFACT_EXAMPLES}) or a run directory")
     loaded = runtime_for_artifact(path).load(path, device=device, threads=threads)
     meta = loaded.metadata()
     classes = meta.get("classes")
@@ -201,6 +224,8 @@ def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None
     except (TypeError, ValueError):
         raise EdgebloodError(f"{path} has no usable input size in its metadata ({size!r}); re-export it with `edgeblood export RUN`") from None
     framing, recorded = _framing_from_metadata(meta, path)
+    if getattr(loaded, "takes_frames", False):  # the graph holds the framing without its JPEG step (exporters/capture.py)
+        framing = dataclasses.replace(framing, jpeg_quality=None)
     prior = meta.get("train_class_prior")
     prior = [float(p) for p in prior] if isinstance(prior, list) and len(prior) == len(classes) else []
     try:
@@ -237,16 +262,10 @@ def predict_files(
 
     ``framing``: None applies the model's own (what its training images were cut with).
 
-    Raises ``EdgebloodError`` only when there is nothing to predict (no files at all) or an option is invalid.
+    Raises ``EdgebloodError`` only when there is nothing to predict (no files at all) or an option is invalid
+    (a --framing a capture variant cannot apply included).
     """
-    from edgeblood.runtimes import to_model_input
-
-    if not 1 <= top_k <= len(model.classes):
-        raise EdgebloodError(f"--top-k must be between 1 and {len(model.classes)} (the model's class count), got {top_k}")
-    if reject_below is not None and not 0.0 <= reject_below <= 1.0:
-        raise EdgebloodError(f"--reject-below is a probability between 0 and 1, got {reject_below}")
-    if batch_size < 1:
-        raise EdgebloodError(f"batch size must be >= 1, got {batch_size}")
+    _check_options(model, top_k, reject_below, batch_size)
     skipped: list[tuple[Path, str]] = []
     files = list(iter_image_files(inputs, problems=skipped))
     if not files:
@@ -254,6 +273,7 @@ def predict_files(
         raise EdgebloodError(f"no images to classify ({reasons})")
 
     framing = framing or model.framing
+    model.check_framing(framing)
     t0 = time.perf_counter()
     rows: list[Prediction] = []
     pending: list[tuple[Prediction, np.ndarray]] = []
@@ -261,8 +281,7 @@ def predict_files(
     def flush() -> None:
         if not pending:
             return
-        batch = to_model_input(np.stack([img for _, img in pending]))
-        probs = model.loaded.predict(batch)
+        probs = _probabilities(model, np.stack([img for _, img in pending]))
         if probs.ndim != 2 or probs.shape[1] != len(model.classes):
             raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")
         for (row, _), p in zip(pending, probs):
@@ -275,13 +294,16 @@ def predict_files(
         row = Prediction(file=str(file))
         rows.append(row)
         try:
-            pending.append((row, load_image(file, model.input_size, framing=framing)))
+            image = _model_input(model, file, framing)
         except EdgebloodError as exc:
             row.error = str(exc)
             if progress is not None:
                 progress(1)
             continue
-        if len(pending) >= batch_size:
+        if pending and image.shape != pending[0][1].shape:  # capture variants: one frame size per runtime call
+            flush()
+        pending.append((row, image))
+        if len(pending) >= batch_size or sum(img.size for _, img in pending) > FRAME_BATCH_VALUES:
             flush()
     flush()
     option = "model" if framing == model.framing else framing.short()
@@ -294,6 +316,38 @@ def predict_files(
         skipped_inputs=[(str(p), why) for p, why in skipped], seconds=time.perf_counter() - t0,
         framing=framing.describe(), framing_option=option, warnings=warnings,
     )
+
+
+def _check_options(model: PredictModel, top_k: int, reject_below: float | None, batch_size: int) -> None:
+    """The options ``predict_files`` takes, judged before any file is read."""
+    if not 1 <= top_k <= len(model.classes):
+        raise EdgebloodError(f"--top-k must be between 1 and {len(model.classes)} (the model's class count), got {top_k}")
+    if reject_below is not None and not 0.0 <= reject_below <= 1.0:
+        raise EdgebloodError(f"--reject-below is a probability between 0 and 1, got {reject_below}")
+    if batch_size < 1:
+        raise EdgebloodError(f"batch size must be >= 1, got {batch_size}")
+
+
+def _model_input(model: PredictModel, file: Path, framing: Framing) -> np.ndarray:
+    """One file as the model takes it: framed to its input size, or, for a capture variant, the whole frame
+    (checked against the graph's window here, so a frame too small fails alone instead of the batch)."""
+    if not model.takes_captures:
+        return load_image(file, model.input_size, framing=framing)
+    rgb = to_rgb_uint8(read_pixels(file), file)
+    try:
+        framing.square_box(rgb.shape[1], rgb.shape[0])
+    except EdgebloodError as exc:
+        raise EdgebloodError(f"{file}: {exc}") from None
+    return rgb
+
+
+def _probabilities(model: PredictModel, batch: np.ndarray) -> np.ndarray:
+    """uint8 NHWC batch -> probabilities, through the call this kind of artifact takes."""
+    if model.takes_captures:
+        return model.loaded.predict_frames(batch)
+    from edgeblood.runtimes import to_model_input
+
+    return model.loaded.predict(to_model_input(batch))
 
 
 def collapse_warnings(rows: list[Prediction], model: PredictModel, framing_option: str) -> list[str]:

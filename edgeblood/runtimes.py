@@ -58,6 +58,7 @@ class LoadedModel:
         handle: Any = None,
         fixed_batch_call: Callable[[int], Callable[[np.ndarray], np.ndarray] | None] | None = None,
         kernels: Callable[[], dict[str, int]] | None = None,
+        takes_frames: bool = False,
     ):
         self.runtime = runtime
         self.device = device
@@ -70,6 +71,8 @@ class LoadedModel:
         self._metadata = metadata
         self._fixed_batch_call = fixed_batch_call
         self._kernels = kernels
+        # A capture variant (exporters/capture.py): whole uint8 NHWC frames in, the framing inside its graph.
+        self.takes_frames = takes_frames
 
     def kernels(self) -> dict[str, int] | None:
         """The kernels the runtime chose, by implementation name and count, where it can tell (OpenVINO's
@@ -95,6 +98,9 @@ class LoadedModel:
 
     def predict(self, images: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """Probabilities [N, C] for float32 NCHW RGB 0-255 ``images`` (uint8 NCHW is cast)."""
+        if self.takes_frames:
+            raise EdgebloodError(f"{self.artifact.name} takes whole captures (uint8 [N, H, W, 3], framed inside its graph), not framed "
+                                 "model inputs; call predict_frames, or use the plain model (model.onnx, openvino/model.xml)")
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != 3:
             raise EdgebloodError(f"{self.runtime}: expected images shaped [N, 3, H, W] (NCHW RGB), got {images.shape}")
@@ -109,6 +115,17 @@ class LoadedModel:
         if len(images) <= chunk:
             return np.asarray(self._run(images), dtype=np.float32)
         return np.concatenate([np.asarray(self._run(images[i : i + chunk]), dtype=np.float32) for i in range(0, len(images), chunk)])
+
+    def predict_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Probabilities [N, C] of a capture variant for uint8 RGB ``frames`` [N, H, W, 3] (one frame size per call:
+        the graph slices one window out of the whole batch)."""
+        frames = np.asarray(frames)
+        if not self.takes_frames:
+            raise EdgebloodError(f"{self.artifact.name} takes framed float32 NCHW images at {self.input_size} px, not whole captures; "
+                                 "frame them first (edgeblood predict does this) or use the capture variant (model-capture.onnx)")
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise EdgebloodError(f"{self.runtime}: expected uint8 captures shaped [N, H, W, 3] (RGB), got {frames.dtype} {frames.shape}")
+        return np.asarray(self._run(np.ascontiguousarray(frames)), dtype=np.float32)
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.runtime}/{self.device}, threads={self.threads}, {self.artifact.name})"
@@ -300,8 +317,9 @@ class OnnxRuntime(Runtime):
         inp = sess.get_inputs()[0]
         out_names = [o.name for o in sess.get_outputs()]
         prob = "probabilities" if "probabilities" in out_names else out_names[0]
-        in_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        size = inp.shape[-1] if isinstance(inp.shape[-1], int) else None
+        in_dtype = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(inp.type, np.float32)
+        frames = in_dtype is np.uint8 and len(inp.shape) == 4 and inp.shape[-1] == 3  # a capture variant: NHWC frames
+        size = inp.shape[-1] if isinstance(inp.shape[-1], int) and not frames else None
 
         def predict(x: np.ndarray) -> np.ndarray:
             return sess.run([prob], {inp.name: x.astype(in_dtype, copy=False)})[0]
@@ -309,7 +327,7 @@ class OnnxRuntime(Runtime):
         meta = decode_metadata(dict(sess.get_modelmeta().custom_metadata_map))
         return LoadedModel(
             runtime=self.name, device=device, threads=threads, artifact=artifact,
-            load_seconds=seconds, run=predict, metadata=meta, input_size=size, handle=sess,
+            load_seconds=seconds, run=predict, metadata=meta, input_size=size, handle=sess, takes_frames=frames,
         )
 
 
@@ -364,7 +382,8 @@ class OpenVinoRuntime(Runtime):
         (model, compiled), seconds = _timed(load)
         predict = _probabilities_call(compiled)
         shape = model.input(0).get_partial_shape()
-        size = shape[3].get_length() if shape.rank.is_static and shape[3].is_static else None
+        frames = model.input(0).get_element_type() == ov.Type.u8 and shape.rank.is_static and shape[3].is_static and shape[3].get_length() == 3
+        size = shape[3].get_length() if shape.rank.is_static and shape[3].is_static and not frames else None
 
         def fixed_batch_call(batch: int) -> Callable[[np.ndarray], np.ndarray]:
             # A dynamic batch dimension costs OpenVINO shape inference on every call (measured: ~25 % of a
@@ -376,7 +395,7 @@ class OpenVinoRuntime(Runtime):
         return LoadedModel(
             runtime=self.name, device=device, threads=threads, artifact=artifact,
             load_seconds=seconds, run=predict, metadata=read_openvino_metadata(model), input_size=size, handle=compiled,
-            kernels=lambda: openvino_kernels(compiled),
+            kernels=lambda: openvino_kernels(compiled), takes_frames=frames,
             fixed_batch_call=fixed_batch_call if shape.rank.is_static and all(d.is_static for d in list(shape)[1:]) else None,
         )
 

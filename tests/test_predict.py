@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from edgeblood.errors import EdgebloodError
+from edgeblood.framing import Framing
 from edgeblood.imageio import CELL_CROP
 from edgeblood.inference import open_model, predict_files
 from exported_sample import exported, sample_images, write_pngs
@@ -246,3 +247,58 @@ def test_bad_out_path_fails_before_any_prediction(case, onnx_model, cells, tmp_p
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and ("is a file, so nothing can be written below it" in errors[0] or "is a folder; name a file" in errors[0])
     assert "classifying" not in res.stderr and "files:" not in res.stderr  # refused before the batch ran
+
+
+# ----------------------------------------------------------------------------- capture variants (#30 item 2)
+@pytest.fixture(scope="module")
+def capture_models(run_dir, tmp_path_factory) -> dict[str, Path]:
+    """The capture variants `edgeblood export` writes beside the plain ONNX and OpenVINO models."""
+    entry = exported(run_dir, tmp_path_factory.getbasetemp(), ("onnx", "openvino"))
+    export_dir = entry["run"] / "export"
+    return {"onnx": export_dir / "model-capture.onnx", "openvino": export_dir / "openvino" / "model-capture.xml",
+            "plain": entry["onnx"]}
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory) -> Path:
+    """Two smooth whole frames of different sizes (PBC's 360x363 and 366x369) and one too small for the 200 px window."""
+    folder = tmp_path_factory.mktemp("captures")
+    rng = np.random.default_rng(30)
+    for name, (h, w) in {"a_360x363.png": (363, 360), "b_366x369.png": (369, 366), "c_small.png": (150, 150)}.items():
+        small = rng.integers(0, 256, (h // 9, w // 9, 3), dtype=np.uint8)
+        Image.fromarray(np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC))).save(folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("variant", ["onnx", "openvino"])
+def test_predict_feeds_whole_captures_to_the_capture_variants(variant, capture_models, captures, tmp_path):
+    """#30: `predict model-capture.onnx capture.jpg` said "the model takes 3x3 px, got 28x28". The capture variant
+    gets each whole frame (any size; the graph frames it) and says what the plain model says for the framing in its graph."""
+    if variant == "openvino":
+        pytest.importorskip("openvino")
+    out = tmp_path / "captures.json"
+    res = run_cli(capture_models[variant], captures, "--top-k", "8", "--out", out, "--framing", "model")
+    assert res.returncode == 0, res.stderr
+    assert "whole captures in, framed inside the graph to 28 px" in res.stderr and "(inside the model's graph)" in res.stderr
+    data = json.loads(out.read_text())
+    rows = {Path(p["file"]).name: p for p in data["predictions"]}
+    assert data["summary"]["predicted"] == 2 and data["summary"]["failed"] == 1
+    assert "smaller than the model's 200x200 px capture window" in rows["c_small.png"]["error"]  # one frame fails alone
+
+    plain = open_model(capture_models["plain"])
+    in_graph = Framing.parse("window:200+no-jpeg", plain.framing)  # the graph holds the window and the resize, not the JPEG step
+    assert open_model(capture_models[variant]).framing == in_graph
+    want = predict_files(plain, [captures / "a_360x363.png", captures / "b_366x369.png"], top_k=8, framing=in_graph)
+    for row in want.rows:
+        got = {c["class"]: c["probability"] for c in rows[Path(row.file).name]["top_k"]}
+        assert rows[Path(row.file).name]["predicted"] == row.predicted
+        assert max(abs(got[c] - p) for c, p in row.top_k) < 0.05  # the graph's resize rounds like PIL's to within a grey level
+
+
+def test_a_capture_variant_refuses_another_framing_in_one_line(capture_models, captures):
+    res = run_cli(capture_models["onnx"], captures, "--framing", "cell-crop")
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1 and "frames each capture inside its graph" in errors[0]
+    assert res.stderr.startswith("error:")  # refused before the model and framing lines
+    with pytest.raises(EdgebloodError, match="takes whole captures"):
+        open_model(capture_models["onnx"]).loaded.predict(np.zeros((1, 3, 28, 28), np.float32))

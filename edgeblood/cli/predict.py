@@ -21,7 +21,7 @@ class OutputFormat(str, Enum):
 
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., help="Exported model (model.onnx, openvino/model.xml, model.mlpackage on macOS) or a run directory."),
+    model: Path = typer.Argument(..., help="Exported model (model.onnx, openvino/model.xml, model.tflite, model.pte, model.mlpackage on macOS; model-capture.onnx or openvino/model-capture.xml take whole captures and frame them inside the graph) or a run directory."),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (walked recursively): PNG, JPEG, TIFF 8/16-bit, RGB/RGBA/grey, any size."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to list per image, most probable first."),
     fmt: Optional[OutputFormat] = typer.Option(None, "--format", "-f", help="table (screen), csv or json. Default: table, or the --out file's extension."),
@@ -57,8 +57,10 @@ def predict(
     if review_rate is not None:
         reject_below = _threshold_for(loaded, review_rate, reject_below)
     chosen = Framing.parse(framing, loaded.framing)
+    loaded.check_framing(chosen)  # a capture variant frames inside its graph: refused before any output
     err_console.print(f"model: {loaded.describe()}", highlight=False)
-    err_console.print(f"framing: {chosen.describe()}" + (" (the model's)" if chosen == loaded.framing else f" (--framing {framing}; the model's: {loaded.framing.describe()})"),
+    own = " (inside the model's graph)" if loaded.takes_captures else " (the model's)"
+    err_console.print(f"framing: {chosen.describe()}" + (own if chosen == loaded.framing else f" (--framing {framing}; the model's: {loaded.framing.describe()})"),
                       highlight=False, soft_wrap=True)
     total = count_files(images)
     with Progress(
