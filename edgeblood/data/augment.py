@@ -9,6 +9,15 @@ window's scale and position jitter (``crop_area`` above 1 zooms out, ``crop_shif
 a per-channel stain/white-balance gain (``stain``), and a JPEG round trip at a random quality on a
 share of the images (``jpeg_prob``; the rest stay uncompressed), since the official 28 px file went
 through JPEG q75 while an app's camera pixels may not.
+
+The rest model another lab's microscope (issue #26 item 2; BloodMNIST is one lab, one device, one
+stain): stain variation in Ruifrok & Johnston's haematoxylin-eosin-DAB optical-density space
+(``hed_scale``, ``hed_shift``), the illuminant / camera white balance that sets the background colour
+(``white_balance``, ``brightness``), the camera's tone curve (``gamma``), the pixel scale (``zoom``:
+the cells larger or smaller in the window, the uncovered border filled with the image's own
+background colour) and focus (``blur``, a Gaussian of random width). Every random number comes from
+the given generator, drawn in a fixed order, and only for the augmentations that are switched on, so
+a configuration without them draws exactly what it drew before they existed.
 """
 
 from __future__ import annotations
@@ -33,6 +42,14 @@ class AugmentConfig:
     stain: float = 0.0  # per-channel gain in [1 - stain, 1 + stain] (stain and white-balance variation)
     jpeg_prob: float = 0.0  # share of images given a JPEG round trip
     jpeg_quality: tuple[int, int] = (60, 95)  # quality range of that round trip
+    # Another lab (issue #26). Stain amounts are optical densities (natural log) per stain: H, E, D.
+    hed_scale: float = 0.0  # each stain's amount times U[1 - hed_scale, 1 + hed_scale], per image
+    hed_shift: float = 0.0  # plus U[-hed_shift, hed_shift] optical density, per image and stain
+    white_balance: float = 0.0  # per-channel gain exp(U[-w, w]): the illuminant / white balance (background colour)
+    brightness: float = 0.0  # one gain exp(U[-b, b]) for all channels: exposure
+    gamma: float = 0.0  # tone curve x ** exp(U[-g, g])
+    zoom: tuple[float, float] = (1.0, 1.0)  # pixel scale: cells larger (> 1) or smaller (< 1), log-uniform; (1, 1) = off
+    blur: float = 0.0  # Gaussian blur, sigma U[0, blur] as a share of the image side (0.03 = 0.84 px at 28 px); 0 = off
 
     def validate(self) -> None:
         """One clear line per bad value, at parse time, instead of a torch error at the first batch."""
@@ -48,6 +65,14 @@ class AugmentConfig:
             (0 <= self.stain < 0.5, f"stain jitter must be in [0, 0.5), got {self.stain}"),
             (0 <= self.jpeg_prob <= 1, f"JPEG augmentation probability must be in [0, 1], got {self.jpeg_prob}"),
             (1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100, f"JPEG quality range must be 1 <= LOW <= HIGH <= 100, got {self.jpeg_quality}"),
+            (0 <= self.hed_scale < 1, f"--hed-scale must be in [0, 1) (each stain's amount times 1 +- this), got {self.hed_scale}"),
+            (0 <= self.hed_shift <= 1, f"--hed-shift must be in [0, 1] (optical density added to each stain), got {self.hed_shift}"),
+            (0 <= self.white_balance <= 1, f"--white-balance must be in [0, 1] (per-channel log gain), got {self.white_balance}"),
+            (0 <= self.brightness <= 1, f"--brightness must be in [0, 1] (log gain), got {self.brightness}"),
+            (0 <= self.gamma <= 1, f"--gamma must be in [0, 1] (log of the exponent), got {self.gamma}"),
+            (0.5 <= self.zoom[0] <= self.zoom[1] <= 2,
+             f"--zoom must be LOW,HIGH with 0.5 <= LOW <= HIGH <= 2 (scale of the cells; above 1 larger), got {','.join(f'{v:g}' for v in self.zoom)}"),
+            (0 <= self.blur <= 0.1, f"--blur must be in [0, 0.1] (largest Gaussian sigma as a share of the image side), got {self.blur}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -68,16 +93,25 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     image and applied by a single ``grid_sample`` (without a crop, rot90 + flip are one exact pixel
     gather). The random numbers are drawn in the same order as when each was a separate pass, and
     rot90/flip move whole pixels, so the output equals crop-then-rotate-then-flip to float rounding.
+
+    With ``zoom`` on, the zoom is one more factor of that map, and pixels the window does not cover
+    take the image's background colour (the median of its border) instead of repeating the edge.
+    The other-lab augmentations follow in the order light meets them: stain amounts, illuminant and
+    exposure, focus, then the camera's tone curve and JPEG.
     """
     n = x.shape[0]
     dev = x.device
     theta = None
+    zooming = tuple(cfg.zoom) != (1.0, 1.0)
     if cfg.crop_area != (1.0, 1.0) or cfg.crop_shift > 0:
         theta = random_crop_theta(n, cfg.crop_area, cfg.crop_ratio, generator, shift=cfg.crop_shift)
+    if zooming:
+        theta = zoom_theta(theta if theta is not None else _identity_theta(n), random_log_uniform(n, cfg.zoom, generator))
     turns = torch.randint(0, 4, (n,), generator=generator) if cfg.rot90 else None
     flips = torch.rand(n, generator=generator) < 0.5 if cfg.flips else None
     if theta is not None:
-        x = _resample(x, _compose_dihedral(theta, turns, flips))
+        theta = _compose_dihedral(theta, turns, flips)
+        x = _resample_on_background(x, theta) if zooming else _resample(x, theta)
     elif turns is not None or flips is not None:
         x = _dihedral_gather(x, turns, flips)
     if cfg.color_jitter > 0:
@@ -85,6 +119,14 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     if cfg.stain > 0:
         gain = 1 + (torch.rand(n, 3, generator=generator) * 2 - 1) * cfg.stain
         x = (x * gain.to(dev, x.dtype)[:, :, None, None]).clamp(0, 1)
+    if cfg.hed_scale > 0 or cfg.hed_shift > 0:
+        x = hed_jitter(x, cfg.hed_scale, cfg.hed_shift, generator)
+    if cfg.white_balance > 0 or cfg.brightness > 0:
+        x = illuminant_jitter(x, cfg.white_balance, cfg.brightness, generator)
+    if cfg.blur > 0:
+        x = random_gaussian_blur(x, cfg.blur, generator)
+    if cfg.gamma > 0:
+        x = gamma_jitter(x, cfg.gamma, generator)
     if cfg.jpeg_prob > 0:
         x = random_jpeg(x, cfg.jpeg_prob, cfg.jpeg_quality, generator)
     return x
@@ -194,3 +236,122 @@ def color_jitter(x: torch.Tensor, strength: float, generator: torch.Generator | 
     grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
     x = (x - grey) * factors() + grey
     return x.clamp(0, 1)
+
+
+# Another lab's microscope (issue #26 item 2) -------------------------------------------------------
+
+# Ruifrok & Johnston (2001) colour deconvolution: the optical density (OD = -ln I, I in [0, 1]) each
+# unit of haematoxylin, eosin and DAB adds to R, G and B; the same stain vectors as scikit-image's
+# ``rgb_from_hed``. Stain amounts here are in natural-log OD; scikit-image's ``rgb2hed`` gives the same
+# amounts divided by -ln(1e-6) and clipped at 0 (the clip would make the round trip lossy, so none here).
+RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64)
+HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
+_MIN_INTENSITY = 1e-6  # as in scikit-image: a black pixel is OD -ln(1e-6), not infinite
+
+
+def rgb_to_hed(x: torch.Tensor) -> torch.Tensor:
+    """Stain amounts (N, 3: H, E, D, H, W) in OD units of a [0, 1] RGB batch."""
+    od = -torch.log(x.clamp(min=_MIN_INTENSITY))
+    return torch.einsum("nchw,cs->nshw", od, HED_FROM_RGB.to(x.device, x.dtype))
+
+
+def hed_to_rgb(stains: torch.Tensor) -> torch.Tensor:
+    """The [0, 1] RGB batch that ``stains`` (from rgb_to_hed) absorb to; inverse of rgb_to_hed inside [1e-6, 1]."""
+    od = torch.einsum("nshw,sc->nchw", stains, RGB_FROM_HED.to(stains.device, stains.dtype))
+    return torch.exp(-od).clamp(0, 1)
+
+
+def hed_jitter(x: torch.Tensor, scale: float, shift: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per image and stain: amount * U[1 - scale, 1 + scale] + U[-shift, shift] OD (Tellez et al. 2018).
+
+    A stain's amount scaled is a stronger or weaker stain bath; shifted, a tinted slide or illuminant.
+    OD is linear in the stain amounts, so deconvolution, jitter and recombination are one 3x3 map of
+    the OD per image (plus an offset), applied with one einsum.
+    """
+    n = x.shape[0]
+    alpha = 1 + (torch.rand(n, 3, generator=generator, dtype=torch.float64) * 2 - 1) * scale
+    beta = (torch.rand(n, 3, generator=generator, dtype=torch.float64) * 2 - 1) * shift
+    mix = HED_FROM_RGB[None] @ (alpha[:, :, None] * RGB_FROM_HED[None])  # (N, 3, 3): OD -> jittered OD
+    offset = beta @ RGB_FROM_HED  # (N, 3)
+    od = -torch.log(x.clamp(min=_MIN_INTENSITY))
+    od = torch.einsum("nchw,ncd->ndhw", od, mix.to(x.device, x.dtype)) + offset.to(x.device, x.dtype)[:, :, None, None]
+    return torch.exp(-od).clamp(0, 1)
+
+
+def illuminant_jitter(x: torch.Tensor, white_balance: float, brightness: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A per-channel gain exp(U[-white_balance, white_balance]) times one gain exp(U[-brightness, brightness]).
+
+    The background of a smear is the illuminant seen through glass and plasma: another lamp, filter
+    or camera white balance turns PBC's pinkish grey into white, yellow or blue, and the cells with it.
+    Gains are log-uniform, so darker and brighter are equally likely; the result saturates at 1 as a
+    camera does.
+    """
+    n = x.shape[0]
+    log_gain = torch.zeros(n, 3)
+    if white_balance > 0:
+        log_gain = log_gain + (torch.rand(n, 3, generator=generator) * 2 - 1) * white_balance
+    if brightness > 0:
+        log_gain = log_gain + (torch.rand(n, 1, generator=generator) * 2 - 1) * brightness
+    return (x * log_gain.exp().to(x.device, x.dtype)[:, :, None, None]).clamp(0, 1)
+
+
+def gamma_jitter(x: torch.Tensor, gamma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The camera's tone curve: x ** exp(U[-gamma, gamma]) per image (above 1 darker mid-tones)."""
+    n = x.shape[0]
+    exponent = ((torch.rand(n, generator=generator) * 2 - 1) * gamma).exp()
+    return x.clamp(0, 1).pow(exponent.to(x.device, x.dtype)[:, None, None, None])
+
+
+def random_gaussian_blur(x: torch.Tensor, blur: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Focus variation: a Gaussian blur of sigma U[0, blur] x the image side per image.
+
+    Separable, every image its own kernel, as two grouped convolutions over the whole batch (reflected
+    border); a sigma near 0 is the identity.
+    """
+    n, c, h, w = x.shape
+    side = min(h, w)
+    sigma = torch.rand(n, generator=generator, dtype=torch.float64) * blur * side
+    radius = min(max(1, math.ceil(3 * blur * side)), side - 1)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-(t[None] ** 2) / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0).to(x.device, x.dtype)  # (N*C, K)
+    y = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, kernel[:, None, None, :], groups=n * c)
+    y = F.conv2d(y, kernel[:, None, :, None], groups=n * c)
+    return y.view(n, c, h, w)
+
+
+def random_log_uniform(n: int, bounds: tuple[float, float], generator: torch.Generator | None = None) -> torch.Tensor:
+    lo, hi = (math.log(b) for b in bounds)
+    return torch.exp(torch.empty(n).uniform_(lo, hi, generator=generator))
+
+
+def zoom_theta(theta: torch.Tensor, zoom: torch.Tensor) -> torch.Tensor:
+    """The sampling maps ``theta`` (N, 2, 3) with the cells ``zoom`` times larger (a window 1/zoom the side)."""
+    return torch.cat([theta[:, :, :2] / zoom[:, None, None], theta[:, :, 2:]], dim=2)
+
+
+def _identity_theta(n: int) -> torch.Tensor:
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    return theta
+
+
+def border_median(x: torch.Tensor) -> torch.Tensor:
+    """(N, C): each image's median colour over its outermost pixels (the smear background, mostly)."""
+    edge = torch.cat([x[:, :, 0, :], x[:, :, -1, :], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2)
+    return edge.median(dim=2).values
+
+
+def _resample_on_background(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """_resample, with what lies outside the image filled by its border median instead of its repeated edge.
+
+    A ones channel resampled alongside gives each output pixel's share inside the image, so the fill
+    blends into the edge as the bilinear sampling does (a zoomed-out cell on its own background, the
+    way the external sets pad their canvases).
+    """
+    n, c, h, w = x.shape
+    background = border_median(x)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), [n, c + 1, h, w], align_corners=False)
+    out = F.grid_sample(torch.cat([x, torch.ones_like(x[:, :1])], dim=1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[:, :c] + (1 - out[:, c:]) * background[:, :, None, None]
