@@ -22,7 +22,8 @@ DEFAULT_RECIPE_VALUES = {
     "epochs": "30", "batch_size": "128", "lr": "0.003", "optimizer": "adamw", "schedule": "onecycle", "weight_decay": "0.0005",
     "label_smoothing": "0.1", "class_weights": "none", "weighted_sampler": "off", "oversample": "off", "mixup": "0", "cutmix": "0",
     "ema": "0", "grad_clip": "0", "early_stopping": "0", "rot90": "on", "flips": "on", "crop_area": "0.9,1.1", "color_jitter": "0",
-    "crop_shift": "0.03", "stain_jitter": "0.05", "jpeg_aug": "0.5", "pretrain_epochs": "0 (5 for autoclassifier)",
+    "crop_shift": "0.03", "stain_jitter": "0.05", "jpeg_aug": "0.5", "hed_scale": "0", "hed_shift": "0", "white_balance": "0",
+    "brightness": "0", "gamma": "0", "zoom": "1,1", "blur": "0", "pretrain_epochs": "0 (5 for autoclassifier)",
     "channels_last": "on (off for mlnn, resnet18, resnet34)",
 }
 
@@ -76,6 +77,13 @@ def train(
     crop_shift: Optional[float] = typer.Option(None, help=_recipe_help("Random window offset as a fraction of its side, e.g. 0.03 (0 = off).", "crop_shift")),
     stain_jitter: Optional[float] = typer.Option(None, help=_recipe_help("Per-channel stain/white-balance gain jitter, e.g. 0.05 (0 = off).", "stain_jitter")),
     jpeg_aug: Optional[float] = typer.Option(None, help=_recipe_help("Share of training images given a JPEG round trip at a random quality 60-95 (0 = off); covers captures with and without JPEG.", "jpeg_aug")),
+    hed_scale: Optional[float] = typer.Option(None, "--hed-scale", help=_recipe_help("Another lab's stain: each stain's amount (haematoxylin, eosin, DAB colour deconvolution) times 1 +- this per image, e.g. 0.3 (0 = off).", "hed_scale")),
+    hed_shift: Optional[float] = typer.Option(None, "--hed-shift", help=_recipe_help("Another lab's stain: optical density added to each stain, +- this per image, e.g. 0.1 (0 = off).", "hed_shift")),
+    white_balance: Optional[float] = typer.Option(None, "--white-balance", help=_recipe_help("Another lamp or camera white balance (the background colour): per-channel gain exp(+-this), e.g. 0.2 (0 = off).", "white_balance")),
+    brightness: Optional[float] = typer.Option(None, "--brightness", help=_recipe_help("Exposure: one gain exp(+-this) per image, e.g. 0.15 (0 = off).", "brightness")),
+    gamma: Optional[float] = typer.Option(None, "--gamma", help=_recipe_help("Camera tone curve: x ** exp(+-this) per image, e.g. 0.25 (0 = off).", "gamma")),
+    zoom: Optional[str] = typer.Option(None, "--zoom", help=_recipe_help("Another pixel scale: cells LOW..HIGH times their size (log-uniform; above 1 larger, below 1 smaller on their own background), e.g. 0.67,1.5; 1,1 = off.", "zoom")),
+    blur: Optional[float] = typer.Option(None, "--blur", help=_recipe_help("Focus: Gaussian blur of sigma up to this share of the image side, e.g. 0.025 (0.7 px at 28 px; 0 = off).", "blur")),
     pretrain_epochs: Optional[int] = typer.Option(None, help=_recipe_help("Autoencoder pre-training epochs (two-phase models).", "pretrain_epochs")),
     progressive_resize: Optional[str] = typer.Option(None, "--progressive-resize", help="SIZE:EPOCHS[,SIZE:EPOCHS...]: train the first epochs on images downscaled to SIZE px (after augmentation), then the next stage, the rest at --size; val, test and exports stay at --size. E.g. 32:40,48:10 with --size 64 --epochs 60. Needs a model with global pooling (se-cnn-compact, edge-cnn, mbconv-se; se-cnn only with --model-opt head=gap)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Distil from this trained run (any input size, e.g. a 64 px run for a 28 px student)."),
@@ -127,7 +135,9 @@ def train(
                        teacher=str(teacher.resolve()) if teacher else None, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
                        channels_last=channels_last, progressive=parse_stages(progressive_resize) if progressive_resize else None),
         augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter, stain=stain_jitter, jpeg_prob=jpeg_aug, crop_shift=crop_shift,
-                               crop_area=None if crop_area is None else _area_range(crop_area)),
+                               crop_area=None if crop_area is None else _area_range(crop_area), hed_scale=hed_scale, hed_shift=hed_shift,
+                               white_balance=white_balance, brightness=brightness, gamma=gamma, blur=blur,
+                               zoom=None if zoom is None else _zoom_range(zoom)),
         fixed=dict(seed=seed, device=device, precision=precision, threads=threads,
                    data_dir=str(data_dir) if data_dir else None, download=download, sample=sample, out_dir=str(out), name=name,
                    data=str(data.resolve()) if data else None, split=list(parse_split(split)) if split else None, split_seed=split_seed,
@@ -182,6 +192,19 @@ def _area_range(text: str) -> tuple[float, float | None]:
     if len(values) not in (1, 2):
         raise EdgebloodError(f"--crop-area takes LOW or LOW,HIGH (shares of the window's area, e.g. 0.9 or 0.9,1.1), got {text!r}")
     return (values[0], values[1] if len(values) == 2 else None)
+
+
+def _zoom_range(text: str) -> tuple[float, float]:
+    """``--zoom 0.67,1.5`` -> (0.67, 1.5); one value Z -> (1/Z, Z) when above 1, else (Z, 1/Z)."""
+    try:
+        values = [float(p) for p in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1 and values[0] > 0:
+        values = sorted((values[0], 1 / values[0]))
+    if len(values) != 2:
+        raise EdgebloodError(f"--zoom takes LOW,HIGH or one factor Z for 1/Z..Z (scale of the cells, e.g. 0.67,1.5 or 1.5), got {text!r}")
+    return (values[0], values[1])
 
 
 def _refuse_options_with_resume(ctx: typer.Context) -> None:
