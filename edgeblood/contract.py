@@ -25,9 +25,13 @@ CONTRACT = "edgeblood.artifact/1"
 INPUT_NAME = "image"
 PROB_NAME = "probabilities"
 LABEL_NAME = "label"
+DOMAIN_NAME = "domain"
+#: Targets whose graphs carry the ``domain`` output when the run has a domain profile (edgeblood.domain).
+#: Core ML's classifier spec has one probability output and the class label; its check is left to a later version.
+DOMAIN_TARGETS = frozenset({"onnx", "openvino", "litert", "executorch", "pytorch"})
 
 # Keys whose values are JSON (everything else is a plain string).
-JSON_KEYS = frozenset({"classes", "class_names_full", "model_config", "input_range", "input_shape", "normalization", "outputs",
+JSON_KEYS = frozenset({"domain", "classes", "class_names_full", "model_config", "input_range", "input_shape", "normalization", "outputs",
                        "framing", "train_class_prior", "review_thresholds"})
 
 DESCRIPTION = (
@@ -63,7 +67,9 @@ def artifact_metadata(run_metadata: RunMetadata | Mapping[str, Any], *, precisio
         "temperature": f"{run_meta.temperature:.6f}",
         # [share of val images flagged, top-probability threshold, val accuracy on the rest]: predict --review-rate
         "review_thresholds": [[r.review_rate, r.threshold, r.accepted_accuracy] for r in run_meta.review_thresholds],
-        "outputs": [PROB_NAME, LABEL_NAME],
+        "outputs": [PROB_NAME, LABEL_NAME] + ([DOMAIN_NAME] if _has_domain(run_meta, target) else []),
+        # the domain check (edgeblood.domain): what the graph's domain output means and its reference statistics
+        **({"domain": domain_entry(run_meta.domain)} if _has_domain(run_meta, target) else {}),
         "dataset": ds.name or "bloodmnist",
         "dataset_size": str(size if ds.size is None else ds.size),
         "dataset_source": ds.source or "",
@@ -76,6 +82,16 @@ def artifact_metadata(run_metadata: RunMetadata | Mapping[str, Any], *, precisio
         "description": DESCRIPTION,
     }
     return {k: json.dumps(v) if k in JSON_KEYS else str(v) for k, v in meta.items()}
+
+
+def _has_domain(run_meta: RunMetadata, target: str) -> bool:
+    return bool(run_meta.domain) and target in DOMAIN_TARGETS
+
+
+def domain_entry(domain: Mapping[str, Any]) -> dict[str, Any]:
+    """The domain section an app needs: the output's meaning, thresholds, val flag share, image statistics (for the cause)."""
+    keys = ("output", "scores", "method", "flag_rate_target", "val_flagged", "thresholds", "image_stats")
+    return {k: domain[k] for k in keys if k in domain}
 
 
 def input_entries(inp: InputContract) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class Framing:
     fraction: float | None = None
     resize: str = "bilinear"
     jpeg_quality: int | None = None
+    # a window larger than the image is filled with the median colour of the image's border (the smear's
+    # background) instead of refused: tightly cropped cells from a lab with a smaller pixel scale (edgeblood.pixel_scale)
+    pad: bool = False
     # what the training images were cut from, for people ("360x363 px PBC capture"); not part of equality
     source: str = field(default="", compare=False)
 
@@ -80,6 +83,8 @@ class Framing:
     # ------------------------------------------------------------------------------------- storage
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if not self.pad:  # written only where used, so framings stored before it existed read back equal
+            d.pop("pad")
         d["description"] = self.describe()
         return d
 
@@ -88,7 +93,7 @@ class Framing:
         """Validate a stored framing (from run.json or an artifact made elsewhere) before use."""
         if not isinstance(d, dict):
             raise EdgebloodError(f"framing metadata must be a mapping, got {type(d).__name__}; re-export the model with `edgeblood export`")
-        known = {"kind", "window_px", "fraction", "resize", "jpeg_quality", "source"}
+        known = {"kind", "window_px", "fraction", "resize", "jpeg_quality", "source", "pad"}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     # ----------------------------------------------------------------------------------- parsing
@@ -129,7 +134,8 @@ class Framing:
             where = "largest centred square (cell crop)"
         of = f" of the {self.source}" if self.source and self.kind != "square" else ""
         jpeg = f", JPEG q{self.jpeg_quality} round trip" if self.jpeg_quality else ""
-        return f"{where}{of}, {self.resize} resize{jpeg}"
+        pad = " (background-padded where the image is smaller)" if self.pad else ""
+        return f"{where}{of}{pad}, {self.resize} resize{jpeg}"
 
     def short(self) -> str:
         """The ``--framing`` spelling of this framing (round-trips through ``parse``)."""
@@ -141,7 +147,7 @@ class Framing:
         short_side = min(width, height)
         if self.kind == "window":
             side = int(self.window_px)
-            if side > short_side:
+            if side > short_side and not self.pad:
                 raise EdgebloodError(
                     f"image is {width}x{height} px, smaller than the model's {side}x{side} px capture window; if the files are "
                     "single-cell crops already framed like training images pass --framing cell-crop, else --framing fraction:F"
@@ -157,10 +163,24 @@ class Framing:
         from PIL import Image
 
         h, w = rgb.shape[:2]
+        if self.pad and self.kind == "window" and int(self.window_px) > min(w, h):
+            rgb = pad_to(rgb, int(self.window_px))
+            h, w = rgb.shape[:2]
         left, top, side = self.square_box(w, h)
         square = np.ascontiguousarray(rgb[top : top + side, left : left + side])
         out = square if side == size else np.asarray(Image.fromarray(square, "RGB").resize((size, size), Image.Resampling.BILINEAR))
         return jpeg_round_trip(out, self.jpeg_quality) if self.jpeg_quality else np.ascontiguousarray(out)
+
+
+def pad_to(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Centre ``rgb`` on a canvas at least ``side`` px each way, filled with the median colour of its border."""
+    h, w = rgb.shape[:2]
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    canvas = np.empty((max(h, side), max(w, side), 3), np.uint8)
+    canvas[:] = np.median(border, axis=0).astype(np.uint8)
+    top, left = (canvas.shape[0] - h) // 2, (canvas.shape[1] - w) // 2
+    canvas[top:top + h, left:left + w] = rgb
+    return canvas
 
 
 def jpeg_round_trip(rgb: np.ndarray, quality: int) -> np.ndarray:

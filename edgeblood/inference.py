@@ -61,6 +61,7 @@ class PredictModel:
     class_prior: list[float] = field(default_factory=list)  # share of each class in the training split
     val_confidence: float | None = None  # mean top probability on the val split
     review_table: list[dict] = field(default_factory=list)  # val review shares -> thresholds (calibrated runs)
+    domain_info: dict = field(default_factory=dict)  # the artifact's domain section (edgeblood.domain), {} without one
 
     @property
     def runtime(self) -> str:
@@ -98,6 +99,9 @@ class Prediction:
     top_k: list[tuple[str, float]] = field(default_factory=list)
     review: bool = False
     error: str | None = None
+    outside: bool | None = None  # unlike the training data (the artifact's domain output); None: the artifact has no check
+    domain: tuple[float, float] | None = None  # (feature, image) distance / threshold
+    cause: str | None = None  # likely cause when outside: colour, focus, scale or content
 
     @property
     def status(self) -> str:
@@ -111,6 +115,9 @@ class Prediction:
             "probability": None if self.probability is None else round(self.probability, 6),
             "review": self.review,
             "top_k": [{"class": c, "probability": round(p, 6)} for c, p in self.top_k],
+            "outside": self.outside,
+            "domain": None if self.domain is None else {"features": round(self.domain[0], 4), "image": round(self.domain[1], 4)},
+            "outside_cause": self.cause,
             "error": self.error,
         }
 
@@ -146,14 +153,21 @@ class PredictionReport:
         return sum(r.review for r in self.rows)
 
     @property
+    def n_outside(self) -> int | None:
+        """Images the domain check put outside the training data; None when the artifact has no check."""
+        checked = [r for r in self.rows if r.outside is not None]
+        return sum(r.outside for r in checked) if checked else None
+
+    @property
     def n_failed(self) -> int:
         return sum(r.error is not None for r in self.rows)
 
     def summary(self) -> str:
         flag = f", {self.n_flagged} flagged for review (top probability < {self.reject_below:.2f})" if self.reject_below is not None else ""
         skipped = f"; {len(self.skipped_inputs)} input path(s) skipped" if self.skipped_inputs else ""
+        outside = f", {self.n_outside} unlike the training data (domain check)" if self.n_outside is not None else ""
         return (
-            f"{self.n_files} files: {self.n_predicted} predicted{flag}, {self.n_failed} failed{skipped} - "
+            f"{self.n_files} files: {self.n_predicted} predicted{flag}{outside}, {self.n_failed} failed{skipped} - "
             f"{self.model} on {self.runtime}/{self.device}, {self.input_size} px, framing {self.framing_option} "
             f"({self.framing}), {self.seconds:.2f} s"
         )
@@ -173,6 +187,7 @@ class PredictionReport:
                 "files": self.n_files,
                 "predicted": self.n_predicted,
                 "flagged": self.n_flagged,
+                "outside": self.n_outside,
                 "failed": self.n_failed,
                 "skipped_inputs": len(self.skipped_inputs),
                 "seconds": round(self.seconds, 4),
@@ -188,13 +203,14 @@ class PredictionReport:
         """One row per file: status, prediction, probability, review flag, top-k as column pairs, error."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        header = ["file", "framing", "status", "predicted", "probability", "review"]
+        header = ["file", "framing", "status", "predicted", "probability", "review", "outside", "outside_cause"]
         for i in range(1, self.top_k + 1):
             header += [f"top{i}_class", f"top{i}_probability"]
         writer.writerow(header + ["error"])
         for r in self.rows:
             row: list[Any] = [r.file, self.framing_option, r.status, r.predicted or "", _fmt(r.probability),
-                              "yes" if r.review else "no" if r.error is None else ""]
+                              "yes" if r.review else "no" if r.error is None else "",
+                              "" if r.outside is None else "yes" if r.outside else "no", r.cause or ""]
             for i in range(self.top_k):
                 row += [r.top_k[i][0], _fmt(r.top_k[i][1])] if i < len(r.top_k) else ["", ""]
             writer.writerow(row + [r.error or ""])
@@ -235,9 +251,10 @@ def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None
     table = meta.get("review_thresholds")
     table = [{"review_rate": float(r), "threshold": float(t), "accepted_accuracy": a} for r, t, a in table] \
         if isinstance(table, list) and all(isinstance(x, list) and len(x) == 3 for x in table) else []
+    domain = meta.get("domain")
     return PredictModel(loaded=loaded, path=path, classes=[str(c) for c in classes], input_size=size, framing=framing,
                         framing_recorded=recorded, class_prior=prior, val_confidence=None if val_conf != val_conf else val_conf,
-                        review_table=table)
+                        review_table=table, domain_info=domain if isinstance(domain, dict) else {})
 
 
 def _framing_from_metadata(meta: dict, path: Path) -> tuple[Framing, bool]:
@@ -286,6 +303,7 @@ def predict_files(
             raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")
         for (row, _), p in zip(pending, probs):
             _fill(row, p, model.classes, top_k, reject_below)
+        _check_domain(model, [row for row, _ in pending], np.stack([img for _, img in pending]))
         if progress is not None:
             progress(len(pending))
         pending.clear()
@@ -310,6 +328,7 @@ def predict_files(
     warnings = [] if model.framing_recorded else [
         f"{model.path.name} predates the framing contract; assumed BloodMNIST's ({model.framing.describe()}) - re-export it to record it"]
     warnings += collapse_warnings(rows, model, option)
+    warnings += domain_warnings(rows, model)
     return PredictionReport(
         model=str(model.path), runtime=model.runtime, device=model.device, input_size=model.input_size,
         classes=list(model.classes), top_k=top_k, reject_below=reject_below, rows=rows,
@@ -348,6 +367,42 @@ def _probabilities(model: PredictModel, batch: np.ndarray) -> np.ndarray:
     from edgeblood.runtimes import to_model_input
 
     return model.loaded.predict(to_model_input(batch))
+
+
+def _check_domain(model: PredictModel, rows: list[Prediction], batch: np.ndarray) -> None:
+    """Fill each row's outside flag, scores and cause from the artifact's domain output (if it has one)."""
+    if not model.loaded.has_domain or model.takes_captures:
+        return
+    from edgeblood.domain.verdict import check_images
+    from edgeblood.runtimes import to_model_input
+
+    x = to_model_input(batch)
+    stats = None
+    if model.domain_info.get("image_stats"):
+        import torch
+
+        from edgeblood.domain.scorer import image_statistics
+
+        stats = image_statistics(torch.from_numpy(x)).numpy()
+    check = check_images(model.loaded.domain(x), stats, model.domain_info)
+    for row, scores, out, cause in zip(rows, check.scores, check.outside, check.causes):
+        row.domain, row.outside, row.cause = (float(scores[0]), float(scores[1])), bool(out), cause
+
+
+def domain_warnings(rows: list[Prediction], model: PredictModel) -> list[str]:
+    """The folder-level verdict (edgeblood.domain.verdict), or a note that the artifact cannot tell."""
+    done = [r for r in rows if r.error is None]
+    if not done:
+        return []
+    if all(r.outside is None for r in done):
+        why = "a capture variant" if model.takes_captures else "exported before the domain check or from a model without one"
+        return [f"{model.path.name} cannot tell whether these images are like its training data ({why}); "
+                "predict with model.onnx / openvino/model.xml / model.tflite of a current export to get the check"]
+    from edgeblood.domain.verdict import folder_verdict
+
+    val = model.domain_info.get("val_flagged")
+    line = folder_verdict([bool(r.outside) for r in done], [r.cause for r in done], float(val) if val is not None else None)
+    return [line] if line else []
 
 
 def collapse_warnings(rows: list[Prediction], model: PredictModel, framing_option: str) -> list[str]:

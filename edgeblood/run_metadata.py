@@ -404,6 +404,7 @@ class RunMetadata(_Section):
     credit: str | None = _spec(TEXT)
     calibration: CalibrationInfo | None = _spec(CalibrationInfo)
     compression: dict[str, Any] | None = _spec(MAPPING)  # a pruned run: method, ratio, parent, fine-tune record
+    domain: dict[str, Any] | None = _spec(MAPPING)  # the domain check's thresholds and image statistics (edgeblood.domain)
     extra: dict[str, Any] = _extra()
     _keys: tuple[str, ...] | None = _order()
 

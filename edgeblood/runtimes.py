@@ -58,6 +58,7 @@ class LoadedModel:
         handle: Any = None,
         fixed_batch_call: Callable[[int], Callable[[np.ndarray], np.ndarray] | None] | None = None,
         kernels: Callable[[], dict[str, int]] | None = None,
+        domain_run: Callable[[np.ndarray], np.ndarray] | None = None,
         takes_frames: bool = False,
     ):
         self.runtime = runtime
@@ -71,8 +72,21 @@ class LoadedModel:
         self._metadata = metadata
         self._fixed_batch_call = fixed_batch_call
         self._kernels = kernels
+        self._domain_run = domain_run
         # A capture variant (exporters/capture.py): whole uint8 NHWC frames in, the framing inside its graph.
         self.takes_frames = takes_frames
+
+    @property
+    def has_domain(self) -> bool:
+        """Whether the artifact carries the domain check's output (edgeblood.domain)."""
+        return self._domain_run is not None
+
+    def domain(self, images: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """The ``domain`` output [N, 2] (feature and image distance / threshold; > 1 = unlike training) for
+        the same input as ``predict``; a second pass over the images (predict stays one output, as timed)."""
+        if self._domain_run is None:
+            raise EdgebloodError(f"{self.artifact.name} has no domain output; re-export the run with a current edgeblood")
+        return self._chunked(self._domain_run, self._checked(images), chunk)
 
     def kernels(self) -> dict[str, int] | None:
         """The kernels the runtime chose, by implementation name and count, where it can tell (OpenVINO's
@@ -98,6 +112,15 @@ class LoadedModel:
 
     def predict(self, images: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """Probabilities [N, C] for float32 NCHW RGB 0-255 ``images`` (uint8 NCHW is cast)."""
+        return self._chunked(self._run, self._checked(images), chunk)
+
+    @staticmethod
+    def _chunked(call: Callable[[np.ndarray], np.ndarray], images: np.ndarray, chunk: int) -> np.ndarray:
+        if len(images) <= chunk:
+            return np.asarray(call(images), dtype=np.float32)
+        return np.concatenate([np.asarray(call(images[i : i + chunk]), dtype=np.float32) for i in range(0, len(images), chunk)])
+
+    def _checked(self, images: np.ndarray) -> np.ndarray:
         if self.takes_frames:
             raise EdgebloodError(f"{self.artifact.name} takes whole captures (uint8 [N, H, W, 3], framed inside its graph), not framed "
                                  "model inputs; call predict_frames, or use the plain model (model.onnx, openvino/model.xml)")
@@ -111,10 +134,7 @@ class LoadedModel:
             )
         if images.dtype != np.float32:
             images = images.astype(np.float32)
-        images = np.ascontiguousarray(images)
-        if len(images) <= chunk:
-            return np.asarray(self._run(images), dtype=np.float32)
-        return np.concatenate([np.asarray(self._run(images[i : i + chunk]), dtype=np.float32) for i in range(0, len(images), chunk)])
+        return np.ascontiguousarray(images)
 
     def predict_frames(self, frames: np.ndarray) -> np.ndarray:
         """Probabilities [N, C] of a capture variant for uint8 RGB ``frames`` [N, H, W, 3] (one frame size per call:
@@ -254,7 +274,7 @@ class PyTorchRuntime(Runtime):
         import torch
 
         from edgeblood.contract import artifact_metadata, decode_metadata
-        from edgeblood.preprocess import wrap_for_deployment
+        from edgeblood.preprocess import wrap_run
         from edgeblood.runs import CHECKPOINT, open_run
 
         if artifact.is_file() and artifact.name != CHECKPOINT:
@@ -265,19 +285,26 @@ class PyTorchRuntime(Runtime):
 
         def load():
             run = open_run(artifact)
-            return run, wrap_for_deployment(run.model, run.meta, with_label=False).to(device)
+            return run, wrap_run(run, with_label=False).to(device)
 
         (run, module), seconds = _timed(load)
 
         @torch.inference_mode()
-        def predict(x: np.ndarray) -> np.ndarray:
+        def outputs(x: np.ndarray) -> tuple:
             out = module(torch.from_numpy(x).to(device))
-            return out.float().cpu().numpy()
+            return out if isinstance(out, tuple) else (out,)  # (probabilities[, domain])
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return outputs(x)[0].float().cpu().numpy()
+
+        def domain(x: np.ndarray) -> np.ndarray:
+            return outputs(x)[1].float().cpu().numpy()
 
         meta = decode_metadata(artifact_metadata(run.meta, target="pytorch", run_name=run.name))
         return LoadedModel(
             runtime=self.name, device=device, threads=threads or torch.get_num_threads(), artifact=artifact,
             load_seconds=seconds, run=predict, metadata=meta, input_size=run.in_size, handle=module,
+            domain_run=domain if module.domain is not None else None,
         )
 
 
@@ -305,7 +332,7 @@ class OnnxRuntime(Runtime):
     def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
         import onnxruntime as ort
 
-        from edgeblood.contract import decode_metadata
+        from edgeblood.contract import DOMAIN_NAME, decode_metadata
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 0  # 0 = onnxruntime's default (one per physical core)
@@ -321,13 +348,14 @@ class OnnxRuntime(Runtime):
         frames = in_dtype is np.uint8 and len(inp.shape) == 4 and inp.shape[-1] == 3  # a capture variant: NHWC frames
         size = inp.shape[-1] if isinstance(inp.shape[-1], int) and not frames else None
 
-        def predict(x: np.ndarray) -> np.ndarray:
-            return sess.run([prob], {inp.name: x.astype(in_dtype, copy=False)})[0]
+        def output(name: str) -> Callable[[np.ndarray], np.ndarray]:
+            return lambda x: sess.run([name], {inp.name: x.astype(in_dtype, copy=False)})[0]
 
         meta = decode_metadata(dict(sess.get_modelmeta().custom_metadata_map))
         return LoadedModel(
             runtime=self.name, device=device, threads=threads, artifact=artifact,
-            load_seconds=seconds, run=predict, metadata=meta, input_size=size, handle=sess, takes_frames=frames,
+            load_seconds=seconds, run=output(prob), metadata=meta, input_size=size, handle=sess, takes_frames=frames,
+            domain_run=output(DOMAIN_NAME) if DOMAIN_NAME in out_names else None,
         )
 
 
@@ -395,7 +423,7 @@ class OpenVinoRuntime(Runtime):
         return LoadedModel(
             runtime=self.name, device=device, threads=threads, artifact=artifact,
             load_seconds=seconds, run=predict, metadata=read_openvino_metadata(model), input_size=size, handle=compiled,
-            kernels=lambda: openvino_kernels(compiled), takes_frames=frames,
+            kernels=lambda: openvino_kernels(compiled), domain_run=_named_output_call(compiled, "domain"), takes_frames=frames,
             fixed_batch_call=fixed_batch_call if shape.rank.is_static and all(d.is_static for d in list(shape)[1:]) else None,
         )
 
@@ -415,6 +443,15 @@ def openvino_kernels(compiled: Any) -> dict[str, int]:
 def probabilities_port(compiled: Any) -> Any:
     """The output port named ``probabilities`` of an OpenVINO compiled model (its first output otherwise)."""
     return next((port for port in compiled.outputs if "probabilities" in port.get_names()), compiled.outputs[0])
+
+
+def _named_output_call(compiled: Any, name: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A reusable infer request returning the output called ``name``, None when the model has none."""
+    port = next((p for p in compiled.outputs if name in p.get_names()), None)
+    if port is None:
+        return None
+    request = compiled.create_infer_request()
+    return lambda x: request.infer({0: x}, share_inputs=True)[port].copy()
 
 
 def _probabilities_call(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -544,7 +581,7 @@ class LiteRTRuntime(Runtime):
     def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
         from ai_edge_litert.interpreter import Interpreter
 
-        from edgeblood.contract import INPUT_NAME, PROB_NAME
+        from edgeblood.contract import DOMAIN_NAME, INPUT_NAME, PROB_NAME
         from edgeblood.native_output import silenced
 
         @silenced()  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
@@ -565,7 +602,9 @@ class LiteRTRuntime(Runtime):
 
         calls = {batch: _signature_call(runner, INPUT_NAME, PROB_NAME) for batch, runner in runners.items()}
         predict = _fixed_batch_predict(calls)
-        return LoadedModel(
+        has_domain = DOMAIN_NAME in runners[1].get_output_details()
+        domain = _fixed_batch_predict({b: _signature_call(r, INPUT_NAME, DOMAIN_NAME) for b, r in runners.items()}) if has_domain else None
+        return LoadedModel(domain_run=domain,
             runtime=self.name, device=device, threads=threads, artifact=artifact, load_seconds=seconds, run=predict,
             metadata=read_litert_metadata(artifact), input_size=int(shape[2]) if len(shape) == 4 else None, handle=interpreter,
             fixed_batch_call=calls.get,
@@ -654,8 +693,8 @@ class ExecuTorchRuntime(Runtime):
 
         (program, methods), seconds = _timed(load)
 
-        def call(method: Any) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda x: method.execute([torch.from_numpy(x)])[0].numpy()
+        def call(method: Any, index: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+            return lambda x: method.execute([torch.from_numpy(x)])[index].numpy()
 
         calls = {int(m.metadata.input_tensor_meta(0).sizes()[0]): call(m) for m in methods}  # the batch each method was exported for
         if 1 not in calls:
@@ -663,7 +702,11 @@ class ExecuTorchRuntime(Runtime):
         predict = _fixed_batch_predict(calls)
         meta = read_executorch_metadata(program)
         size = int(meta["input_size"]) if str(meta.get("input_size", "")).isdigit() else None
-        return LoadedModel(
+        outputs = list(meta.get("outputs") or [])
+        domain = None
+        if "domain" in outputs:  # (probabilities, label, domain): the index the contract lists it at
+            domain = _fixed_batch_predict({int(m.metadata.input_tensor_meta(0).sizes()[0]): call(m, outputs.index("domain")) for m in methods})
+        return LoadedModel(domain_run=domain,
             runtime=self.name, device=device, threads=threads, artifact=artifact, load_seconds=seconds, run=predict,
             metadata=meta, input_size=size, handle=program, fixed_batch_call=calls.get,
         )

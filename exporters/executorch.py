@@ -74,10 +74,10 @@ def tensor_input(size: int) -> dict:
 # ----------------------------------------------------------------------------------- the target
 
 def _export_target(job: ExportJob) -> dict:
-    from edgeblood.preprocess import wrap_for_deployment
+    from edgeblood.preprocess import wrap_run
 
     run = job.run
-    return export_executorch(wrap_for_deployment(run.model, run.meta), job.metadata, job.out, in_size=run.in_size)
+    return export_executorch(wrap_run(run), job.metadata, job.out, in_size=run.in_size)
 
 
 TARGET = register(Target(

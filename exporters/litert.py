@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME, fixed_batch_input
+from edgeblood.contract import DOMAIN_NAME, INPUT_NAME, LABEL_NAME, PROB_NAME, fixed_batch_input
 from edgeblood.errors import EdgebloodError
 from edgeblood.targets import ExportJob, Target, register
 
@@ -50,8 +50,8 @@ def export_litert(model, metadata: dict[str, str], out_path: str | Path, *, in_s
             self.wrapped = wrapped
 
         def forward(self, image):
-            probabilities, label = self.wrapped(image)
-            return {PROB_NAME: probabilities, LABEL_NAME: label}
+            outputs = self.wrapped(image)  # (probabilities, label[, domain])
+            return dict(zip((PROB_NAME, LABEL_NAME, DOMAIN_NAME), outputs))
 
     module = NamedOutputs(model.eval()).eval()
     out_path = Path(out_path)
@@ -134,10 +134,10 @@ def tensor_input(size: int) -> dict:
 # ----------------------------------------------------------------------------------- the target
 
 def _export_target(job: ExportJob) -> dict:
-    from edgeblood.preprocess import wrap_for_deployment
+    from edgeblood.preprocess import wrap_run
 
     run = job.run
-    return export_litert(wrap_for_deployment(run.model, run.meta), job.metadata, job.out, in_size=run.in_size)
+    return export_litert(wrap_run(run), job.metadata, job.out, in_size=run.in_size)
 
 
 TARGET = register(Target(

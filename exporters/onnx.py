@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME, nchw_input
+from edgeblood.contract import DOMAIN_NAME, INPUT_NAME, LABEL_NAME, PROB_NAME, nchw_input
 from edgeblood.errors import EdgebloodError
 from edgeblood.targets import CaptureVariant, ExportJob, ExportOptions, Target, register
 
@@ -88,7 +88,8 @@ def _torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int):
     import onnx
     import torch
 
-    names = dict(input_names=[INPUT_NAME], output_names=[PROB_NAME, LABEL_NAME])
+    outputs = [PROB_NAME, LABEL_NAME] + ([DOMAIN_NAME] if getattr(model, "domain", None) is not None else [])
+    names = dict(input_names=[INPUT_NAME], output_names=outputs)
     errors = []
     if importlib.util.find_spec("onnxscript") is not None:
         try:
@@ -101,7 +102,7 @@ def _torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int):
         except Exception as exc:  # fall through to the TorchScript exporter
             errors.append(f"torch.export: {type(exc).__name__}")
     buf = io.BytesIO()
-    axes = {n: {0: "batch"} for n in (INPUT_NAME, PROB_NAME, LABEL_NAME)}
+    axes = {n: {0: "batch"} for n in (INPUT_NAME, *outputs)}
     try:
         with _quiet():
             torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=min(opset, LEGACY_MAX_OPSET), dynamic_axes=axes, **names)
@@ -273,10 +274,10 @@ def _measure(proto, in_size: int, rounds: int = 5, repeats: int = 40) -> dict:
 # ----------------------------------------------------------------------------------- the target
 
 def _export_target(job: ExportJob) -> dict:
-    from edgeblood.preprocess import wrap_for_deployment
+    from edgeblood.preprocess import wrap_run
 
     run = job.run
-    return export_onnx(wrap_for_deployment(run.model, run.meta), job.metadata, job.out, in_size=run.in_size,
+    return export_onnx(wrap_run(run), job.metadata, job.out, in_size=run.in_size,
                        opset=job.options.opset or DEFAULT_OPSET, simplify=job.options.simplify)
 
 

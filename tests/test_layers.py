@@ -1,6 +1,6 @@
 """The import layering of edgeblood: arrows run from the top floors down, never up (issue #15).
 
-Floors, bottom to top: core (the top-level ``edgeblood/*.py`` modules, ``edgeblood.data``,
+Floors, bottom to top: core (the top-level ``edgeblood/*.py`` modules, ``edgeblood.data``, ``edgeblood.domain``,
 ``edgeblood.models``) -> ``evaluation`` -> ``training`` / ``compression`` / ``exporters`` / ``bench``
 -> ``cli``. ``exporters`` and ``bench`` are siblings: both read the run/artifact contract and the
 runtime adapters from core, and neither imports the other. The check parses every source file with
@@ -54,7 +54,7 @@ def _layer(module: str, path: Path) -> str | None:
     parts = module.split(".")
     if len(parts) == 1 or (len(parts) == 2 and path.parent == ROOT / "edgeblood" and path.name != "__init__.py"):
         return None if path.name == "__main__.py" else "core"
-    if parts[1] in ("data", "models"):
+    if parts[1] in ("data", "models", "domain"):
         return "core"
     top = ".".join(parts[:2])
     return top if top in FORBIDDEN else None

@@ -20,6 +20,7 @@ from edgeblood.cli import train as _train  # noqa: E402,F401
 from edgeblood.cli import evaluate as _evaluate  # noqa: E402,F401
 from edgeblood.cli import explain as _explain  # noqa: E402,F401
 from edgeblood.cli import predict as _predict  # noqa: E402,F401
+from edgeblood.cli import adapt as _adapt  # noqa: E402,F401
 from edgeblood.cli import export as _export  # noqa: E402,F401
 from edgeblood.cli import compress as _compress  # noqa: E402,F401
 from edgeblood.cli import bench as _bench  # noqa: E402,F401

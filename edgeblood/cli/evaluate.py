@@ -38,6 +38,8 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Also report test-time augmentation (mean over 8 rotations/flips, 8x compute), apart from the single-pass figures."),
     images: Optional[Path] = typer.Option(None, "--images", help="Evaluate on your own labelled images instead of a BloodMNIST split: a folder of class sub-folders (ImageFolder layout) or a CSV of path,label."),
     framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP + " Used with --images."),
+    red_cell_px: Optional[float] = typer.Option(None, "--red-cell-px", help="Your captures' red-cell diameter in pixels (training captures: about 73): the model's capture window is rescaled to cover the same area of the smear."),
+    um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help="Your camera's pixel size in micrometres (alternative to --red-cell-px)."),
     calibrate: bool = typer.Option(False, "--calibrate", help="First fit the temperature on the val split and fold it into the model (runs trained before calibration existed; training does it itself). Changes the weights' fingerprint: re-export afterwards."),
 ) -> None:
     """Accuracy, balanced accuracy, macro/weighted precision-recall-F1, per-class sensitivity and
@@ -49,7 +51,7 @@ def evaluate(
         edgeblood evaluate runs/se-cnn-28 --split test
         edgeblood evaluate runs/se-cnn-28 --split val --explain
         edgeblood evaluate runs/se-cnn-28 --tta
-        edgeblood evaluate runs/se-cnn-28 --images ../shared/data/pbc-originals/val
+        edgeblood evaluate runs/se-cnn-28 --images pbc-originals/val
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -64,7 +66,7 @@ def evaluate(
     if images is not None and calibrate:
         raise EdgebloodError("--calibrate fits the temperature on the run's own val split; run `edgeblood evaluate RUN --calibrate` first, then --images")
     if images is not None:
-        _evaluate_images(opened, images, framing, device=device, batch_size=batch_size, plots=plots)
+        _evaluate_images(opened, images, framing, device=device, batch_size=batch_size, plots=plots, scale=(red_cell_px, um_per_px))
         return
     data = load_eval_data(opened, data_dir=data_dir, sample="auto" if sample is None else sample, download=download)
     if calibrate:
@@ -82,14 +84,16 @@ def evaluate(
     print_evaluation(entry, opened, console)
 
 
-def _evaluate_images(run, images: Path, framing: str, *, device: str, batch_size: int, plots: bool) -> None:
+def _evaluate_images(run, images: Path, framing: str, *, device: str, batch_size: int, plots: bool,
+                     scale: tuple[float | None, float | None] = (None, None)) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgeblood.data.labelled_images import read_labelled_images
     from edgeblood.evaluation.evaluate import evaluate_images, print_evaluation
     from edgeblood.framing import Framing
+    from edgeblood.pixel_scale import scaled_framing
 
-    chosen = Framing.parse(framing, run.framing)
+    chosen = scaled_framing(Framing.parse(framing, run.framing), *scale)
     items = read_labelled_images(images, run.classes, run.meta.class_names_full)  # listed once, framed below
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:

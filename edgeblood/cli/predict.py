@@ -11,6 +11,7 @@ import typer
 from edgeblood.cli.app import app, console, err_console
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import FRAMING_OPTION_HELP, Framing
+from edgeblood.pixel_scale import scaled_framing
 
 
 class OutputFormat(str, Enum):
@@ -32,6 +33,8 @@ def predict(
     threads: Optional[int] = typer.Option(None, help="Inference threads (runtime default otherwise)."),
     batch_size: int = typer.Option(64, help="Images per runtime call."),
     framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP),
+    red_cell_px: Optional[float] = typer.Option(None, "--red-cell-px", help="Your captures' red-cell diameter in pixels (training captures: about 73): the model's capture window is rescaled to cover the same area of the smear."),
+    um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help="Your camera's pixel size in micrometres (alternative to --red-cell-px)."),
 ) -> None:
     """Classify cell images: predicted class, probability, top-k, and a review flag for low confidence.
 
@@ -39,10 +42,13 @@ def predict(
     metadata says how: for BloodMNIST a centred 200x200 px window of a 360x363 capture, bilinear
     resize, and the JPEG q75 step of the official 28 px file); class names and size come from the
     model's metadata too. Single-cell crops already framed like training images: --framing cell-crop.
+    A capture variant (model-capture.onnx, openvino/model-capture.xml) gets each whole capture and
+    frames it inside its graph, as an app would call it.
     Unreadable files are reported and skipped; the rest of the batch still runs.
 
-        edgeblood predict runs/se-cnn/export/model.onnx captures/ --top-k 3 --format csv
-        edgeblood predict runs/se-cnn/export/openvino/model.xml cell_crops/ --framing cell-crop --reject-below 0.7
+        edgeblood predict runs/se-cnn/export/model.onnx captures/ -k 3 -f csv
+        edgeblood predict runs/se-cnn/export/model-capture.onnx captures/
+        edgeblood predict runs/se-cnn/export/model.onnx crops/ --framing cell-crop
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -56,7 +62,7 @@ def predict(
     loaded = open_model(model, device=device, threads=threads)
     if review_rate is not None:
         reject_below = _threshold_for(loaded, review_rate, reject_below)
-    chosen = Framing.parse(framing, loaded.framing)
+    chosen = scaled_framing(Framing.parse(framing, loaded.framing), red_cell_px, um_per_px)
     loaded.check_framing(chosen)  # a capture variant frames inside its graph: refused before any output
     err_console.print(f"model: {loaded.describe()}", highlight=False)
     own = " (inside the model's graph)" if loaded.takes_captures else " (the model's)"
@@ -150,6 +156,9 @@ def _table(report):
     table.add_column(f"top-{report.top_k}")
     if report.reject_below is not None:
         table.add_column(f"review (<{report.reject_below:.2f})")
+    checked = report.n_outside is not None
+    if checked:
+        table.add_column("unlike training")
     for r in report.rows:
         if r.error:
             reason = r.error.removeprefix(f"{r.file}: ")  # the file is already in the first column
@@ -159,5 +168,7 @@ def _table(report):
             cells = [escape(r.file), r.predicted, f"{r.probability:.3f}", topk]
         if report.reject_below is not None:
             cells.append("[bold yellow]REVIEW[/]" if r.review else "")
+        if checked:
+            cells.append(f"[bold red]OUTSIDE[/] {r.cause}" if r.outside else "")
         table.add_row(*cells)
     return table

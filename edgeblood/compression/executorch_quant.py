@@ -22,7 +22,7 @@ def quantize_int8(job: QuantizeJob) -> dict:
     from edgeblood.contract import artifact_metadata
     from edgeblood.exporters.executorch import BATCH_METHODS, example_input, export_executorch
     from edgeblood.native_output import silenced
-    from edgeblood.preprocess import wrap_for_deployment
+    from edgeblood.preprocess import wrap_run
 
     run = job.run
     t0 = time.perf_counter()
@@ -30,7 +30,7 @@ def quantize_int8(job: QuantizeJob) -> dict:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        model = wrap_for_deployment(run.model, run.meta).eval()
+        model = wrap_run(run).eval()
         batch = torch.export.Dim("batch", min=1, max=1024)
         graph = torch.export.export(model, (example_input(64, run.in_size),), dynamic_shapes=({0: batch},)).module()
         prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))

@@ -33,6 +33,7 @@ from edgeblood import __version__
 from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.devices import available_cores
+from edgeblood.domain.profile import fit_run_profile
 from edgeblood.errors import EdgebloodError
 from edgeblood.evaluation.evaluate import evaluate_run
 from edgeblood.evaluation.temperature import calibrate_run
@@ -406,11 +407,14 @@ def _finish(job: _Job, standing: Standing, outcome: _Outcome, evaluate: bool) ->
     with stop_cleanly_on_write_failure(run_dir, "the trained run"):
         _update_run_json(run_dir, job.metadata)
         calibration = calibrate_run(open_run(run_dir), job.data, device=str(job.device))
+        domain = fit_run_profile(open_run(run_dir), job.data)
     (run_dir / TRAIN_STATE).unlink(missing_ok=True)
     ctx.shutdown()
     say(f"[bold green]done[/] in {outcome.wall_time_s / 60:.1f} min; best val accuracy {standing.best.accuracy:.4f} at epoch {standing.best.epoch}")
     say(f"calibration: temperature {calibration['temperature']:.3f} fitted on val and folded into the head; val ECE "
         f"{calibration['val_ece_before']:.4f} -> {calibration['val_ece_after']:.4f} (accuracy unchanged)")
+    say(f"domain check: {domain['val_flagged']:.1%} of val flagged as unlike training (target <= {domain['flag_rate_target']:.0%}); "
+        "exports carry it as their 'domain' output" if domain else "domain check: not available for this model (its head is not its last layer)")
     if evaluate:  # evaluate_run is imported with the module, see the note at the top
         _evaluate_splits(job)
     return run_dir
