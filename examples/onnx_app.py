@@ -9,8 +9,14 @@ normalisation is inside the graph: the app only has to hand over RGB pixels 0-25
 Each capture is framed as the training images were (the 'framing' metadata: for BloodMNIST a centred
 200x200 px window, PIL bilinear, JPEG q75 for the 28 px file); --framing cell-crop for ready cell crops.
 
-Output: one CSV line per image (file, predicted class, probability, top-k, review flag) on stdout;
-unreadable files are reported on stderr and skipped.
+Output: one CSV line per image (file, predicted class, probability, top-k, review flag, outside flag)
+on stdout; unreadable files are reported on stderr and skipped.
+
+The domain check: models exported with it have a third output, ``domain`` [N, 2] (how far the image's
+features and pixel statistics lie from the training data, each divided by its threshold). Above 1 means
+the image does not look like what the model learnt from (another lab, stain or microscope): its
+prediction is unreliable whatever its probability. The app flags such images ("outside") and warns
+once when many of a folder are.
 """
 
 from __future__ import annotations
@@ -95,8 +101,10 @@ def main() -> int:
           f"{framing['description'] if framing else 'cell crop (largest centred square)'}", file=sys.stderr)
 
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["file", "predicted", "probability", "top_k", "review"])
-    failed = flagged = 0
+    outputs = [o.name for o in session.get_outputs()]
+    has_domain = "domain" in outputs  # models exported before the domain check have no such output
+    out.writerow(["file", "predicted", "probability", "top_k", "review", "outside"])
+    failed = flagged = outside = done = 0
     for path in image_files(args.folder):
         try:
             pixels = load_cell(path, size, framing)
@@ -105,13 +113,21 @@ def main() -> int:
             failed += 1
             continue
         batch = pixels.transpose(2, 0, 1)[None].astype(np.float32)  # HWC uint8 -> NCHW float32 0-255
-        probs = session.run(["probabilities"], {input_name: batch})[0][0]
+        results = session.run(["probabilities"] + (["domain"] if has_domain else []), {input_name: batch})
+        probs = results[0][0]
+        foreign = bool(has_domain and (results[1][0] > 1).any())
+        outside += int(foreign)
+        done += 1
         order = np.argsort(-probs)[: args.top_k]
         review = probs[order[0]] < args.reject_below
         flagged += int(review)
         top = ";".join(f"{classes[i]}:{probs[i]:.4f}" for i in order)
-        out.writerow([str(path), classes[order[0]], f"{probs[order[0]]:.6f}", top, "yes" if review else "no"])
+        out.writerow([str(path), classes[order[0]], f"{probs[order[0]]:.6f}", top, "yes" if review else "no",
+                      ("yes" if foreign else "no") if has_domain else ""])
     print(f"# {flagged} flagged for review (top probability < {args.reject_below}), {failed} unreadable", file=sys.stderr)
+    if has_domain and done and outside / done > 0.15:  # the thresholds flag ~4 % of the training lab's own images
+        print(f"# WARNING: {outside} of {done} images do not look like the training data (another lab, stain or "
+              "microscope?): predictions on them are unreliable", file=sys.stderr)
     return 0
 
 

@@ -80,6 +80,8 @@ def check_against_edgeblood(res: subprocess.CompletedProcess, model_path: Path, 
         assert float(row["probability"]) == pytest.approx(ref.probability, abs=2e-6)
         assert [t.split(":")[0] for t in row["top_k"].split(";")] == [c for c, _ in ref.top_k]
         assert row["review"] == ("yes" if ref.review else "no")
+        if "outside" in row and ref.outside is not None:  # the domain check (issue #26): same flag as edgeblood predict
+            assert row["outside"] == ("yes" if ref.outside else "no")
     if expect_rows == 17:
         assert "corrupt.jpg" in res.stderr and "1 unreadable" in res.stderr
 
@@ -98,6 +100,7 @@ def test_onnx_app_matches_edgeblood_predict(run_dir, cells, tmp_path_factory):
     res = run_example("onnx_app.py", model, cells, "--top-k", "3", "--reject-below", "0.3", "--framing", "cell-crop")
     check_against_edgeblood(res, model, cells, 0.3)
     assert "8 classes, 28 px input" in res.stderr
+    assert {r["outside"] for r in csv.DictReader(io.StringIO(res.stdout))} <= {"yes", "no"}, "the example app shows the domain flag"
 
 
 @pytest.mark.parametrize("script, target", [("onnx_app.py", "onnx"), ("openvino_app.py", "openvino")])

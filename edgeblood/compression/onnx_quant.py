@@ -80,7 +80,7 @@ def quantize_static(
         padded = pad_conv_input_channels(graph)
         if padded:
             onnx.save(graph, str(prepared))
-        exclude = [n.name for n in graph.graph.node if n.op_type in FLOAT_ONLY_OPS]
+        exclude = [n.name for n in graph.graph.node if n.op_type in FLOAT_ONLY_OPS] + domain_only_nodes(graph.graph)
         reader = _reader(q.CalibrationDataReader, input_name, calibration)
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
         quantized = Path(tmp) / "quantized.onnx"
@@ -309,6 +309,34 @@ def _histogram_ranges(model: Path, tmp: Path, calib_method, reader, percentile: 
     return cache
 
 
+def domain_only_nodes(graph) -> list[str]:
+    """Names of the nodes that feed only the ``domain`` output (edgeblood.domain): kept in float.
+
+    Its distances square and sum activations; int8 there moved the flagged share of held-in val captures
+    from 3.9 % to 9.7 % (static) and 16.4 % (dynamic) on se-cnn 28 px. The features it reads come from the
+    int8 backbone like the probabilities do; only the arithmetic after them stays float.
+    """
+    from edgeblood.contract import DOMAIN_NAME
+
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def ancestors(names) -> set[int]:
+        seen, stack = set(), list(names)
+        while stack:
+            node = producer.get(stack.pop())
+            if node is not None and id(node) not in seen:
+                seen.add(id(node))
+                stack.extend(node.input)
+        return seen
+
+    outputs = [o.name for o in graph.output]
+    if DOMAIN_NAME not in outputs:
+        return []
+    shared = ancestors([o for o in outputs if o != DOMAIN_NAME])
+    only = ancestors([DOMAIN_NAME]) - shared
+    return [n.name for n in graph.node if id(n) in only and n.name]
+
+
 def quantize_dynamic(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
     """Dynamic int8 (weights offline, activations per batch). Conv weights must be uint8 for ORT's ConvInteger."""
     onnx, q = _modules()
@@ -323,7 +351,8 @@ def quantize_dynamic(fp32_path: str | os.PathLike, out_path: str | os.PathLike) 
         onnx.save(clean, str(prepared))
         quantized = Path(tmp) / "quantized.onnx"
         # ORT's CPU ConvInteger kernel only takes uint8 weights; int8 weights fail at load time.
-        q.quantize_dynamic(str(prepared), str(quantized), weight_type=q.QuantType.QUInt8, per_channel=False)
+        q.quantize_dynamic(str(prepared), str(quantized), weight_type=q.QuantType.QUInt8, per_channel=False,
+                           nodes_to_exclude=domain_only_nodes(clean.graph))
         return _save_with_metadata(onnx.load(str(quantized)), src, out_path, "int8-dynamic")
 
 

@@ -138,6 +138,7 @@ def _write_run(parent: Run, model: nn.Module, data, dest: Path, compression: dic
         versions=library_versions(),
         git_commit=git_commit(),
         metrics={},  # the parent's figures do not describe this model; evaluate_run fills them in
+        domain=None,  # the parent's profile describes the parent's features; refitted below
     )
 
     # Assemble in <runs>/.tmp-XXXX/<name> so that the run already has its final name while it is
@@ -152,11 +153,13 @@ def _write_run(parent: Run, model: nn.Module, data, dest: Path, compression: dic
             from edgeblood.runs import write_history
 
             write_history(tmp, ft.history)
+        from edgeblood.domain.profile import fit_run_profile
         from edgeblood.evaluation.evaluate import evaluate_run
         from edgeblood.evaluation.temperature import calibrate_run
         from edgeblood.runs import open_run
 
         calibrate_run(open_run(tmp), data)  # pruning and fine-tuning change the confidence: refit T for this model
+        fit_run_profile(open_run(tmp), data)  # and the features: refit the domain check's profile
         for split in ("val", "test"):  # metrics.json, headline metrics and (test) plots, as `edgeblood evaluate` writes them
             entry = evaluate_run(tmp, split, data=data, plots=split == "test")
         if dest.exists():  # --force: replace the previous derived run

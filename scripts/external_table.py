@@ -1,0 +1,139 @@
+"""Another lab's cells, one table (issue #26 item 5): in-domain, zero-shot, after `adapt`, after k-shot fine-tuning.
+
+    python scripts/external_table.py RUN [RUN ...] --external DATA/external/jtsc --originals DATA/pbc-originals/val \\
+        --out reports/external [--shots 5,10,25,all] [--folds 3] [--readme README.md]
+
+Per run: BloodMNIST test accuracy (its metrics.json), the share of the held-in val captures the domain check
+flags, then on the external folder: accuracy, balanced accuracy and per-class recall zero-shot, after
+`edgeblood adapt` (no labels), and after fine-tuning (`train --init`) on k labelled images per class.
+The k-shot rows are cross-validated: per fold, a stratified fifth of each class is the test set, k
+images per class of the rest train (and, with so few labels, also serve as the val set that picks the
+epoch: declared, not tuned on the test fifth). Classes with fewer than 5 images (the one JTSC basophil)
+are left out of the fine-tuning rows and said so. The external set's duplicates were dropped upstream
+(its PROVENANCE.md), so no cell lies in two splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeblood.atomic import write_json, write_text
+from edgeblood.cli.app import console
+from edgeblood.data.labelled_images import read_labelled_images
+from edgeblood.domain.adapt import adapt_run
+from edgeblood.evaluation.evaluate import evaluate_images
+from edgeblood.imageio import find_images, load_image
+from edgeblood.inference import open_model, predict_files
+from edgeblood.runs import open_run
+
+MARK_BEGIN, MARK_END = "<!-- external-table:begin -->", "<!-- external-table:end -->"
+MIN_PER_CLASS = 5
+
+
+def outside_share(run_dir: Path, folder: Path) -> float | None:
+    rows = predict_files(open_model(run_dir), [folder]).rows
+    checked = [r.outside for r in rows if r.outside is not None]
+    return float(np.mean(checked)) if checked else None
+
+
+def scores(run_dir: Path, folder: Path) -> dict:
+    entry = evaluate_images(run_dir, folder, plots=False)
+    recall = {c: round(v["recall"], 4) for c, v in entry["per_class"].items() if v["support"]}
+    return {"accuracy": entry["accuracy"], "balanced_accuracy": entry["balanced_accuracy"], "recall": recall,
+            "images": entry["data"]["files"]}
+
+
+def adapted(run_dir: Path, folder: Path, work: Path) -> Path:
+    run = open_run(run_dir)
+    files = find_images([folder])
+    images = np.stack([load_image(f, run.in_size, framing=run.framing) for f in files])
+    dest = work / f"{run.name}-adapted"
+    adapt_run(run, images, files, framing=run.framing, out_dir=dest)
+    return dest
+
+
+def k_shot(run_dir: Path, folder: Path, k: int | None, folds: int, work: Path) -> dict:
+    """Mean and spread over ``folds`` of fine-tuning on k labelled images per class (None: all the rest)."""
+    from edgeblood.training import TrainConfig, train
+
+    items = read_labelled_images(folder, open_run(run_dir).classes)
+    by_class: dict[str, list[Path]] = {}
+    for f, label in zip(items.files, items.labels):
+        by_class.setdefault(items.classes[label], []).append(Path(f))
+    kept = {c: fs for c, fs in by_class.items() if len(fs) >= MIN_PER_CLASS}
+    results = []
+    for fold in range(folds):
+        rng = np.random.default_rng(fold)
+        root = work / f"k{k or 'all'}-f{fold}"
+        for c, fs in kept.items():
+            order = [fs[i] for i in rng.permutation(len(fs))]
+            n_test = max(1, round(len(fs) / 5))
+            test, rest = order[:n_test], order[n_test:]
+            train_files = rest if k is None else rest[:k]
+            for split, chosen in (("train", train_files), ("val", train_files), ("test", test)):
+                (root / "data" / split / c).mkdir(parents=True, exist_ok=True)
+                for f in chosen:
+                    shutil.copy(f, root / "data" / split / c / f.name)
+        cfg = TrainConfig(data=str(root / "data"), init=str(run_dir), epochs=30, batch_size=32, lr=1e-3, out_dir=str(root), name="ft", seed=fold)
+        out = train(cfg, console=console, evaluate=False)
+        results.append(scores(out, root / "data" / "test"))
+    bal = [r["balanced_accuracy"] for r in results]
+    return {"k": k or "all", "folds": folds, "classes": sorted(kept), "balanced_accuracy": float(np.mean(bal)), "std": float(np.std(bal)),
+            "accuracy": float(np.mean([r["accuracy"] for r in results]))}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| run | BloodMNIST test | val captures flagged | external flagged | zero-shot bal. acc (acc) | after adapt | "
+             + " | ".join(f"{s['k']}-shot" for s in rows[0]["shots"]) + " |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(rows[0]["shots"])]
+    for r in rows:
+        zs, ad = r["zero_shot"], r["adapted"]
+        shots = " | ".join(f"{s['balanced_accuracy']:.1%} ± {s['std']:.1%}" for s in r["shots"])
+        lines.append(f"| {r['run']} | {r['test_accuracy']:.2%} | {r['val_flagged']:.1%} | {r['external_flagged']:.1%} | "
+                     f"{zs['balanced_accuracy']:.1%} ({zs['accuracy']:.1%}) | {ad['balanced_accuracy']:.1%} ({ad['accuracy']:.1%}) | {shots} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--external", type=Path, required=True)
+    ap.add_argument("--originals", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("reports/external"))
+    ap.add_argument("--shots", default="5,10,25,all")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--readme", type=Path)
+    args = ap.parse_args()
+    shots = [None if s == "all" else int(s) for s in args.shots.split(",")]
+    rows = []
+    for run_dir in args.runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            adapted_dir = adapted(run_dir, args.external, work)
+            rows.append({
+                "run": run_dir.name, "test_accuracy": open_run(run_dir).meta.metric("test", "accuracy"),
+                "val_flagged": outside_share(run_dir, args.originals), "external_flagged": outside_share(run_dir, args.external),
+                "zero_shot": scores(run_dir, args.external), "adapted": scores(adapted_dir, args.external),
+                "shots": [k_shot(run_dir, args.external, k, args.folds, work) for k in shots],
+            })
+        console.print(table(rows))
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "external.json", rows)
+    md = table(rows)
+    write_text(args.out / "external.md", md + "\n")
+    if args.readme:
+        text = args.readme.read_text()
+        if MARK_BEGIN in text:
+            head, rest = text.split(MARK_BEGIN, 1)
+            text = head + MARK_BEGIN + "\n" + md + "\n" + MARK_END + rest.split(MARK_END, 1)[1]
+            write_text(args.readme, text)
+
+
+if __name__ == "__main__":
+    main()
