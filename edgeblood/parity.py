@@ -72,6 +72,8 @@ class ParityData:
     split: str
     source: str  # "full" or "sample"
     description: str
+    # Set when these are not the run's own data (its file was not found here): said loudly, never silently substituted.
+    warning: str | None = None
 
 
 @dataclass
@@ -131,8 +133,11 @@ def select_indices(labels: np.ndarray, n: int | None) -> np.ndarray:
 
 
 def load_parity_data(run, n_images: int | None = DEFAULT_IMAGES, *, data_dir: str | os.PathLike | None = None, split: str = "test") -> ParityData:
-    """Real ``split`` images from the run's dataset (the embedded sample when the run used it, or
-    when the full files are not found here) and the run's PyTorch probabilities for them."""
+    """Real ``split`` images from the run's dataset and the run's PyTorch probabilities for them.
+
+    The run's own file is looked for in ``data_dir``, $EDGEBLOOD_DATA, ~/.medmnist and then where run.json says it
+    was trained from; the embedded sample is used when the run was trained on it, or, with ``warning`` set, when
+    the run's file is nowhere here (a parity check on 96 sample images is not one on the run's 3,421)."""
     import torch
 
     from edgeblood.data import load_bloodmnist
@@ -147,7 +152,7 @@ def load_parity_data(run, n_images: int | None = DEFAULT_IMAGES, *, data_dir: st
     elif run.meta.dataset.source == "sample":
         data = load_sample(size)
     else:
-        data = load_bloodmnist(size, data_dir, sample="auto")
+        data = load_bloodmnist(size, own_data_dir(run, data_dir), sample="auto")
     labels = data.labels(split)
     idx = select_indices(labels, n_images)
     images = to_model_input(data.images(split)[idx])
@@ -155,7 +160,27 @@ def load_parity_data(run, n_images: int | None = DEFAULT_IMAGES, *, data_dir: st
     with torch.inference_mode():
         reference = torch.cat([module(torch.from_numpy(images[i : i + 256])) for i in range(0, len(images), 256)]).numpy()
     desc = "embedded sample" if data.is_sample else data.describe() if data.source == "folder" else f"BloodMNIST {size} px {data.variant}"
-    return ParityData(images=images, labels=labels[idx], reference=reference, split=split, source=data.source, description=desc)
+    warning = None
+    if data.is_sample and run.meta.dataset.source != "sample":
+        recorded = run.meta.dataset.file or f"BloodMNIST {size} px"
+        warning = (f"parity ran on the embedded sample's {len(idx)} {split} images, NOT on the data this run was trained on "
+                   f"({recorded}, not found here); pass --data-dir DIR or set EDGEBLOOD_DATA to check it on its own {split} split")
+        desc = f"embedded sample - NOT the run's own data ({recorded} not found here)"
+    return ParityData(images=images, labels=labels[idx], reference=reference, split=split, source=data.source, description=desc,
+                      warning=warning)
+
+
+def own_data_dir(run, data_dir: str | os.PathLike | None = None) -> str | os.PathLike | None:
+    """The folder to load the run's BloodMNIST file from: ``data_dir`` (or $EDGEBLOOD_DATA, ~/.medmnist) when one
+    of them has it, else the folder of the file run.json records, when that file is here."""
+    from edgeblood.data.bloodmnist import find_dataset_file
+
+    if find_dataset_file(run.in_size, data_dir) is not None:
+        return data_dir
+    recorded = run.meta.dataset.file
+    if recorded and Path(recorded).expanduser().is_file():
+        return Path(recorded).expanduser().parent
+    return data_dir
 
 
 def thresholds_for(precision: str) -> dict[str, float | None]:

@@ -191,7 +191,7 @@ def load_capture_parity_frames(run, data_dir=None, n_images: int | None = 256):
     from edgeblood.data.image_folder import load_folder_for_run
     from edgeblood.data.labelled_images import read_labelled_images
     from edgeblood.imageio import read_pixels, to_rgb_uint8
-    from edgeblood.parity import select_indices
+    from edgeblood.parity import own_data_dir, select_indices
 
     if run.meta.dataset.is_folder:  # the lab's own files are the captures; PBC's may not even share its classes
         data = load_folder_for_run(run.meta)
@@ -199,7 +199,7 @@ def load_capture_parity_frames(run, data_dir=None, n_images: int | None = 256):
         idx = select_indices(labels, n_images)
         frames = [to_rgb_uint8(read_pixels(data.split_files["test"][i])) for i in idx]
         return frames, labels[idx], f"test split of the image folder {data.root}"
-    for folder in candidate_dirs(data_dir):
+    for folder in candidate_dirs(own_data_dir(run, data_dir)):  # the run's own data folder (run.json) when nothing else has it
         originals = folder / "pbc-originals" / "val"
         if originals.is_dir():
             items = read_labelled_images(originals, run.classes, run.meta.class_names_full)

@@ -158,6 +158,8 @@ def export_run(
     data = load_parity_data(run, parity_images, data_dir=data_dir) if predicts_here else None
     if data is not None:
         report.notes.append(f"parity: {len(data.labels)} {data.split} images from the {data.description} vs the run's PyTorch model")
+        if data.warning:
+            report.notes.append(f"WARNING: {data.warning}")
 
     staging = Path(tempfile.mkdtemp(prefix=".export-staging-", dir=run.dir))
     try:
@@ -232,7 +234,7 @@ def verify_exports(
     if not entries:
         raise EdgebloodError(f"{run.export_dir} has no exported artifacts to verify; run `edgeblood export {run.dir}` first")
     data = load_parity_data(run, parity_images, data_dir=data_dir)
-    report = ExportReport(run_dir=run.dir, export_dir=run.export_dir, verified=True)
+    report = ExportReport(run_dir=run.dir, export_dir=run.export_dir, verified=True, notes=[f"WARNING: {data.warning}"] if data.warning else [])
     for entry in entries:
         path = run.export_dir / entry["path"]
         if not path.exists():

@@ -80,7 +80,7 @@ def _show(report) -> None:
 
     console.print(artifact_table(report))
     for line in parity_lines(report) + [n for n in report.notes if not n.startswith("parity:")]:
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        console.print(line, highlight=False, markup=False, soft_wrap=True, style="bold yellow" if line.startswith("WARNING:") else None)
     console.print(f"manifest: {report.export_dir / MANIFEST}", highlight=False)
     from edgeblood.exporters.run_export import STALE_FIX
 
