@@ -1,17 +1,15 @@
 """The bench report in three forms from one JSON document: Markdown (printed with rich and saved),
 JSON (versioned by ``report.schema.json``, mergeable across machines) and a self-contained HTML page
-with inline SVG charts (no external URLs, so it opens offline and can be mailed as one file).
+with inline SVG charts (``bench.report_html``: no external URLs, so it opens offline and can be mailed as one file).
+Each starts with which file to ship (``bench.recommend``).
 
 Every table and figure names the split, runtime, device, threads and batch it shows.
 """
 
 from __future__ import annotations
 
-import html
-import io
 import json
 import os
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +17,9 @@ from typing import Any
 
 from edgeblood.atomic import write_json, write_text
 from edgeblood.bench.load import DISTURBED_CORES
-from edgeblood.bench.results import SCHEMA, add_comparisons, mark_pareto, pareto_front, sort_rows
+from edgeblood.bench.recommend import delta_text, recommendation_lines
+from edgeblood.bench.results import SCHEMA, add_comparisons, mark_pareto, sort_rows
+from edgeblood.bench.stats import PAIRED
 from edgeblood.errors import EdgebloodError
 from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED
 
@@ -27,6 +27,11 @@ SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 REPORT_FILES = {"json": "report.json", "md": "report.md", "html": "report.html"}
 # The rows' speed-ups compare two rows measured at different times (one worker each): say so wherever they appear.
 RATIO_HEADER = "× vs PyTorch (non-interleaved)"
+# The accuracy difference to the PyTorch fp32 reference: ≈ within the noise (its 95 % interval contains 0), ↓/↑ beyond it.
+DELTA_HEADER = "Δ pts vs fp32, 95 % CI"
+SHIP_TITLE = "Which file to ship"
+FAILED_TITLE = "Rows that failed or mismatched"
+SKIPPED_TITLE = "Not measured here (skipped, with the reason)"
 
 
 # ------------------------------------------------------------------------------------ schema, loading
@@ -110,8 +115,8 @@ def merge_reports(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
             m = rename.get(row["machine"], row["machine"])
             merged["rows"].append(row | {"machine": m, "id": m + row["id"][len(row["machine"]):]})
         merged["notes"] += [f"[{Path(source).name}] {n}" for n in rep["notes"]]
+    add_comparisons(merged["rows"], merged["runs"])  # first: the Pareto front ranks by its accuracy intervals
     mark_pareto(merged["rows"])
-    add_comparisons(merged["rows"], merged["runs"])
     merged["rows"] = sort_rows(merged["rows"])
     return merged
 
@@ -142,6 +147,13 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
     }
 
 
+def html_report(report: dict[str, Any]) -> str:
+    """The self-contained HTML page (bench.report_html; imported here so callers keep one module to ask)."""
+    from edgeblood.bench.report_html import html_report as render
+
+    return render(report)
+
+
 # ------------------------------------------------------------------------------------------ columns
 def _multi_machine(report: dict[str, Any]) -> bool:
     return len(report["machines"]) > 1
@@ -165,6 +177,19 @@ def _count(n: int | None) -> str:
     return f"{n / 1e9:.2f} G" if n >= 1e9 else f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
 
 
+def artifact_file(report: dict[str, Any], row: dict[str, Any]) -> str:
+    """The row's file relative to its run directory (export/openvino/model.xml; checkpoint.pt for PyTorch): what to ship."""
+    art = row.get("artifact")
+    if not art:
+        return "-"
+    run_path = next((r.get("path") for r in report["runs"] if r["name"] == row["run"] and r["machine"] == row["machine"]), None)
+    if run_path and art == run_path:
+        return "checkpoint.pt"
+    if run_path and art.startswith(run_path.rstrip("/") + "/"):
+        return art[len(run_path.rstrip("/")) + 1:]
+    return art
+
+
 def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
     """(header, row -> cell text) for the measured-rows table; shared by Markdown, rich and HTML."""
     def lat(key):
@@ -177,10 +202,7 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
         return f"{_fmt_ms(lat_ms['mean'])} ± {_fmt_ms(lat_ms['std'])}" + ("" if lat_ms["converged"] else " ~")
 
     def acc(r):
-        if r["accuracy"] is None:
-            return "-"
-        delta = f" ({r['accuracy_delta'] * 100:+.2f})" if r.get("accuracy_delta") is not None else ""
-        return f"{r['accuracy'] * 100:.2f}{delta}"
+        return "-" if r["accuracy"] is None else f"{r['accuracy'] * 100:.2f}"
 
     def gmacs(r):
         if r["gmacs"] is None:
@@ -193,12 +215,14 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
     cols += [
         ("run", lambda r: r["run"]),
         ("variant", lambda r: r["variant"] or "-"),
+        ("file", lambda r: artifact_file(report, r)),
         ("runtime", lambda r: r["runtime"]),
         ("device", lambda r: r["device"]),
         ("threads", lambda r: str(r["threads"]) if r["threads"] else "-"),
         ("batch", lambda r: str(r["batch"]) if r["batch"] else "-"),
         ("status", lambda r: r["status"]),
-        ("test acc % (Δ pts vs fp32)", acc),
+        ("test acc %", acc),
+        (DELTA_HEADER, lambda r: delta_text(r) if r["accuracy"] is not None else "-"),
         *([("images acc %", lambda r: f"{r['images_accuracy'] * 100:.2f}" if r.get("images_accuracy") is not None else "-")]
           if any(r.get("images_accuracy") is not None for r in report["rows"]) else []),
         ("macro-F1", lambda r: f"{r['macro_f1']:.4f}" if r["macro_f1"] is not None else "-"),
@@ -326,6 +350,11 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         "runtime up, times a fixed number of calls and keeps their median; the ratio is the median of the per-round ratios. The "
         f"'{RATIO_HEADER}' column divides two rows measured at different times in different processes.",
         "ECE: 15-bin expected calibration error of each artifact's own probabilities on the full test split (edgeblood.evaluation).",
+        f"{DELTA_HEADER}: the artifact's test accuracy minus PyTorch fp32's on the same images, with the 95 % interval of that "
+        f"difference: {PAIRED} (Newcombe 1998, Stat Med 17:2635) on the per-image 2x2 table of who got each image right "
+        "(report.json: paired_vs_reference, accuracy_vs_fp32). ≈: the interval contains 0, the two are statistically "
+        "indistinguishable and are not ranked against each other (the Pareto front and the recommendation treat them as equal); "
+        "↓/↑: lower/higher beyond the noise.",
         "Machine load: around every row, the machine's busy CPU time (/proc/stat) minus the bench's own (parent + that row's worker) "
         f"gives the cores other processes used; a row above {DISTURBED_CORES:g} cores is measured again after the others and the quieter "
         "measurement kept (report.json: load.foreign_cores, loadavg_1m, remeasured); the CPU clock is read every 0.2 s while a row "
@@ -356,6 +385,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines = [f"# edgeblood bench: {runs}", "", f"Written {report['created']} by edgeblood {report['edgeblood_version']}"
              + (f" (git {report['git_commit']})" if report.get("git_commit") else "") + ".", ""]
     lines += [f"- {p}" for p in _dataset_line(report)] + [""]
+    if recommendation_lines(report):
+        lines += [f"## {SHIP_TITLE}", ""] + [f"- {x}" for x in recommendation_lines(report)] + [""]
     if headline_lines(report):
         lines += ["## Headline: interleaved A/B latency, batch 1", ""] + [f"- {x}" for x in headline_lines(report)] + [""]
     cols = _columns(report)
@@ -363,12 +394,11 @@ def markdown_report(report: dict[str, Any]) -> str:
         lines += [f"## {title}", "", _md_row([h for h, _ in cols]), _md_row(["---"] * len(cols))]
         lines += [_md_row([f(r) for _, f in cols]) for r in rows]
         lines.append("")
-    problems = [r for r in report["rows"] if r["status"] != OK]
-    if problems:
-        lines += ["## Rows that are not ok", "", _md_row(["machine", "run", "variant", "runtime", "device", "threads", "batch", "status", "reason"]),
+    for title, rows in unmeasured_sections(report):
+        lines += [f"## {title}", "", _md_row(["machine", "run", "variant", "runtime", "device", "threads", "batch", "status", "reason"]),
                   _md_row(["---"] * 9)]
         lines += [_md_row([r["machine"], r["run"], r["variant"] or "-", r["runtime"], r["device"], str(r["threads"] or "-"),
-                           str(r["batch"] or "-"), r["status"], r["reason"] or ""]) for r in problems]
+                           str(r["batch"] or "-"), r["status"], r["reason"] or ""]) for r in rows]
         lines.append("")
     for m in report["machines"]:
         lines += [f"## Machine: {m['label']}", ""] + [f"- {x}" for x in _machine_lines(m)] + [""]
@@ -378,6 +408,14 @@ def markdown_report(report: dict[str, Any]) -> str:
     if report["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
     return "\n".join(lines)
+
+
+def unmeasured_sections(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(title, rows) for rows that failed or mismatched, then rows not measured here (skipped: runtime not installed,
+    device absent, no artifact of that runtime): a skipped row is not a failure and is not listed as one."""
+    failed = [r for r in report["rows"] if r["status"] in (FAILED, MISMATCH)]
+    skipped = [r for r in report["rows"] if r["status"] == SKIPPED]
+    return [(title, rows) for title, rows in ((FAILED_TITLE, failed), (SKIPPED_TITLE, skipped)) if rows]
 
 
 def _md_row(cells: list[str]) -> str:
@@ -413,7 +451,7 @@ def rich_tables(report: dict[str, Any]) -> list[Any]:
             ("acc %", lambda r: f"{r['accuracy'] * 100:.2f}" if r["accuracy"] is not None else "-"),
             *([("images %", lambda r: f"{r['images_accuracy'] * 100:.2f}" if r.get("images_accuracy") is not None else "-")]
               if any(r.get("images_accuracy") is not None for r in rows_all) else []),
-            ("Δ pt", lambda r: f"{r['accuracy_delta'] * 100:+.2f}" if r.get("accuracy_delta") is not None else "-"),
+            ("Δ pt", lambda r: delta_text(r, interval=False) if r["accuracy"] is not None else "-"),
             ("ECE", lambda r: f"{r['ece']:.3f}" if r.get("ece") is not None else "-"),
             ("p50 ms", lambda r: _fmt_ms(r["latency_ms"]["p50"]) + ("" if r["latency_ms"]["converged"] else "~") if r["latency_ms"] else "-"),
             ("× torch*", lambda r: f"{r['speedup_vs_pytorch']:.2f}" if r.get("speedup_vs_pytorch") else "-"),
@@ -425,7 +463,8 @@ def rich_tables(report: dict[str, Any]) -> list[Any]:
         ]
         table = Table(title=f"{title}\ntest split; {', '.join(fixed)}", title_justify="left", header_style="bold",
                       box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption_justify="left",
-                      caption="* not interleaved: two rows measured one after the other (the headline below is interleaved)")
+                      caption="Δ pt vs PyTorch fp32: ≈ within the noise (its 95 % interval contains 0), ↓/↑ beyond it\n"
+                              "* not interleaved: two rows measured one after the other (the headline below is interleaved)")
         for header, _ in spec:
             table.add_column(header, justify="left" if header in ("variant", "runtime", "status", "machine", "run", "device") else "right",
                              no_wrap=True, min_width=len(header) or 1)
@@ -433,165 +472,13 @@ def rich_tables(report: dict[str, Any]) -> list[Any]:
             style = "bold green" if r["pareto"] else ("yellow" if r["status"] == MISMATCH else None)
             table.add_row(*[f(r) for _, f in spec], style=style)
         out.append(table)
-    problems = [r for r in rows_all if r["status"] != OK]
-    if problems:
-        table = Table(title="Rows that are not ok", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for title, rows in unmeasured_sections(report):
+        table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
         for h in ("run", "variant", "runtime", "device", "thr", "batch", "status"):
             table.add_column(h, no_wrap=True)
         table.add_column("reason", overflow="fold", ratio=1)
-        for r in problems:
+        for r in rows:
             table.add_row(r["run"], r["variant"] or "-", r["runtime"], r["device"], str(r["threads"] or "-"), str(r["batch"] or "-"),
                           r["status"], r["reason"] or "", style={FAILED: "red", SKIPPED: "dim", MISMATCH: "yellow"}[r["status"]])
         out.append(table)
     return out
-
-
-# ---------------------------------------------------------------------------------------------- html
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222;max-width:1500px}
-table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0 1.5rem}
-th,td{border:1px solid #ccc;padding:.25rem .45rem;text-align:right;white-space:nowrap}
-th{background:#f2f2f2} td.l{text-align:left} tr.pareto td{background:#e8f6e8;font-weight:600}
-tr.mismatch td{background:#fff4d6} tr.failed td{background:#fde2e2} tr.skipped td{color:#777}
-.fig{display:inline-block;margin:0 1rem 1rem 0;vertical-align:top} .fig svg{max-width:100%;height:auto}
-code{background:#f4f4f4;padding:0 .2rem}
-"""
-
-
-def html_report(report: dict[str, Any]) -> str:
-    """A single HTML file: charts as inline SVG, tables, machine and method sections; no external URL."""
-    runs = ", ".join(sorted({r["name"] for r in report["runs"]}))
-    esc = html.escape
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>edgeblood bench: {esc(runs)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>edgeblood bench: {esc(runs)}</h1>",
-             f"<p>Written {esc(report['created'])} by edgeblood {esc(report['edgeblood_version'])}.</p><ul>"]
-    parts += [f"<li>{_md_inline(p)}</li>" for p in _dataset_line(report)] + ["</ul>"]
-    if headline_lines(report):
-        parts += ["<h2>Headline: interleaved A/B latency, batch 1</h2><ul>"] + [f"<li>{_md_inline(x)}</li>" for x in headline_lines(report)] + ["</ul>"]
-    parts.append("<h2>Figures</h2>")
-    for title, svg in charts(report):
-        parts.append(f"<div class='fig'><figure>{svg}<figcaption>{esc(title)}</figcaption></figure></div>")
-    cols = _columns(report)
-    for title, rows in _sections(report):
-        parts += [f"<h2>{esc(title)} — test split</h2><table><tr>", "".join(f"<th>{esc(h)}</th>" for h, _ in cols), "</tr>"]
-        for r in rows:
-            cls = "pareto" if r["pareto"] else ("mismatch" if r["status"] == MISMATCH else "")
-            cells = "".join(f"<td class='{'l' if h in ('run', 'variant', 'runtime', 'device', 'status', 'machine') else ''}'>{esc(f(r))}</td>" for h, f in cols)
-            title_attr = f" title='{esc(r['reason'])}'" if r["reason"] else ""
-            parts.append(f"<tr class='{cls}'{title_attr}>{cells}</tr>")
-        parts.append("</table>")
-    problems = [r for r in report["rows"] if r["status"] != OK]
-    if problems:
-        parts.append("<h2>Rows that are not ok</h2><table><tr><th>machine</th><th>run</th><th>variant</th><th>runtime</th><th>device</th>"
-                     "<th>threads</th><th>batch</th><th>status</th><th>reason</th></tr>")
-        for r in problems:
-            cls = {MISMATCH: "mismatch", FAILED: "failed", SKIPPED: "skipped"}[r["status"]]
-            cells = [r["machine"], r["run"], r["variant"] or "-", r["runtime"], r["device"], r["threads"] or "-", r["batch"] or "-",
-                     r["status"], r["reason"] or ""]
-            parts.append(f"<tr class='{cls}'>" + "".join(f"<td class='l'>{esc(str(c))}</td>" for c in cells) + "</tr>")
-        parts.append("</table>")
-    for m in report["machines"]:
-        parts += [f"<h2>Machine: {esc(m['label'])}</h2><ul>"] + [f"<li>{esc(x)}</li>" for x in _machine_lines(m)] + ["</ul>"]
-    if load_lines(report):
-        parts += ["<h2>Machine load while measuring</h2><ul>"] + [f"<li>{esc(x)}</li>" for x in load_lines(report)] + ["</ul>"]
-    parts += ["<h2>How it was measured</h2><ul>"] + [f"<li>{_md_inline(x)}</li>" for x in _method_lines(report)] + ["</ul>"]
-    if report["notes"]:
-        parts += ["<h2>Notes</h2><ul>"] + [f"<li>{esc(n)}</li>" for n in report["notes"]] + ["</ul>"]
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
-
-
-def _md_inline(text: str) -> str:
-    out = html.escape(text)
-    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
-
-
-def charts(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(caption, inline SVG): accuracy vs batch-1 latency per machine and thread count, then file sizes."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib import ticker
-
-    out: list[tuple[str, str]] = []
-    ok_rows = [r for r in report["rows"] if r["status"] in (OK, MISMATCH) and r["batch"] == 1 and r["accuracy"] is not None and r["latency_ms"]]
-    markers = {"fp32": "o", "fp16": "s", "int8": "^"}
-    for machine in [m["label"] for m in report["machines"]]:
-        for threads in sorted({r["threads"] or 0 for r in ok_rows if r["machine"] == machine}):
-            rows = [r for r in ok_rows if r["machine"] == machine and (r["threads"] or 0) == threads]
-            if not rows:
-                continue
-            runtimes = sorted({r["runtime"] for r in rows})
-            devices = sorted({r["device"] for r in rows})
-            fig, ax = plt.subplots(figsize=(7.2, 4.6))
-            cmap = plt.get_cmap("tab10")
-            multi_run = len({x["run"] for x in rows}) > 1
-            # alternate label offsets along the latency axis so neighbouring labels do not overprint
-            offsets = {id(r): (4, 4 if k % 2 == 0 else -10) for k, r in enumerate(sorted(rows, key=lambda r: r["latency_ms"]["p50"]))}
-            for i, rt in enumerate(runtimes):
-                for r in (r for r in rows if r["runtime"] == rt):
-                    m = markers.get(str(r["precision"]).lower().split("-")[0], "D")
-                    face = cmap(i) if r["status"] == OK else "none"
-                    ax.scatter(r["latency_ms"]["p50"], r["accuracy"] * 100, marker=m, s=60, color=cmap(i), facecolors=face, zorder=3)
-                    ax.annotate(f"{r['run']}: {r['variant']}" if multi_run else r["variant"], (r["latency_ms"]["p50"], r["accuracy"] * 100),
-                                fontsize=7, xytext=offsets[id(r)], textcoords="offset points")
-                ax.scatter([], [], color=cmap(i), label=rt)
-            ok = [r for r in rows if r["status"] == OK]
-            flags = pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in ok])
-            front = sorted((r for r, f in zip(ok, flags) if f), key=lambda r: r["latency_ms"]["p50"])
-            if front:
-                xs, ys = [r["latency_ms"]["p50"] for r in front], [r["accuracy"] * 100 for r in front]
-                ax.step(xs, ys, where="post", color="green", lw=1.5, alpha=.7, zorder=2, label="Pareto front (this figure)")
-                ax.scatter(xs, ys, s=180, facecolors="none", edgecolors="green", lw=1.5, zorder=4)
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-            ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
-            ax.tick_params(axis="x", which="minor", labelsize=7)
-            ax.set_xlabel("p50 latency per image, batch 1 (ms, log scale)")
-            ax.set_ylabel("test-split accuracy (%)")
-            ax.grid(alpha=.3, which="both")
-            ax.legend(fontsize=8, loc="lower right")
-            title = (f"Accuracy vs latency — test split, batch 1, {threads or '-'} thread(s), device {', '.join(devices)}, "
-                     f"runtimes {', '.join(runtimes)}, machine {machine}")
-            ax.set_title(_wrap(title), fontsize=9)
-            out.append((title + ". Filled: ok; hollow: mismatch. Marker: ○ fp32, □ fp16, △ int8, ◇ other.", _svg(fig)))
-            plt.close(fig)
-    sizes: dict[tuple[str, str], int] = {}
-    for r in report["rows"]:
-        if r["size_bytes"] and r["variant"]:
-            sizes[(r["run"], r["variant"])] = r["size_bytes"]
-    if sizes:
-        items = sorted(sizes.items(), key=lambda kv: kv[1])
-        fig, ax = plt.subplots(figsize=(7.2, 0.35 * len(items) + 1.2))
-        multi = len({k[0] for k in sizes}) > 1
-        labels = [f"{run}: {variant}" if multi else variant for (run, variant), _ in items]
-        ax.barh(labels, [v / 1e6 for _, v in items], color="#4c72b0")
-        for y, (_, v) in enumerate(items):
-            ax.text(v / 1e6, y, f" {v / 1e6:.2f}", va="center", fontsize=7)
-        ax.set_xlabel("file size (MB; OpenVINO = .xml + .bin, Core ML = package folder)")
-        title = "Artifact file sizes (all runtimes and devices; size does not depend on threads or batch)"
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(axis="y", labelsize=8)
-        fig.tight_layout()
-        out.append((title, _svg(fig)))
-        plt.close(fig)
-    return out
-
-
-def _wrap(text: str, width: int = 95) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width))
-
-
-def _svg(fig) -> str:
-    """An SVG string fit for inlining in HTML: no XML prolog, DOCTYPE, metadata or namespace URLs."""
-    buf = io.StringIO()
-    with __import__("matplotlib").rc_context({"svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
-    return re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg)

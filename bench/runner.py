@@ -115,8 +115,8 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *, pr
             loads = [r["load"] for r in run_rows if r.get("load")] + [(run_entries[-1]["interleaved"] or {}).get("load")]
             run_entries[-1]["load"] = load.summary([x for x in loads if x])
             rows += run_rows
+    add_comparisons(rows, run_entries)  # first: the Pareto front ranks by its accuracy intervals
     mark_pareto(rows)
-    add_comparisons(rows, run_entries)
     notes += _latency_shape_notes(rows)
     return {
         "schema": SCHEMA,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -375,3 +376,49 @@ def test_bench_prints_a_line_per_row_while_it_runs_when_not_on_a_terminal(export
     assert running_after_first_row  # the line came while the other three rows were still to run
     assert [line.split(":")[0] for line in rest.splitlines() if line.startswith("row ")] == ["row 2/4 ok", "row 3/4 ok", "row 4/4 ok"]
     assert "headline (interleaved)" not in rest and json.loads((tmp_path / "r" / "report.json").read_text())["runs"][0]["interleaved"] is None
+
+
+# ---------------------------------------------------------------------------------- which file to ship (#30 item 5)
+def test_rows_carry_the_paired_comparison_with_fp32_and_the_report_says_which_file_to_ship(cli_report, exported_run):
+    from edgeblood.bench.stats import INDISTINGUISHABLE, PAIRED
+
+    report = json.loads((cli_report / "report.json").read_text())
+    n = report["runs"][0]["evaluated_on"]["images"]
+    for r in _rows(report, status="ok"):
+        counts, diff = r["paired_vs_reference"], r["accuracy_vs_fp32"]
+        assert sum(counts.values()) == n and counts["reference_only"] == counts["artifact_only"] == 0  # fp32 artifacts: same answers
+        assert diff["method"] == PAIRED and diff["verdict"] == INDISTINGUISHABLE and diff["ci95"][0] < 0 < diff["ci95"][1]
+    md = (cli_report / "report.md").read_text()
+    ship = md.split("## Which file to ship")[1].split("\n## ")[0]
+    assert md.index("## Which file to ship") < md.index("## Headline")
+    paths = re.findall(r"`([^`]+)`", ship)
+    assert paths and all(Path(p).exists() for p in paths), ship  # real files, named by path
+    assert "95 % CI" in ship and PAIRED in ship
+    table = md.split("## Batch 1:")[1]
+    assert "| file |" in table and "| export/model.onnx |" in table and "| checkpoint.pt |" in table
+    assert "Δ pts vs fp32, 95 % CI" in table and "≈ [" in table
+
+
+def test_a_skipped_row_is_not_reported_as_a_failure(cli_report):
+    """Core ML (no artifact here) is skipped: listed as not measured, with its reason, never under failures."""
+    md = (cli_report / "report.md").read_text()
+    assert "not ok" not in md and "## Rows that failed or mismatched" not in md
+    skipped = md.split("## Not measured here (skipped, with the reason)")[1].split("\n## ")[0]
+    assert "| coreml |" in skipped and "| skipped |" in skipped
+
+
+def test_the_html_report_fits_a_laptop_screen(cli_report, tmp_path):
+    """1366 px wide in headless Chromium: no horizontal scrolling of the page or of any table (cut off at 1400 px before)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless Chromium here (apt-get install chromium)")
+    probe = ("<script>addEventListener('load',()=>{const d=document.documentElement;let s=[...document.querySelectorAll('.scroll')]"
+             ".map(e=>e.scrollWidth-e.clientWidth);document.body.dataset.overflow=Math.max(d.scrollWidth-d.clientWidth,...s)})</script>")
+    page = tmp_path / "report.html"
+    page.write_text((cli_report / "report.html").read_text().replace("</body>", probe + "</body>"))
+    out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--window-size=1366,900", "--virtual-time-budget=3000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    overflow = re.search(r'data-overflow="(-?\d+)"', out.stdout)
+    assert overflow, out.stderr[-2000:]
+    assert int(overflow.group(1)) <= 0, f"the page is {overflow.group(1)} px wider than a 1366 px window"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from edgeblood.cli.app import app, console, err_console
 from edgeblood.cli.options import positive_ints, split_list
@@ -42,7 +43,7 @@ def bench(
     a terminal (a log, a pipe), one line per finished row replaces the progress bar.
 
         edgeblood bench runs/se-cnn
-        edgeblood bench runs/se-cnn --runtimes onnxruntime,openvino --devices cpu --batch 1,64 --threads 1,2
+        edgeblood bench runs/se-cnn -r onnxruntime,openvino -d cpu -b 1,64 -t 1,2
         edgeblood bench runs/a runs/b runs/c --out reports/zoo
     """
     from edgeblood.bench.report import check_writable, write_report
@@ -57,9 +58,9 @@ def bench(
     out_dir = out if out is not None else opened[0].bench_dir
     config = BenchConfig(
         runtimes=split_list(runtimes) or None, devices=split_list(devices) or ["cpu"], batches=positive_ints(batch, "--batch"),
-        threads=positive_ints(threads, "--threads"), timing=_timing(quick, budget),
+        threads=positive_ints(threads, "--threads"), timing=timing_config(quick, budget),
         data_dir=str(data_dir) if data_dir else None, sample=True if sample else "auto", label=label, row_timeout_s=timeout,
-        images=str(images) if images else None, interleave=_interleave(quick, rounds),
+        images=str(images) if images else None, interleave=interleave_config(quick, rounds),
     )
     check_writable(out_dir)
     if export:
@@ -69,7 +70,7 @@ def bench(
 
     report = _bench_with_progress(opened, config)
     paths = write_report(report, out_dir)
-    _print_summary(report, paths)
+    print_summary(report, paths)
 
 
 def _bench_with_progress(opened, config) -> dict:
@@ -104,12 +105,16 @@ def _bench_with_progress(opened, config) -> dict:
         return bench_runs(opened, config, progress=after, before_row=before, stage=stage)
 
 
-def _print_summary(report: dict, paths: dict) -> None:
-    """The tables, the notes, the interleaved headline and the machine load, then where the report went."""
+def print_summary(report: dict, paths: dict) -> None:
+    """The tables, the notes, the interleaved headline and the machine load, then where the report went
+    (`edgeblood bench` and `edgeblood pipeline` end with it)."""
+    from edgeblood.bench.recommend import recommendation_lines
     from edgeblood.bench.report import headline_lines, load_lines, rich_tables
 
     for table in rich_tables(report):
         console.print(table)
+    for line in recommendation_lines(report):
+        console.print(f"[bold]ship:[/] {escape(line.replace('**', '').replace('`', ''))}", highlight=False, soft_wrap=True)
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     for run in report["runs"]:
@@ -139,7 +144,7 @@ def _row_line(row: dict, done: int, total: int) -> str:
     return f"row {done}/{total} {row['status']}: {what}" + (f": {', '.join(figures)}" if figures else "") + tail
 
 
-def _interleave(quick: bool, rounds: Optional[int]):
+def interleave_config(quick: bool, rounds: Optional[int]):
     import dataclasses
 
     from edgeblood.bench.interleave import InterleaveConfig
@@ -164,7 +169,7 @@ def _export_missing(opened, data_dir: Optional[Path]) -> None:
         console.print(f"exported {len(report.artifacts)} artifacts to {report.export_dir}", highlight=False)
 
 
-def _timing(quick: bool, budget: Optional[float]):
+def timing_config(quick: bool, budget: Optional[float]):
     import dataclasses
 
     from edgeblood.bench.measure import TimingConfig
