@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
@@ -32,11 +33,40 @@ class FlagHelpGroup(_FlagHelp, typer.core.TyperGroup):
     pass
 
 
+def flow_help(doc: str) -> str:
+    """A command's docstring as ``--help`` should show it: each prose paragraph on one logical line (rich wraps
+    it to the terminal), indented example lines kept one per line.
+
+    In rich markup mode typer keeps every newline of a docstring, so a paragraph written over several
+    source lines came out broken mid-sentence at 80 columns (issue #30), and in the command list too.
+    """
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc).split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.split("\n"):
+            if lines and not line.startswith(" ") and not lines[-1].startswith(" "):
+                lines[-1] += " " + line.strip()  # the same sentence, continued on the next source line
+            else:
+                lines.append(line)  # the first line, or an example line (indented) and what follows it
+        paragraphs.append("\n".join(lines))
+    # typer dedents the paragraphs after the first with inspect.cleandoc, whose first line does not count: when
+    # that line was the only unindented one, the examples lost their indent. A blank first line keeps it.
+    return paragraphs[0] + ("\n\n\n" + "\n\n".join(paragraphs[1:]) if paragraphs[1:] else "")
+
+
 class EdgebloodTyper(typer.Typer):
-    """typer.Typer whose commands use :class:`FlagHelpCommand` unless told otherwise."""
+    """typer.Typer whose commands use :class:`FlagHelpCommand` unless told otherwise, with their docstrings
+    reflowed for the terminal (:func:`flow_help`)."""
 
     def command(self, *args, cls: type | None = None, **kwargs):
-        return super().command(*args, cls=cls or FlagHelpCommand, **kwargs)
+        register = super().command(*args, cls=cls or FlagHelpCommand, **kwargs)
+
+        def decorator(func):
+            if kwargs.get("help") is None and func.__doc__:
+                return super(EdgebloodTyper, self).command(*args, cls=cls or FlagHelpCommand, **kwargs, help=flow_help(func.__doc__))(func)
+            return register(func)
+
+        return decorator
 
 
 app = EdgebloodTyper(

@@ -49,7 +49,7 @@ def compress(
         edgeblood compress runs/se-cnn --quantize int8 --target onnx,openvino
         edgeblood compress runs/se-cnn --quantize int8 --target litert,executorch
         edgeblood compress runs/se-cnn --prune 0.5 --finetune-epochs 3
-        edgeblood compress runs/se-cnn --quantize int8 --target openvino --max-drop 0.5
+        edgeblood compress runs/se-cnn -q int8 -t openvino --max-drop 0.5
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

@@ -42,7 +42,7 @@ def export(
 
         edgeblood export runs/se-cnn --target all
         edgeblood export runs/se-cnn --target litert,executorch
-        edgeblood export runs/se-cnn --target coreml --precision fp16 --min-target iOS17
+        edgeblood export runs/se-cnn -t coreml -p fp16 --min-target iOS17
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

@@ -22,7 +22,7 @@ def merge(
     Rows keep the machine they were measured on (the `--label` given to `edgeblood bench`, else
     the hostname); the Pareto front is marked per machine. Reports must share the schema version.
 
-        edgeblood report merge laptop.json cuda-box.json m2-mac.json --out reports/fleet
+        edgeblood report merge laptop.json cuda-box.json --out reports/fleet
     """
     from edgeblood.bench.report import check_writable, merge_reports, rich_tables, write_report
 
