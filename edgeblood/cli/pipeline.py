@@ -29,30 +29,34 @@ def pipeline(
     """Train a model on the data it finds (full BloodMNIST when present, else the embedded sample,
     saying which), export it with parity checks, make int8 variants, and benchmark everything.
 
-    Ends by printing the report's path and its table.
+    Ends by printing the benchmark's table, the interleaved headline (the fastest artifact against
+    PyTorch fp32, timed round by round in one process) and the report's path. The benchmark measures
+    PyTorch and the runtimes of the targets exported here, nothing else.
     """
-    from edgeblood.bench.measure import TimingConfig
-    from edgeblood.bench.report import rich_tables, write_report
+    from edgeblood.bench.report import write_report
     from edgeblood.bench.runner import BenchConfig, bench_runs
+    from edgeblood.cli.bench import interleave_config, print_summary, timing_config
     from edgeblood.cli.compress import variant_table
     from edgeblood.cli.train import build_config
     from edgeblood.compression.compress_run import CompressOptions, compress
     from edgeblood.data import find_dataset_file
     from edgeblood.exporters.run_export import export_run
+    from edgeblood.models import create
     from edgeblood.runs import open_run
     from edgeblood.training import train
 
     # Only look for the file here: train() loads (and MD5-checks) it once; --download lets train() fetch it.
     use_sample = sample or (find_dataset_file(size, data_dir) is None and not download)
     data_arg = str(data_dir) if data_dir else None
+    # Every option is judged before anything is printed or trained: a wrong model name is one line, not a banner and then an error.
+    create(model, in_size=size)  # the name and whether the model builds at this size
+    cfg = build_config(model=model, size=size, recipe=recipe, model_opts={}, overrides=dict(epochs=epochs or (15 if use_sample else None)),
+                       augment_overrides={}, fixed=dict(data_dir=data_arg, download=download, sample=use_sample, out_dir=str(out), name=name))
     wanted = _available_targets(targets)  # before training: a missing extra must not cost a training run
     console.rule("[bold]1/4 train")
     if use_sample:
         console.print("[yellow]full BloodMNIST not found: running the whole path on the embedded sample "
                       "(figures are smoke tests; pass --data-dir or --download for real results)[/]")
-        epochs = epochs or 15
-    cfg = build_config(model=model, size=size, recipe=recipe, model_opts={}, overrides=dict(epochs=epochs), augment_overrides={},
-                       fixed=dict(data_dir=data_arg, download=download, sample=use_sample, out_dir=str(out), name=name))
     run_dir = train(cfg, console=console)
     run = open_run(run_dir)
 
@@ -61,6 +65,9 @@ def pipeline(
     for art in report.artifacts:
         console.print(f"  {art.get('target')} {art.get('precision')}: {art.get('path')} - parity {art.get('parity', {}).get('status')}",
                       highlight=False)
+    for note in report.notes:
+        if note.startswith("WARNING:"):
+            console.print(note, style="bold yellow", highlight=False, markup=False, soft_wrap=True)
 
     console.rule("[bold]3/4 int8")
     int8_targets = tuple(t for t in wanted if t in ("onnx", "openvino"))
@@ -69,15 +76,19 @@ def pipeline(
         console.print(variant_table(rep))
 
     console.rule("[bold]4/4 bench")
-    config = BenchConfig(devices=["cpu"], batches=[1, 64], threads=[1, 2],
-                         timing=TimingConfig.quick() if quick_bench else TimingConfig(),
-                         data_dir=data_arg, sample=True if use_sample else "auto")
-    with err_console.status("benchmarking every artifact (one subprocess per row)"):
+    config = BenchConfig(runtimes=bench_runtimes(wanted), devices=["cpu"], batches=[1, 64], threads=[1, 2], timing=timing_config(quick_bench, None),
+                         data_dir=data_arg, sample=True if use_sample else "auto", interleave=interleave_config(quick_bench, None))
+    with err_console.status("benchmarking every artifact (one subprocess per row), then the interleaved headline"):
         bench = bench_runs([run], config)
-    paths = write_report(bench, run.bench_dir)
-    for table in rich_tables(bench):
-        console.print(table)
-    console.print(f"[bold]report:[/] {paths['md']}  (also {paths['json'].name}, {paths['html'].name})", highlight=False)
+    print_summary(bench, write_report(bench, run.bench_dir))
+
+
+def bench_runtimes(targets: tuple[str, ...]) -> list[str]:
+    """PyTorch (the reference) and the runtimes of the targets this pipeline exported: the runtimes of targets it
+    did not export (LiteRT, ExecuTorch by default) would only be rows saying their artifact is missing."""
+    from edgeblood.targets import get_target
+
+    return list(dict.fromkeys(["pytorch", *(get_target(t).runtime for t in targets)]))
 
 
 def _available_targets(text: str) -> tuple[str, ...]:
