@@ -162,6 +162,16 @@ def test_every_lab_augmentation_is_deterministic_under_its_seed():
         assert (first - x).abs().max() > 0.02, name
 
 
+def test_lab_aug_gives_a_share_of_the_images_another_lab_and_leaves_the_rest():
+    x = _cells(64)
+    changed = lambda out: (out - x).abs().flatten(1).max(1).values > 1e-5  # noqa: E731
+    none = augment_batch(x, AugmentConfig(**OFF, **LAB, lab_prob=0.0), torch.Generator().manual_seed(0))
+    assert not changed(none).any()  # the zoom's resampling at scale 1 hits every pixel centre exactly
+    half = changed(augment_batch(x, AugmentConfig(**OFF, **LAB, lab_prob=0.5), torch.Generator().manual_seed(0)))
+    assert 20 <= int(half.sum()) <= 44
+    assert changed(augment_batch(x, AugmentConfig(**OFF, **LAB), torch.Generator().manual_seed(0))).all()
+
+
 def test_a_recipe_without_them_draws_what_it_drew_before():
     """Switched off, the new augmentations take no random numbers: older runs' streams are unchanged."""
     x = _cells()
@@ -175,7 +185,7 @@ def test_a_recipe_without_them_draws_what_it_drew_before():
     (dict(hed_scale=1.0), "--hed-scale"), (dict(hed_scale=-0.1), "--hed-scale"), (dict(hed_shift=2.0), "--hed-shift"),
     (dict(white_balance=-0.2), "--white-balance"), (dict(brightness=1.5), "--brightness"), (dict(gamma=-1.0), "--gamma"),
     (dict(zoom=(1.5, 0.8)), "--zoom"), (dict(zoom=(0.2, 1.0)), "--zoom"), (dict(zoom=(1.0, 3.0)), "--zoom"),
-    (dict(blur=0.5), "--blur"), (dict(blur=-0.01), "--blur"),
+    (dict(blur=0.5), "--blur"), (dict(blur=-0.01), "--blur"), (dict(lab_prob=1.5), "--lab-aug"),
 ])
 def test_bad_values_give_one_line_naming_the_option(bad, option):
     with pytest.raises(EdgebloodError) as info:
@@ -188,13 +198,13 @@ def test_train_options_reach_the_config_and_bad_ones_stop_before_training(tmp_pa
     from edgeblood.cli.train import _zoom_range, build_config
 
     assert _zoom_range("0.67,1.5") == (0.67, 1.5) and _zoom_range("1.5") == (1 / 1.5, 1.5)
-    overrides = dict(hed_scale=0.3, hed_shift=0.1, white_balance=0.2, brightness=0.15, gamma=0.25, zoom=(0.67, 1.5), blur=0.025)
+    overrides = dict(hed_scale=0.3, hed_shift=0.1, white_balance=0.2, brightness=0.15, gamma=0.25, zoom=(0.67, 1.5), blur=0.025, lab_prob=0.5)
     cfg = build_config(model="se-cnn", size=28, recipe="default", model_opts={}, overrides={}, augment_overrides=overrides, fixed={})
     assert {k: getattr(cfg.augment, k) for k in overrides} == overrides
     assert cfg.augment.jpeg_prob == 0.5  # the recipe's other augmentations stay
     restored = type(cfg).from_dict(cfg.to_dict()).augment  # run.json stores lists; the zoom comes back a tuple
     assert restored == cfg.augment
-    for args in (["--zoom", "3,4"], ["--zoom", "big"], ["--blur", "0.5"], ["--hed-scale", "1.2"]):
+    for args in (["--zoom", "3,4"], ["--zoom", "big"], ["--blur", "0.5"], ["--hed-scale", "1.2"], ["--lab-aug", "2"]):
         result = CliRunner().invoke(app, ["train", "--sample", "--out", str(tmp_path / "runs"), *args])
         assert isinstance(result.exception, EdgebloodError), (args, result.output)
         assert args[0] in str(result.exception) and "\n" not in str(result.exception)

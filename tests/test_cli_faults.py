@@ -317,7 +317,7 @@ def test_the_recipe_defaults_in_train_help_are_the_default_recipes():
         "crop_area": ",".join(f"{v:g}" for v in aug.crop_area), "color_jitter": aug.color_jitter, "crop_shift": aug.crop_shift,
         "stain_jitter": aug.stain, "jpeg_aug": aug.jpeg_prob, "hed_scale": aug.hed_scale, "hed_shift": aug.hed_shift,
         "white_balance": aug.white_balance, "brightness": aug.brightness, "gamma": aug.gamma, "zoom": ",".join(f"{v:g}" for v in aug.zoom),
-        "blur": aug.blur, "pretrain_epochs": cfg.pretrain_epochs, "channels_last": on[cfg.channels_last],
+        "blur": aug.blur, "lab_aug": aug.lab_prob, "pretrain_epochs": cfg.pretrain_epochs, "channels_last": on[cfg.channels_last],
     }
     shown = {k: v.split(" (")[0] for k, v in DEFAULT_RECIPE_VALUES.items()}
     assert shown == {k: v if isinstance(v, str) else f"{v:g}" for k, v in actual.items()}

@@ -23,7 +23,7 @@ DEFAULT_RECIPE_VALUES = {
     "label_smoothing": "0.1", "class_weights": "none", "weighted_sampler": "off", "oversample": "off", "mixup": "0", "cutmix": "0",
     "ema": "0", "grad_clip": "0", "early_stopping": "0", "rot90": "on", "flips": "on", "crop_area": "0.9,1.1", "color_jitter": "0",
     "crop_shift": "0.03", "stain_jitter": "0.05", "jpeg_aug": "0.5", "hed_scale": "0", "hed_shift": "0", "white_balance": "0",
-    "brightness": "0", "gamma": "0", "zoom": "1,1", "blur": "0", "pretrain_epochs": "0 (5 for autoclassifier)",
+    "brightness": "0", "gamma": "0", "zoom": "1,1", "blur": "0", "lab_aug": "1", "pretrain_epochs": "0 (5 for autoclassifier)",
     "channels_last": "on (off for mlnn, resnet18, resnet34)",
 }
 
@@ -84,6 +84,7 @@ def train(
     gamma: Optional[float] = typer.Option(None, "--gamma", help=_recipe_help("Camera tone curve: x ** exp(+-this) per image, e.g. 0.25 (0 = off).", "gamma")),
     zoom: Optional[str] = typer.Option(None, "--zoom", help=_recipe_help("Another pixel scale: cells LOW..HIGH times their size (log-uniform; above 1 larger, below 1 smaller on their own background), e.g. 0.67,1.5; 1,1 = off.", "zoom")),
     blur: Optional[float] = typer.Option(None, "--blur", help=_recipe_help("Focus: Gaussian blur of sigma up to this share of the image side, e.g. 0.025 (0.7 px at 28 px; 0 = off).", "blur")),
+    lab_aug: Optional[float] = typer.Option(None, "--lab-aug", help=_recipe_help("Share of training images given the other-lab augmentations (--hed-*, --white-balance, --brightness, --gamma, --zoom, --blur) together; the rest keep PBC's look and scale.", "lab_aug")),
     pretrain_epochs: Optional[int] = typer.Option(None, help=_recipe_help("Autoencoder pre-training epochs (two-phase models).", "pretrain_epochs")),
     progressive_resize: Optional[str] = typer.Option(None, "--progressive-resize", help="SIZE:EPOCHS[,SIZE:EPOCHS...]: train the first epochs on images downscaled to SIZE px (after augmentation), then the next stage, the rest at --size; val, test and exports stay at --size. E.g. 32:40,48:10 with --size 64 --epochs 60. Needs a model with global pooling (se-cnn-compact, edge-cnn, mbconv-se; se-cnn only with --model-opt head=gap)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Distil from this trained run (any input size, e.g. a 64 px run for a 28 px student)."),
@@ -136,7 +137,7 @@ def train(
                        channels_last=channels_last, progressive=parse_stages(progressive_resize) if progressive_resize else None),
         augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter, stain=stain_jitter, jpeg_prob=jpeg_aug, crop_shift=crop_shift,
                                crop_area=None if crop_area is None else _area_range(crop_area), hed_scale=hed_scale, hed_shift=hed_shift,
-                               white_balance=white_balance, brightness=brightness, gamma=gamma, blur=blur,
+                               white_balance=white_balance, brightness=brightness, gamma=gamma, blur=blur, lab_prob=lab_aug,
                                zoom=None if zoom is None else _zoom_range(zoom)),
         fixed=dict(seed=seed, device=device, precision=precision, threads=threads,
                    data_dir=str(data_dir) if data_dir else None, download=download, sample=sample, out_dir=str(out), name=name,

@@ -50,6 +50,7 @@ class AugmentConfig:
     gamma: float = 0.0  # tone curve x ** exp(U[-g, g])
     zoom: tuple[float, float] = (1.0, 1.0)  # pixel scale: cells larger (> 1) or smaller (< 1), log-uniform; (1, 1) = off
     blur: float = 0.0  # Gaussian blur, sigma U[0, blur] as a share of the image side (0.03 = 0.84 px at 28 px); 0 = off
+    lab_prob: float = 1.0  # share of images given the other-lab augmentations above (the rest keep PBC's look and scale)
 
     def validate(self) -> None:
         """One clear line per bad value, at parse time, instead of a torch error at the first batch."""
@@ -73,10 +74,17 @@ class AugmentConfig:
             (0.5 <= self.zoom[0] <= self.zoom[1] <= 2,
              f"--zoom must be LOW,HIGH with 0.5 <= LOW <= HIGH <= 2 (scale of the cells; above 1 larger), got {','.join(f'{v:g}' for v in self.zoom)}"),
             (0 <= self.blur <= 0.1, f"--blur must be in [0, 0.1] (largest Gaussian sigma as a share of the image side), got {self.blur}"),
+            (0 <= self.lab_prob <= 1, f"--lab-aug must be in [0, 1] (share of images given the other-lab augmentations), got {self.lab_prob}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise EdgebloodError(message)
+
+    @property
+    def other_lab(self) -> bool:
+        """Whether any of the other-lab augmentations (stain, illuminant, gamma, zoom, blur) is on."""
+        return (self.hed_scale > 0 or self.hed_shift > 0 or self.white_balance > 0 or self.brightness > 0 or self.gamma > 0
+                or tuple(self.zoom) != (1.0, 1.0) or self.blur > 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,16 +105,20 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     With ``zoom`` on, the zoom is one more factor of that map, and pixels the window does not cover
     take the image's background colour (the median of its border) instead of repeating the edge.
     The other-lab augmentations follow in the order light meets them: stain amounts, illuminant and
-    exposure, focus, then the camera's tone curve and JPEG.
+    exposure, focus, then the camera's tone curve and JPEG. With ``lab_prob`` below 1, a random share
+    of the images gets them (all of them together: an image is "from another lab" or not); the others
+    draw the same numbers but keep their pixels' look and scale.
     """
     n = x.shape[0]
     dev = x.device
     theta = None
     zooming = tuple(cfg.zoom) != (1.0, 1.0)
+    lab = torch.rand(n, generator=generator) < cfg.lab_prob if cfg.other_lab and cfg.lab_prob < 1 else None
     if cfg.crop_area != (1.0, 1.0) or cfg.crop_shift > 0:
         theta = random_crop_theta(n, cfg.crop_area, cfg.crop_ratio, generator, shift=cfg.crop_shift)
     if zooming:
-        theta = zoom_theta(theta if theta is not None else _identity_theta(n), random_log_uniform(n, cfg.zoom, generator))
+        zoom = random_log_uniform(n, cfg.zoom, generator)
+        theta = zoom_theta(theta if theta is not None else _identity_theta(n), zoom if lab is None else torch.where(lab, zoom, 1.0))
     turns = torch.randint(0, 4, (n,), generator=generator) if cfg.rot90 else None
     flips = torch.rand(n, generator=generator) < 0.5 if cfg.flips else None
     if theta is not None:
@@ -120,13 +132,13 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
         gain = 1 + (torch.rand(n, 3, generator=generator) * 2 - 1) * cfg.stain
         x = (x * gain.to(dev, x.dtype)[:, :, None, None]).clamp(0, 1)
     if cfg.hed_scale > 0 or cfg.hed_shift > 0:
-        x = hed_jitter(x, cfg.hed_scale, cfg.hed_shift, generator)
+        x = hed_jitter(x, cfg.hed_scale, cfg.hed_shift, generator, only=lab)
     if cfg.white_balance > 0 or cfg.brightness > 0:
-        x = illuminant_jitter(x, cfg.white_balance, cfg.brightness, generator)
+        x = illuminant_jitter(x, cfg.white_balance, cfg.brightness, generator, only=lab)
     if cfg.blur > 0:
-        x = random_gaussian_blur(x, cfg.blur, generator)
+        x = random_gaussian_blur(x, cfg.blur, generator, only=lab)
     if cfg.gamma > 0:
-        x = gamma_jitter(x, cfg.gamma, generator)
+        x = gamma_jitter(x, cfg.gamma, generator, only=lab)
     if cfg.jpeg_prob > 0:
         x = random_jpeg(x, cfg.jpeg_prob, cfg.jpeg_quality, generator)
     return x
@@ -261,16 +273,20 @@ def hed_to_rgb(stains: torch.Tensor) -> torch.Tensor:
     return torch.exp(-od).clamp(0, 1)
 
 
-def hed_jitter(x: torch.Tensor, scale: float, shift: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def hed_jitter(x: torch.Tensor, scale: float, shift: float, generator: torch.Generator | None = None,
+               only: torch.Tensor | None = None) -> torch.Tensor:
     """Per image and stain: amount * U[1 - scale, 1 + scale] + U[-shift, shift] OD (Tellez et al. 2018).
 
     A stain's amount scaled is a stronger or weaker stain bath; shifted, a tinted slide or illuminant.
     OD is linear in the stain amounts, so deconvolution, jitter and recombination are one 3x3 map of
-    the OD per image (plus an offset), applied with one einsum.
+    the OD per image (plus an offset), applied with one einsum. ``only`` (N bools): the images that
+    get it; the others keep their stains (their numbers are drawn all the same).
     """
     n = x.shape[0]
     alpha = 1 + (torch.rand(n, 3, generator=generator, dtype=torch.float64) * 2 - 1) * scale
     beta = (torch.rand(n, 3, generator=generator, dtype=torch.float64) * 2 - 1) * shift
+    if only is not None:
+        alpha, beta = torch.where(only[:, None], alpha, 1.0), torch.where(only[:, None], beta, 0.0)
     mix = HED_FROM_RGB[None] @ (alpha[:, :, None] * RGB_FROM_HED[None])  # (N, 3, 3): OD -> jittered OD
     offset = beta @ RGB_FROM_HED  # (N, 3)
     od = -torch.log(x.clamp(min=_MIN_INTENSITY))
@@ -278,7 +294,8 @@ def hed_jitter(x: torch.Tensor, scale: float, shift: float, generator: torch.Gen
     return torch.exp(-od).clamp(0, 1)
 
 
-def illuminant_jitter(x: torch.Tensor, white_balance: float, brightness: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def illuminant_jitter(x: torch.Tensor, white_balance: float, brightness: float, generator: torch.Generator | None = None,
+                      only: torch.Tensor | None = None) -> torch.Tensor:
     """A per-channel gain exp(U[-white_balance, white_balance]) times one gain exp(U[-brightness, brightness]).
 
     The background of a smear is the illuminant seen through glass and plasma: another lamp, filter
@@ -292,17 +309,21 @@ def illuminant_jitter(x: torch.Tensor, white_balance: float, brightness: float, 
         log_gain = log_gain + (torch.rand(n, 3, generator=generator) * 2 - 1) * white_balance
     if brightness > 0:
         log_gain = log_gain + (torch.rand(n, 1, generator=generator) * 2 - 1) * brightness
+    if only is not None:
+        log_gain = log_gain * only[:, None]
     return (x * log_gain.exp().to(x.device, x.dtype)[:, :, None, None]).clamp(0, 1)
 
 
-def gamma_jitter(x: torch.Tensor, gamma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def gamma_jitter(x: torch.Tensor, gamma: float, generator: torch.Generator | None = None, only: torch.Tensor | None = None) -> torch.Tensor:
     """The camera's tone curve: x ** exp(U[-gamma, gamma]) per image (above 1 darker mid-tones)."""
     n = x.shape[0]
-    exponent = ((torch.rand(n, generator=generator) * 2 - 1) * gamma).exp()
+    log_exponent = (torch.rand(n, generator=generator) * 2 - 1) * gamma
+    exponent = (log_exponent if only is None else log_exponent * only).exp()
     return x.clamp(0, 1).pow(exponent.to(x.device, x.dtype)[:, None, None, None])
 
 
-def random_gaussian_blur(x: torch.Tensor, blur: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_gaussian_blur(x: torch.Tensor, blur: float, generator: torch.Generator | None = None,
+                         only: torch.Tensor | None = None) -> torch.Tensor:
     """Focus variation: a Gaussian blur of sigma U[0, blur] x the image side per image.
 
     Separable, every image its own kernel, as two grouped convolutions over the whole batch (reflected
@@ -311,6 +332,8 @@ def random_gaussian_blur(x: torch.Tensor, blur: float, generator: torch.Generato
     n, c, h, w = x.shape
     side = min(h, w)
     sigma = torch.rand(n, generator=generator, dtype=torch.float64) * blur * side
+    if only is not None:
+        sigma = sigma * only
     radius = min(max(1, math.ceil(3 * blur * side)), side - 1)
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-(t[None] ** 2) / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
