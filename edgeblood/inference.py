@@ -203,17 +203,16 @@ class PredictionReport:
         """One row per file: status, prediction, probability, review flag, top-k as column pairs, error."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        header = ["file", "framing", "status", "predicted", "probability", "review", "outside", "outside_cause"]
+        header = ["file", "framing", "status", "predicted", "probability", "review"]
         for i in range(1, self.top_k + 1):
             header += [f"top{i}_class", f"top{i}_probability"]
-        writer.writerow(header + ["error"])
+        writer.writerow(header + ["outside", "outside_cause", "error"])  # outside: the domain check (empty: the artifact has none)
         for r in self.rows:
             row: list[Any] = [r.file, self.framing_option, r.status, r.predicted or "", _fmt(r.probability),
-                              "yes" if r.review else "no" if r.error is None else "",
-                              "" if r.outside is None else "yes" if r.outside else "no", r.cause or ""]
+                              "yes" if r.review else "no" if r.error is None else ""]
             for i in range(self.top_k):
                 row += [r.top_k[i][0], _fmt(r.top_k[i][1])] if i < len(r.top_k) else ["", ""]
-            writer.writerow(row + [r.error or ""])
+            writer.writerow(row + ["" if r.outside is None else "yes" if r.outside else "no", r.cause or "", r.error or ""])
         return buf.getvalue()
 
 

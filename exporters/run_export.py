@@ -196,7 +196,7 @@ def export_run(
                 "export_seconds": round(seconds, 3),
                 "source_run": run.name,
                 "input": target.input_contract(run.in_size),
-                "outputs": list(target.outputs),
+                "outputs": artifact_outputs(target, meta),
                 "details": details,
             }
             mf.record_artifact(export_dir, entry)
@@ -275,7 +275,7 @@ def _export_captures(run, targets: list[Target], staging: Path, export_dir: Path
         _move_into_place(staged, export_dir / rel)
         entry = {"target": target.name, "precision": "fp32", "variant": "capture", "path": rel, "runtime": target.runtime,
                  "parity": parity, "export_seconds": round(seconds, 3), "source_run": run.name, "input": details.pop("input"),
-                 "outputs": list(target.outputs), "details": details}
+                 "outputs": artifact_outputs(target, meta), "details": details}
         mf.record_artifact(export_dir, entry)
         report.artifacts.append(mf.find_artifact(export_dir, rel) or entry)
 
@@ -324,3 +324,13 @@ def _move_into_place(staged: Path, dest: Path) -> None:
     for f in mf.artifact_files(staged)[::-1]:  # .bin before .xml: the .xml appears only with its weights
         with contextlib.suppress(FileNotFoundError):
             os.replace(f, dest.parent / f.name)
+
+
+def artifact_outputs(target, meta: dict[str, str]) -> list[str]:
+    """The target's outputs, plus ``domain`` where the artifact's contract says its graph carries the domain check."""
+    import json
+
+    from edgeblood.contract import DOMAIN_NAME
+
+    listed = json.loads(meta.get("outputs") or "[]")
+    return list(target.outputs) + ([DOMAIN_NAME] if DOMAIN_NAME in listed and DOMAIN_NAME not in target.outputs else [])

@@ -16,7 +16,6 @@ are left out of the fine-tuning rows and said so. The external set's duplicates 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path

@@ -59,10 +59,11 @@ def make_tiny_run(run_dir: Path, *, seed: int = 0, steps: int = 25) -> Path:
 
 
 def copy_run(src: Path, dst: Path) -> Path:
-    """A private copy (checkpoint + run.json only) so tests can export into it freely."""
+    """A private copy (checkpoint, run.json and the domain profile) so tests can export into it freely."""
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("checkpoint.pt", "run.json"):
-        shutil.copy2(Path(src) / name, dst / name)
+    for name in ("checkpoint.pt", "run.json", "domain.pt"):  # domain.pt: the domain profile, where the run has one
+        if (Path(src) / name).exists():
+            shutil.copy2(Path(src) / name, dst / name)
     return dst
 
 

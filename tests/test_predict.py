@@ -95,7 +95,7 @@ def test_cli_csv_top_k_and_review_flag(onnx_model, cells, run_dir):
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert len(rows) == 19
     assert list(rows[0]) == ["file", "framing", "status", "predicted", "probability", "review", "top1_class", "top1_probability",
-                             "top2_class", "top2_probability", "error"]
+                             "top2_class", "top2_probability", "outside", "outside_cause", "error"]
     ok = [r for r in rows if r["status"] != "error"]
     flagged = [r for r in ok if r["review"] == "yes"]
     assert 0 < len(flagged) < len(ok)
