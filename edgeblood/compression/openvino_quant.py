@@ -64,8 +64,10 @@ def quantize(
         raise EdgebloodError(f"--preset must be one of {', '.join(PRESETS)} (got '{preset}')")
     model = ov.Core().read_model(str(fp32_xml))
     calib = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
+    domain_ops = domain_only_ops(model)
+    ignored = dict(ignored_scope=nncf.IgnoredScope(names=domain_ops, validate=False)) if domain_ops else {}
     kwargs = dict(preset=getattr(nncf.QuantizationPreset, preset.upper()), subset_size=len(calibration),
-                  fast_bias_correction=False)
+                  fast_bias_correction=False, **ignored)
     info = OpenVinoQuantInfo(method="nncf.quantize", preset=preset, subset_size=len(calibration))
     with _quiet_nncf(nncf):
         quantized = nncf.quantize(model, calib, **kwargs)
@@ -100,7 +102,7 @@ def quantize(
             # convs act on a 1x1 map and cost nothing to run); their weights still dominate the file.
             # Weight-only int8 (per-channel, asymmetric) for those shrinks the file, not the math.
             # Not after accuracy control: the layers it reverted to float are meant to stay float.
-            quantized = nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_ASYM)
+            quantized = nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_ASYM, **ignored)
             info.notes.append("layers NNCF keeps in float (e.g. SE gates) get weight-only int8 (nncf.compress_weights)")
     _set_precision(quantized, "int8")
     return save_ir(quantized, out_xml, compress_to_fp16=False), info
@@ -130,6 +132,29 @@ def _validation_fn(compiled_model, items) -> tuple[float, list[float]]:
         probs = compiled_model(image)[output]
         hits.append(float(int(np.argmax(probs, axis=1)[0]) == int(label)))
     return (float(np.mean(hits)) if hits else 0.0), hits
+
+
+def domain_only_ops(model) -> list[str]:
+    """Friendly names of the ops that feed only the ``domain`` output (edgeblood.domain): left in float,
+    as the ONNX int8 path does (edgeblood.compression.onnx_quant.domain_only_nodes says why)."""
+    def ancestors(results) -> set[str]:
+        seen, stack = set(), [r for r in results]
+        while stack:
+            op = stack.pop()
+            name = op.get_friendly_name()
+            if name in seen:
+                continue
+            seen.add(name)
+            stack.extend(op.input_value(i).get_node() for i in range(op.get_input_size()))
+        return seen
+
+    results = model.get_results()
+    domain = [r for r in results if "domain" in r.input_value(0).get_names()]
+    if not domain:
+        return []
+    only = ancestors(domain) - ancestors([r for r in results if r not in domain])
+    kinds = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops()}
+    return sorted(n for n in only if kinds.get(n) not in ("Result", "Parameter", "Constant"))
 
 
 def _val_accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 64) -> float:
