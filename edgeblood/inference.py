@@ -225,7 +225,9 @@ def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None
     """Load any exported artifact (.onnx, OpenVINO .xml, .tflite, .pte, .mlpackage on macOS) or a run directory."""
     from edgeblood.runtimes import runtime_for_artifact
 
-    path = Path(path).expanduser()
+    from edgeblood.pretrained import resolve
+
+    path = resolve(path)  # a pretrained model's name or a path
     if not path.exists():
         raise EdgebloodError(f"model {path} does not exist; pass an exported artifact ({ARTIFACT_EXAMPLES}) or a run directory")
     loaded = runtime_for_artifact(path).load(path, device=device, threads=threads)

@@ -258,7 +258,9 @@ class Run:
 
 def open_run(path: str | os.PathLike) -> Run:
     """Open a run directory (or the checkpoint.pt inside one), validating it before use."""
-    path = Path(path).expanduser()
+    from edgeblood.pretrained import resolve
+
+    path = resolve(path)  # a pretrained model's name (edgeblood.pretrained) or a path
     if path.is_file() and path.name == CHECKPOINT:
         path = path.parent
     if not path.exists():
