@@ -223,9 +223,8 @@ ARTIFACT_EXAMPLES = ("model.onnx, openvino/model.xml, model.tflite, model.pte, m
 
 def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> PredictModel:
     """Load any exported artifact (.onnx, OpenVINO .xml, .tflite, .pte, .mlpackage on macOS) or a run directory."""
-    from edgeblood.runtimes import runtime_for_artifact
-
     from edgeblood.pretrained import resolve
+    from edgeblood.runtimes import runtime_for_artifact
 
     path = resolve(path)  # a pretrained model's name or a path
     if not path.exists():
