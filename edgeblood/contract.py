@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from edgeblood import __version__
@@ -42,9 +43,11 @@ DESCRIPTION = (
 
 
 def artifact_metadata(run_metadata: RunMetadata | Mapping[str, Any], *, precision: str = "fp32", target: str = "",
-                      run_name: str = "") -> dict[str, str]:
+                      run_name: str = "", domain: bool = True) -> dict[str, str]:
     """The flat string map stored in an artifact, built from a run's metadata (``Run.meta``)."""
     run_meta = as_run_metadata(run_metadata)
+    if not domain:  # an artifact built without the domain output (ExecuTorch int8)
+        run_meta = replace(run_meta, domain=None)
     inp, ds = run_meta.input, run_meta.dataset
     counts = list(ds.train_class_counts or [])
     size = int(inp.size)

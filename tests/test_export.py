@@ -102,7 +102,7 @@ def test_onnx_graph_carries_the_contract(report, reference):
     assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert isinstance(dims[0], str) and dims[1:] == [3, 28, 28]
     outs = {o.name: o.type.tensor_type.elem_type for o in proto.graph.output}
-    assert outs == {"probabilities": onnx.TensorProto.FLOAT, "label": onnx.TensorProto.INT64}
+    assert outs == {"probabilities": onnx.TensorProto.FLOAT, "label": onnx.TensorProto.INT64, "domain": onnx.TensorProto.FLOAT}
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["classes"]) == run.classes
     assert meta["input_size"] == "28" and meta["input_layout"] == "NCHW" and json.loads(meta["input_range"]) == [0, 255]
@@ -299,7 +299,7 @@ def test_bad_input_is_one_line_and_writes_nothing(report, sample_run, tmp_path, 
     (fresh / "export").write_text("a file where the export folder should be")
     _assert_one_line(*run_main(monkeypatch, capsys, str(fresh)), "is a file, not a folder")
     (fresh / "export").unlink()
-    assert sorted(p.name for p in fresh.iterdir()) == ["checkpoint.pt", "run.json"]  # nothing half-written
+    assert sorted(p.name for p in fresh.iterdir()) == ["checkpoint.pt", "domain.pt", "run.json"]  # nothing half-written
 
     before = (report.export_dir / "manifest.json").read_bytes()
     _assert_one_line(*run_main(monkeypatch, capsys, str(report.run_dir), "--target", "onnx"), r"model\.onnx already exists; pass --force")

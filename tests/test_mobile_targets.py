@@ -152,7 +152,8 @@ def test_kotlin_snippet_names_match_the_exported_file(mobile):
     assert list(inputs) == [const["INPUT_NAME"]]
     shape = list(inputs[const["INPUT_NAME"]]["shape"])
     assert const["INPUT_LAYOUT"] == "NCHW" and shape[:2] == [int(const["INPUT_BATCH"]), 3]
-    assert set(outputs) == {const["PROBABILITIES_OUTPUT"], const["LABEL_OUTPUT"]}
+    assert set(outputs) == {const["PROBABILITIES_OUTPUT"], const["LABEL_OUTPUT"], const["DOMAIN_OUTPUT"]}
+    assert list(outputs[const["DOMAIN_OUTPUT"]]["shape"]) == [1, 2]
     assert list(outputs[const["PROBABILITIES_OUTPUT"]]["shape"]) == [1, int(const["NUM_CLASSES"])]
     assert outputs[const["LABEL_OUTPUT"]]["dtype"] == np.int32 and "IntArray(INPUT_BATCH)" in source
     assert read_litert_metadata(mobile["litert"]) and const["METADATA_ENTRY"] == "edgeblood"

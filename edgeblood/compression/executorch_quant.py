@@ -22,7 +22,7 @@ def quantize_int8(job: QuantizeJob) -> dict:
     from edgeblood.contract import artifact_metadata
     from edgeblood.exporters.executorch import BATCH_METHODS, example_input, export_executorch
     from edgeblood.native_output import silenced
-    from edgeblood.preprocess import wrap_run
+    from edgeblood.preprocess import wrap_for_deployment
 
     run = job.run
     t0 = time.perf_counter()
@@ -30,7 +30,9 @@ def quantize_int8(job: QuantizeJob) -> dict:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        model = wrap_run(run).eval()
+        # Without the domain output: PT2E quantizes its distance arithmetic too, and the lowered program then
+        # failed to load ("Failed to load method forward"). The int8 .pte says so in its contract.
+        model = wrap_for_deployment(run.model, run.meta).eval()
         batch = torch.export.Dim("batch", min=1, max=1024)
         graph = torch.export.export(model, (example_input(64, run.in_size),), dynamic_shapes=({0: batch},)).module()
         prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
@@ -39,7 +41,7 @@ def quantize_int8(job: QuantizeJob) -> dict:
                 prepared(torch.from_numpy(job.calibration[i : i + 32]))
         quantized = convert_pt2e(prepared)
         programs = {name: torch.export.export(quantized, (example_input(n, run.in_size),)) for name, n in BATCH_METHODS.items()}
-    details = export_executorch(None, artifact_metadata(run.meta, precision="int8", target="executorch", run_name=run.name), job.dest,
+    details = export_executorch(None, artifact_metadata(run.meta, precision="int8", target="executorch", run_name=run.name, domain=False), job.dest,
                                 in_size=run.in_size, programs=programs)
     return {**details, "seconds": round(time.perf_counter() - t0, 3),
             "method": "PT2E static int8 (torchao prepare_pt2e/convert_pt2e), XNNPACKQuantizer symmetric per-channel weights, "

@@ -305,7 +305,7 @@ def record_variant(run, made: MadeArtifact, row: Row) -> None:
         "source_artifact": target.fp32_path,
         "method": v.method.name,
         "input": fp32_entry.get("input"),
-        "outputs": fp32_entry.get("outputs"),
+        "outputs": _outputs_of(fp32_entry.get("outputs"), v),
         "compression": details,
         "evaluation": evaluation_record(m),
         "delta_vs_fp32": row.delta,
@@ -332,3 +332,11 @@ def evaluation_record(m: dict) -> dict:
     from edgeblood.compression.measure import jsonable
 
     return {k: v for k, v in jsonable(m).items() if k != "parity"}
+
+
+def _outputs_of(fp32_outputs, variant) -> list[str] | None:
+    """The fp32 artifact's outputs, less ``domain`` for the one int8 variant built without it (ExecuTorch PT2E)."""
+    if fp32_outputs is None or variant.target != "executorch":
+        return fp32_outputs
+    return [o for o in fp32_outputs if o != "domain"]
+

@@ -27,6 +27,7 @@ class EdgebloodClassifier(modelBuffer: ByteBuffer, threads: Int = 2) {
         const val INPUT_NAME = "image"
         const val PROBABILITIES_OUTPUT = "probabilities"
         const val LABEL_OUTPUT = "label"
+        const val DOMAIN_OUTPUT = "domain"  // [1, 2]: feature and image distance to the training data / threshold
         const val METADATA_ENTRY = "edgeblood"
         const val INPUT_LAYOUT = "NCHW"
         const val INPUT_BATCH = 1
@@ -39,7 +40,8 @@ class EdgebloodClassifier(modelBuffer: ByteBuffer, threads: Int = 2) {
     val size: Int = contract.getString("input_size").toInt()
     private val framing = JSONObject(contract.getString("framing"))  // {"kind": "window", "window_px": 200, ...}
 
-    data class Result(val label: String, val probability: Float, val probabilities: FloatArray)
+    /** [outside]: the image does not look like the training data (another lab, stain or microscope): do not trust [label]. */
+    data class Result(val label: String, val probability: Float, val probabilities: FloatArray, val outside: Boolean)
 
     /** [capture]: a whole microscope frame (e.g. 360x363 px), framed the way the training images were. */
     fun classify(capture: Bitmap): Result {
@@ -53,8 +55,10 @@ class EdgebloodClassifier(modelBuffer: ByteBuffer, threads: Int = 2) {
         input.rewind()
         val probabilities = Array(INPUT_BATCH) { FloatArray(NUM_CLASSES) }
         val label = IntArray(INPUT_BATCH)
-        interpreter.runSignature(mapOf(INPUT_NAME to input), mapOf(PROBABILITIES_OUTPUT to probabilities, LABEL_OUTPUT to label), SIGNATURE)
-        return Result(classes[label[0]], probabilities[0][label[0]], probabilities[0])
+        val domain = Array(INPUT_BATCH) { FloatArray(2) }
+        interpreter.runSignature(mapOf(INPUT_NAME to input),
+            mapOf(PROBABILITIES_OUTPUT to probabilities, LABEL_OUTPUT to label, DOMAIN_OUTPUT to domain), SIGNATURE)
+        return Result(classes[label[0]], probabilities[0][label[0]], probabilities[0], domain[0].any { it > 1f })
     }
 
     /** The model's framing: a centred window of window_px source pixels (BloodMNIST: 200 px), bilinear resize.
