@@ -19,6 +19,9 @@ import numpy as np
 from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, register
 
 RECIPE = "static_wi8_ai8"
+#: The ops of the domain check (tensors named after edgeblood.domain.scorer.DomainScorer, and the signature's
+#: domain output) stay float: int8 there moved the flagged share of val captures from 3.9 % to 42 % (se-cnn 28 px).
+DOMAIN_IN_FLOAT = [{"regex": pattern, "operation": "*", "algorithm_key": "no_quantize"} for pattern in (".*DomainScorer.*", ".*domain_output.*")]
 
 
 def quantize_int8(job: QuantizeJob) -> dict:
@@ -34,7 +37,8 @@ def quantize_int8(job: QuantizeJob) -> dict:
     with silenced():
         from ai_edge_quantizer import quantizer, recipe
 
-        q = quantizer.Quantizer(str(job.source), getattr(recipe, RECIPE)() + [{"regex": ".*", "operation": "INPUT", "algorithm_key": "no_quantize"}])
+        q = quantizer.Quantizer(str(job.source), getattr(recipe, RECIPE)() + [{"regex": ".*", "operation": "INPUT", "algorithm_key": "no_quantize"}]
+                                + DOMAIN_IN_FLOAT)
         samples = {name: [{INPUT_NAME: batch} for batch in _batches(job.calibration, size)] for name, size in BATCH_SIGNATURES.items()}
         ranges = q.calibrate(samples)
         q.quantize(ranges).export_model(str(job.dest), overwrite=True)
