@@ -199,3 +199,25 @@ def test_the_pixel_scale_estimate_finds_both_labs():
     assert pbc == pytest.approx(73, rel=0.15) and other == pytest.approx(40, rel=0.15)
     with pytest.raises(EdgebloodError):
         rescale(Framing.parse("cell-crop"), 40)
+
+
+def test_int8_onnx_keeps_the_domain_check_in_float(sample_run, copy_run):
+    """Quantizing the distance arithmetic to int8 moved the flagged share of val captures from 3.9 % to
+    9.7 % (static) on se-cnn 28 px; the nodes that feed only 'domain' stay float, so int8 agrees with fp32."""
+    run_dir = copy_run(sample_run)
+    assert CliRunner().invoke(app, ["export", str(run_dir), "--target", "onnx"]).exit_code == 0
+    result = CliRunner().invoke(app, ["compress", str(run_dir), "--quantize", "int8", "--target", "onnx"])
+    assert result.exit_code == 0, result.output
+    import onnx
+
+    from edgeblood.compression.onnx_quant import domain_only_nodes
+    from edgeblood.runtimes import runtime_for_artifact, to_model_input
+
+    graph = onnx.load(str(run_dir / "export" / "model-int8.onnx")).graph
+    float_nodes = set(domain_only_nodes(graph))
+    assert float_nodes and not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.name in float_nodes for n in graph.node)
+    x = to_model_input(np.concatenate([load_sample(28).images("test"), _other_lab(load_sample(28).images("test"))]))
+    fp32 = runtime_for_artifact(run_dir / "export" / "model.onnx").load(run_dir / "export" / "model.onnx").domain(x)
+    int8 = runtime_for_artifact(run_dir / "export" / "model-int8.onnx").load(run_dir / "export" / "model-int8.onnx").domain(x)
+    assert np.mean((fp32 > 1).any(1) == (int8 > 1).any(1)) >= 0.95
+    np.testing.assert_allclose(int8[:, 1], fp32[:, 1], rtol=1e-3, atol=1e-3)  # the image score never passes through int8
