@@ -1,3 +1,39 @@
-"""edgeblood: blood-cell classification from training to an app on a device."""
+"""edgeblood: blood-cell classification from training to an app on a device.
+
+    import edgeblood
+    clf = edgeblood.Classifier("se-cnn-28")
+    print(clf.predict(["cell.png"])[0].predicted)
+
+``train``, ``load``, ``Classifier`` and ``Run`` (edgeblood.api) are loaded on first use, so
+``import edgeblood`` (and the CLI's ``--help``) does not import torch; the error family
+(``EdgebloodError`` and its kinds, edgeblood.errors) is light and imported here.
+"""
+
+from edgeblood.errors import (
+    ConfigError,
+    DataError,
+    EdgebloodError,
+    ExportError,
+    MissingExtraError,
+    ModelError,
+    RunError,
+)
 
 __version__ = "0.1.0"
+
+_API = ("Classifier", "Run", "load", "train")
+
+__all__ = ["__version__", *_API, "ConfigError", "DataError", "EdgebloodError", "ExportError", "MissingExtraError", "ModelError", "RunError"]
+
+
+def __getattr__(name: str):
+    """``edgeblood.train`` & co.: import edgeblood.api (torch and all) only when one of them is used."""
+    if name in _API:
+        from edgeblood import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'edgeblood' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

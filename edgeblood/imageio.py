@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeblood.errors import EdgebloodError
+from edgeblood.errors import DataError, EdgebloodError
 from edgeblood.framing import Framing
 
 #: File name endings walked in folders (files named explicitly are tried whatever their ending).
@@ -54,18 +54,18 @@ def load_image(path: str | os.PathLike, size: int, *, framing: Framing) -> np.nd
     try:
         return framing.apply(rgb, size)
     except EdgebloodError as exc:
-        raise EdgebloodError(f"{path}: {exc}") from None
+        raise DataError(f"{path}: {exc}") from None
 
 
 def read_pixels(path: str | os.PathLike) -> np.ndarray:
     """Decode a file into a numpy array (H x W, or H x W x C) in its stored dtype, alpha kept."""
     path = Path(path)
     if not path.exists():
-        raise EdgebloodError(f"{path}: no such file; check the path")
+        raise DataError(f"{path}: no such file; check the path")
     if not path.is_file():
-        raise EdgebloodError(f"{path}: not a file; pass image files or folders of them")
+        raise DataError(f"{path}: not a file; pass image files or folders of them")
     if path.stat().st_size == 0:
-        raise EdgebloodError(f"{path}: empty file (0 bytes), so there is no image in it; the copy or save that wrote it did not finish - copy it again")
+        raise DataError(f"{path}: empty file (0 bytes), so there is no image in it; the copy or save that wrote it did not finish - copy it again")
     if path.suffix.lower() in TIFF_EXTENSIONS:
         arr = _read_tiff(path)
         if arr is not None:
@@ -85,7 +85,7 @@ def _read_tiff(path: Path) -> np.ndarray | None:
             arr = page.asarray()
             planar = getattr(page, "planarconfig", None) == tifffile.PLANARCONFIG.SEPARATE
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error, ...
-        raise EdgebloodError(f"{path}: cannot decode this TIFF ({_why(exc)}); re-save it as an 8- or 16-bit RGB/greyscale TIFF or PNG") from None
+        raise DataError(f"{path}: cannot decode this TIFF ({_why(exc)}); re-save it as an 8- or 16-bit RGB/greyscale TIFF or PNG") from None
     if planar and arr.ndim == 3:
         arr = np.moveaxis(arr, 0, -1)
     return arr
@@ -103,11 +103,11 @@ def _read_with_pillow(path: Path) -> np.ndarray:
                 img = ImageOps.exif_transpose(img)
                 return _pillow_to_array(img)
     except UnidentifiedImageError:
-        raise EdgebloodError(f"{path}: not an image Pillow can decode; use PNG, JPEG or TIFF") from None
+        raise DataError(f"{path}: not an image Pillow can decode; use PNG, JPEG or TIFF") from None
     except Image.DecompressionBombError as exc:
-        raise EdgebloodError(_too_many_pixels(path, exc)) from None
+        raise DataError(_too_many_pixels(path, exc)) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise EdgebloodError(f"{path}: cannot decode image ({_why(exc)}); the file is damaged or truncated, re-export it") from None
+        raise DataError(f"{path}: cannot decode image ({_why(exc)}); the file is damaged or truncated, re-export it") from None
 
 
 def _too_many_pixels(path: Path, exc: Exception) -> str:
@@ -147,10 +147,10 @@ def to_rgb_uint8(arr: np.ndarray, where: str | os.PathLike = "image") -> np.ndar
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise EdgebloodError(f"{where}: expected a 2-D image, got an array of shape {arr.shape}; pass single images, not stacks or volumes")
+        raise DataError(f"{where}: expected a 2-D image, got an array of shape {arr.shape}; pass single images, not stacks or volumes")
     channels = arr.shape[-1]
     if channels not in (1, 2, 3, 4):
-        raise EdgebloodError(f"{where}: image has {channels} channels; edgeblood reads greyscale, RGB or RGBA images, save it as one of those")
+        raise DataError(f"{where}: image has {channels} channels; edgeblood reads greyscale, RGB or RGBA images, save it as one of those")
     values = _to_unit_float(arr, where) if arr.dtype != np.uint8 else None
     if values is None and channels in (1, 3):  # the common case: no float round trip, exact pixels
         return np.ascontiguousarray(np.repeat(arr, 3, axis=-1) if channels == 1 else arr)
@@ -178,10 +178,10 @@ def _to_unit_float(arr: np.ndarray, where) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.integer):
         peak = int(arr.max()) if arr.size else 0
         if arr.min() < 0:
-            raise EdgebloodError(f"{where}: signed pixel values are not supported; save the image as 8- or 16-bit unsigned")
+            raise DataError(f"{where}: signed pixel values are not supported; save the image as 8- or 16-bit unsigned")
         scale = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else float(np.iinfo(arr.dtype).max)
         return arr.astype(np.float64).astype(np.float32) / scale
-    raise EdgebloodError(f"{where}: unsupported pixel type {arr.dtype}; save the image as 8- or 16-bit PNG or TIFF")
+    raise DataError(f"{where}: unsupported pixel type {arr.dtype}; save the image as 8- or 16-bit PNG or TIFF")
 
 
 def iter_image_files(
@@ -200,7 +200,7 @@ def iter_image_files(
 
     def report(path: Path, message: str) -> None:
         if problems is None:
-            raise EdgebloodError(message)
+            raise DataError(message)
         problems.append((path, message))
 
     for raw in paths:
@@ -241,7 +241,7 @@ def find_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """All image files under ``paths`` as a list; any missing path or empty folder is an error."""
     files = list(iter_image_files(paths))
     if not files:
-        raise EdgebloodError("no images given; pass one or more image files or folders")
+        raise DataError("no images given; pass one or more image files or folders")
     return files
 
 

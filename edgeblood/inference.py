@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeblood.errors import EdgebloodError
+from edgeblood.errors import EdgebloodError, ModelError
 from edgeblood.framing import Framing, bloodmnist_framing, stored_or_dataset_framing
 from edgeblood.imageio import iter_image_files, load_image, read_pixels, to_rgb_uint8
 
@@ -228,12 +228,12 @@ def open_model(path: str | os.PathLike, device: str = "cpu", threads: int | None
 
     path = resolve(path)  # a pretrained model's name or a path
     if not path.exists():
-        raise EdgebloodError(f"model {path} does not exist; pass an exported artifact ({ARTIFACT_EXAMPLES}) or a run directory")
+        raise ModelError(f"model {path} does not exist; pass an exported artifact ({ARTIFACT_EXAMPLES}) or a run directory")
     loaded = runtime_for_artifact(path).load(path, device=device, threads=threads)
     meta = loaded.metadata()
     classes = meta.get("classes")
     if not isinstance(classes, list) or not classes:
-        raise EdgebloodError(f"{path} carries no class names in its metadata (not an edgeblood export); re-export it with `edgeblood export RUN`")
+        raise ModelError(f"{path} carries no class names in its metadata (not an edgeblood export); re-export it with `edgeblood export RUN`")
     size = meta.get("input_size") or loaded.input_size
     try:
         size = int(size)

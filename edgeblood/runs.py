@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from edgeblood.atomic import atomic_path, write_json
-from edgeblood.errors import EdgebloodError
+from edgeblood.errors import EdgebloodError, RunError
 from edgeblood.run_metadata import SCHEMA, RunMetadata, as_run_metadata
 
 CHECKPOINT = "checkpoint.pt"
@@ -54,20 +54,20 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], R
     """Load and validate a checkpoint file (and its metadata's types) without unpickling arbitrary objects."""
     path = Path(path)
     if not path.is_file():
-        raise EdgebloodError(f"no checkpoint at {path}; train one with `edgeblood train` or pass a run directory")
+        raise RunError(f"no checkpoint at {path}; train one with `edgeblood train` or pass a run directory")
     try:
         with warnings.catch_warnings():  # torch warns about weights_only defaults; the outcome is reported below
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses code objects; a truncated file fails to unzip
-        raise EdgebloodError(f"{path} is not a valid edgeblood checkpoint: {_why_unreadable(exc)}") from None
+        raise RunError(f"{path} is not a valid edgeblood checkpoint: {_why_unreadable(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise EdgebloodError(f"{path} is not an edgeblood checkpoint (no '{CHECKPOINT_FORMAT}' header); retrain or re-save it with edgeblood")
+        raise RunError(f"{path} is not an edgeblood checkpoint (no '{CHECKPOINT_FORMAT}' header); retrain or re-save it with edgeblood")
     if payload.get("version", 0) > CHECKPOINT_VERSION:
-        raise EdgebloodError(f"{path} was written by a newer edgeblood (checkpoint v{payload['version']}); upgrade edgeblood")
+        raise RunError(f"{path} was written by a newer edgeblood (checkpoint v{payload['version']}); upgrade edgeblood")
     metadata = payload.get("metadata")
     if not isinstance(metadata, dict):
-        raise EdgebloodError(f"{path} carries no metadata (model, classes, input, dataset); it cannot be rebuilt: retrain it")
+        raise RunError(f"{path} carries no metadata (model, classes, input, dataset); it cannot be rebuilt: retrain it")
     return payload["state_dict"], RunMetadata.from_dict(metadata, where=str(path))  # checks each key's type, names a missing one
 
 
@@ -264,12 +264,12 @@ def open_run(path: str | os.PathLike) -> Run:
     if path.is_file() and path.name == CHECKPOINT:
         path = path.parent
     if not path.exists():
-        raise EdgebloodError(f"run directory {path} does not exist; pass the folder `edgeblood train` created (runs/<name>)")
+        raise RunError(f"run directory {path} does not exist; pass the folder `edgeblood train` created (runs/<name>)")
     if not path.is_dir():
-        raise EdgebloodError(f"{path} is not a run directory; pass the folder `edgeblood train` created (runs/<name>)")
+        raise RunError(f"{path} is not a run directory; pass the folder `edgeblood train` created (runs/<name>)")
     if not (path / CHECKPOINT).is_file():
         hint = " (training was interrupted before the first epoch ended; resume with `edgeblood train --resume`)" if (path / TRAIN_STATE).exists() else ""
-        raise EdgebloodError(f"{path} has no {CHECKPOINT}{hint}; train with `edgeblood train` first")
+        raise RunError(f"{path} has no {CHECKPOINT}{hint}; train with `edgeblood train` first")
     state, meta = load_checkpoint(path / CHECKPOINT)
     return Run(path, meta, _state_dict=state)
 

@@ -22,7 +22,7 @@ PACKAGE_DIRS = {"edgeblood": "edgeblood", "exporters": "edgeblood.exporters", "b
 
 # Rules: a module in the layer on the left imports none of the packages on the right.
 UPPER = ("edgeblood.training", "edgeblood.evaluation", "edgeblood.compression", "edgeblood.exporters",
-         "edgeblood.bench", "edgeblood.cli")
+         "edgeblood.bench", "edgeblood.api", "edgeblood.cli")
 FORBIDDEN = {
     "core": UPPER,
     "edgeblood.evaluation": ("edgeblood.training", "edgeblood.compression", "edgeblood.exporters", "edgeblood.bench",
@@ -31,9 +31,13 @@ FORBIDDEN = {
     "edgeblood.bench": ("edgeblood.exporters", "edgeblood.compression", "edgeblood.training", "edgeblood.cli"),
 }
 
-# (importing module, imported module) pairs let through on purpose, each with its reason. Empty:
-# every upward arrow found when this test was written was removed by moving the shared code down.
-ALLOWED: dict[tuple[str, str], str] = {}
+# (importing module, imported module) pairs let through on purpose, each with its reason. Every upward
+# arrow found when this test was written was removed by moving the shared code down; the one left is the
+# front door: the package's ``__getattr__`` hands out the Python API (edgeblood.api, the floor with the CLI)
+# on first use, so ``edgeblood.train`` works while ``import edgeblood`` stays torch-free.
+ALLOWED: dict[tuple[str, str], str] = {
+    ("edgeblood", "edgeblood.api"): "lazy re-export of the public API in edgeblood/__init__.py's __getattr__",
+}
 
 
 def _module_name(path: Path) -> str:

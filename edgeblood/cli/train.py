@@ -12,9 +12,6 @@ from edgeblood.cli.app import app, console
 from edgeblood.data.image_folder import parse_split
 from edgeblood.errors import EdgebloodError
 
-#: ``--init`` without ``--lr``: the recipe's peak learning rate times this (fine-tuning, not training anew).
-FINETUNE_LR_FACTOR = 0.3
-
 #: What the default recipe sets (se-cnn at 28 px) for each option left to ``--recipe``, shown in ``--help``.
 #: Written out because --help must not import the recipes (edgeblood.training loads torch);
 #: tests/test_cli_faults.py checks it against the recipe itself.
@@ -165,22 +162,11 @@ def _parent_model(init: Path, ctx: typer.Context, model: str, size: int, model_o
 
 
 def build_config(*, model: str, size: int, recipe: str, model_opts: dict, overrides: dict, augment_overrides: dict, fixed: dict):
-    """Recipe first, then every option the user gave explicitly (None = not given)."""
-    from edgeblood.data.augment import AugmentConfig
-    from edgeblood.training import TrainConfig
-    from edgeblood.training.recipes import get_recipe
+    """Recipe first, then every option the user gave explicitly (None = not given): the library's
+    ``config_from_recipe``, so the CLI and ``edgeblood.train()`` build the same TrainConfig."""
+    from edgeblood.training.recipes import config_from_recipe
 
-    values = get_recipe(recipe, model, size)
-    augment = dict(AugmentConfig().to_dict(), **values.pop("augment", {}))
-    area = augment_overrides.get("crop_area")
-    if area is not None and area[1] is None:  # --crop-area LOW keeps the recipe's upper bound
-        augment_overrides = dict(augment_overrides, crop_area=(area[0], max(area[0], tuple(augment["crop_area"])[1])))
-    augment.update({k: v for k, v in augment_overrides.items() if v is not None})
-    if fixed.get("init") and overrides.get("lr") is None:  # fine-tuning starts from trained weights: a gentler peak
-        values["lr"] = values.get("lr", 3e-3) * FINETUNE_LR_FACTOR
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    values.update(fixed)
-    return TrainConfig(model=model, size=size, recipe=recipe, model_cfg=model_opts, augment=AugmentConfig.from_dict(augment), **values)
+    return config_from_recipe(model, size, recipe, model_cfg=model_opts, augment=augment_overrides, **overrides, **fixed)
 
 
 def _area_range(text: str) -> tuple[float, float | None]:

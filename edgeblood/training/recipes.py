@@ -1,6 +1,7 @@
 """Named training recipes per model and input size: ``--recipe default|best|published``.
 
 A recipe is a set of TrainConfig overrides; explicit command-line options win over the recipe.
+``config_from_recipe`` applies it (for the CLI and the Python API alike).
 ``default`` is the strong, affordable recipe (a 28 px SE-CNN reaches >= 96.5 % test accuracy in
 well under 20 minutes on 2 CPU cores); ``best`` spends more compute for the headline results;
 ``published`` reproduces a reference study's own settings where the study gives them.
@@ -8,7 +9,12 @@ well under 20 minutes on 2 CPU cores); ``best`` spends more compute for the head
 
 from __future__ import annotations
 
-from edgeblood.errors import EdgebloodError
+from typing import TYPE_CHECKING
+
+from edgeblood.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeblood.training.config import TrainConfig
 
 # Real-pixel augmentation (edgeblood.framing): the window's scale (+-~5 % of the side) and position
 # (+-3 %) jitter, a mild stain/white-balance gain, and a JPEG round trip (q60-95) on half the images so
@@ -62,7 +68,7 @@ def recipe_names() -> list[str]:
 def get_recipe(name: str, model: str, size: int) -> dict:
     """The overrides for ``model`` at ``size`` px; a model/size-specific entry beats the family-wide '*'."""
     if name not in RECIPES:
-        raise EdgebloodError(f"unknown recipe '{name}'; choose one of {', '.join(recipe_names())}")
+        raise ConfigError(f"unknown recipe '{name}'; choose one of {', '.join(recipe_names())}")
     table = RECIPES[name]
     recipe = dict(table.get("*", {}))
     recipe.update(table.get(model, {}))
@@ -73,3 +79,55 @@ def get_recipe(name: str, model: str, size: int) -> dict:
     if "augment" in recipe:
         recipe["augment"] = dict(recipe["augment"])
     return recipe
+
+
+#: Fine-tuning (``init`` set) without an explicit ``lr``: the recipe's peak learning rate times this,
+#: because the weights start trained and a full-size peak would undo what they learned.
+FINETUNE_LR_FACTOR = 0.3
+
+
+def config_from_recipe(
+    model: str = "se-cnn",
+    size: int = 28,
+    recipe: str = "default",
+    *,
+    model_cfg: dict | None = None,
+    augment: dict | None = None,
+    **overrides,
+) -> TrainConfig:
+    """The TrainConfig of ``recipe`` for ``model`` at ``size`` px, with the caller's choices on top.
+
+    This is the one place a recipe is applied, so ``edgeblood train`` and ``edgeblood.train()`` (and
+    anything else that builds a run) get the same configuration, and run.json's ``recipe`` describes
+    what actually ran; a bare ``TrainConfig(recipe=...)`` does not apply the recipe.
+
+    Layering, last wins: TrainConfig's defaults, the recipe's values, then ``overrides`` (any TrainConfig
+    field; ``None`` means "not given", as for an unset command-line option). ``augment`` overrides
+    AugmentConfig fields the same way; a ``crop_area`` of ``(low, None)`` keeps the recipe's upper bound.
+    With ``init`` (fine-tuning) and no ``lr``, the recipe's peak rate is scaled by FINETUNE_LR_FACTOR.
+    """
+    from dataclasses import fields
+
+    from edgeblood.data.augment import AugmentConfig
+    from edgeblood.training.config import TrainConfig
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    own = {"model", "size", "recipe", "model_cfg", "augment"}
+    unknown = sorted(set(overrides) - ({f.name for f in fields(TrainConfig)} - own))
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; see edgeblood.training.TrainConfig for the valid ones")
+    values = get_recipe(recipe, model, size)
+    augment_values = dict(AugmentConfig().to_dict(), **values.pop("augment", {}))
+    given = {k: v for k, v in (augment or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(augment_values))
+    if unknown:
+        raise ConfigError(f"unknown augmentation option(s) {', '.join(unknown)}; see edgeblood.data.augment.AugmentConfig for the valid ones")
+    area = given.get("crop_area")
+    if area is not None and area[1] is None:  # --crop-area LOW keeps the recipe's upper bound
+        given["crop_area"] = (area[0], max(area[0], tuple(augment_values["crop_area"])[1]))
+    augment_values.update(given)
+    if overrides.get("init") and "lr" not in overrides:  # fine-tuning starts from trained weights: a gentler peak
+        values["lr"] = values.get("lr", 3e-3) * FINETUNE_LR_FACTOR
+    values.update(overrides)
+    return TrainConfig(model=model, size=size, recipe=recipe, model_cfg=dict(model_cfg or {}),
+                       augment=AugmentConfig.from_dict(augment_values), **values)
