@@ -209,3 +209,20 @@ def test_train_options_reach_the_config_and_bad_ones_stop_before_training(tmp_pa
         assert isinstance(result.exception, EdgebloodError), (args, result.output)
         assert args[0] in str(result.exception) and "\n" not in str(result.exception)
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_default_recipe_trains_for_other_labs_on_a_share_of_the_images():
+    """Issue #26 item 2: the default recipe carries the other-lab augmentations (zoom left out: it cost in-domain
+    accuracy), on a quarter of the images; --lab-aug 0 or each option at 0 switches them off."""
+    from edgeblood.cli.train import build_config
+
+    def aug(**overrides):
+        return build_config(model="se-cnn", size=28, recipe="default", model_opts={}, overrides={}, augment_overrides=overrides, fixed={}).augment
+
+    default = aug()
+    assert default.other_lab and 0 < default.lab_prob < 1 and tuple(default.zoom) == (1.0, 1.0)
+    assert default.hed_scale > 0 and default.white_balance > 0 and default.gamma > 0 and default.blur > 0
+    x = _cells(16)
+    off = aug(lab_prob=0.0)
+    out = augment_batch(x, AugmentConfig(**dict(off.to_dict(), **OFF, jpeg_prob=0.0, stain=0.0, crop_shift=0.0)), torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x, atol=1e-6)

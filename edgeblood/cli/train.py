@@ -19,8 +19,8 @@ DEFAULT_RECIPE_VALUES = {
     "epochs": "30", "batch_size": "128", "lr": "0.003", "optimizer": "adamw", "schedule": "onecycle", "weight_decay": "0.0005",
     "label_smoothing": "0.1", "class_weights": "none", "weighted_sampler": "off", "oversample": "off", "mixup": "0", "cutmix": "0",
     "ema": "0", "grad_clip": "0", "early_stopping": "0", "rot90": "on", "flips": "on", "crop_area": "0.9,1.1", "color_jitter": "0",
-    "crop_shift": "0.03", "stain_jitter": "0.05", "jpeg_aug": "0.5", "hed_scale": "0", "hed_shift": "0", "white_balance": "0",
-    "brightness": "0", "gamma": "0", "zoom": "1,1", "blur": "0", "lab_aug": "1", "pretrain_epochs": "0 (5 for autoclassifier)",
+    "crop_shift": "0.03", "stain_jitter": "0.05", "jpeg_aug": "0.5", "hed_scale": "0.3", "hed_shift": "0.1", "white_balance": "0.2",
+    "brightness": "0.15", "gamma": "0.25", "zoom": "1,1", "blur": "0.025", "lab_aug": "0.25", "pretrain_epochs": "0 (5 for autoclassifier)",
     "channels_last": "on (off for mlnn, resnet18, resnet34)",
 }
 
