@@ -17,7 +17,7 @@ from pathlib import Path
 from edgeblood.atomic import write_json, write_text
 from edgeblood.pretrained import INDEX, PACKAGE_DIR, sha256
 from edgeblood.run_metadata import RunMetadata
-from edgeblood.runs import open_run, save_checkpoint
+from edgeblood.runs import METRICS_FILE, open_run, save_checkpoint
 
 
 def strip_paths(obj, pairs: list[tuple[str, str]]):
@@ -76,8 +76,8 @@ def main() -> None:
     dest.mkdir(parents=True)
     save_checkpoint(dest, run.model, RunMetadata.from_dict(meta))
     shutil.copy2(args.run / "domain.pt", dest / "domain.pt")
-    metrics = strip_paths(json.loads((args.run / "metrics.json").read_text()), pairs)
-    write_json(dest / "metrics.json", metrics)
+    metrics = strip_paths(json.loads((args.run / METRICS_FILE).read_text()), pairs)
+    write_json(dest / METRICS_FILE, metrics)
     write_text(dest / "MODEL_CARD.md", card(args.name, meta, metrics))
     files = {p.name: sha256(p) for p in sorted(dest.iterdir()) if p.is_file()}
     index_path = PACKAGE_DIR / INDEX

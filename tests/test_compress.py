@@ -118,7 +118,9 @@ def test_onnx_int8_and_fp16_variants_load_predict_and_are_smaller(onnx_compresse
         row = rows[label]
         path = export / rel
         assert row.path == rel and path.is_file()
-        assert path.stat().st_size < max_share * fp32_size, f"{rel} is {path.stat().st_size / fp32_size:.0%} of fp32"
+        # int8 keeps the domain check's weights in float (edgeblood.compression.onnx_quant.domain_only_nodes)
+        allowance = _domain_float_bytes(run_dir) if "int8" in rel else 0
+        assert path.stat().st_size < max_share * fp32_size + allowance, f"{rel} is {path.stat().st_size / fp32_size:.0%} of fp32"
         assert row.size_pct == pytest.approx(100 * path.stat().st_size / fp32_size)
         # the table's figures are those of real predictions on the whole test split, judged by the parity table
         probs = _predict_with_own_runtime(path, images)
@@ -495,3 +497,11 @@ def test_pruning_finetune_is_deterministic_and_leaves_the_callers_random_stream_
     (h1, w1), (h2, w2) = results
     assert h1 == h2
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def _domain_float_bytes(run_dir) -> int:
+    """The float32 bytes of the run's domain profile, which int8 variants keep in float."""
+    from edgeblood.domain.profile import load_profile
+
+    scorer = load_profile(run_dir)
+    return 0 if scorer is None else sum(t.numel() * 4 for t in scorer.state_dict().values())

@@ -90,7 +90,11 @@ def test_int8_variants_are_remeasured_by_their_own_runtime(int8_reports):
     for label, rel, runtime in (("litert int8 full-integer", "model-int8.tflite", "litert"), ("executorch int8 PT2E", "model-int8.pte", "executorch")):
         row = rows[label]
         path = run_dir / "export" / rel
-        assert row.path == rel and row.size_pct < 45, f"{rel} is {row.size_pct:.0f} % of fp32"
+        from test_compress import _domain_float_bytes
+
+        fp32_size = (run_dir / "export" / rel.replace("-int8", "")).stat().st_size  # LiteRT int8 keeps the domain check in float
+        allowance = 100 * _domain_float_bytes(run_dir) / fp32_size if runtime == "litert" else 0
+        assert row.path == rel and row.size_pct < 45 + allowance, f"{rel} is {row.size_pct:.0f} % of fp32"
         loaded = get_runtime(runtime).load(path)
         probs = loaded.predict(images)
         # the signature returns probabilities, not int8 codes (ai-edge-quantizer leaves it on the int8 tensor; we repoint it)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeblood import runs as _runs
 from edgeblood.errors import ExportError
+from edgeblood.manifest import MANIFEST
 
 if TYPE_CHECKING:
     from edgeblood.api.classifier import Classifier
@@ -56,7 +57,7 @@ class Run(_runs.Run):
                             data_dir=data_dir, capture=capture, strict=False, **options)
         if report.failures:
             failed = ", ".join(f"{a['path']} ({a['parity'].get('status')})" for a in report.failures)
-            raise ExportError(f"{failed}: disagrees with the PyTorch model; see {report.export_dir / 'manifest.json'} for the figures")
+            raise ExportError(f"{failed}: disagrees with the PyTorch model; see {report.export_dir / MANIFEST} for the figures")
         if not report.artifacts:
             raise ExportError(f"nothing was exported for {', '.join(_names(targets))}; " + ("; ".join(report.notes) or "check the targets"))
         return report
