@@ -58,22 +58,24 @@ def estimate_red_cell_px(files: list, size: int, framing: Framing, training_dark
                          candidates: np.ndarray | None = None, max_files: int = 200) -> tuple[float, dict[float, float]]:
     """(estimated red-cell px, {candidate: median dark share}) from unlabelled images.
 
-    The share of stained pixels in the window falls as the window grows; the candidate whose median share
-    is closest to the training images' is the estimate. A rough guide (±15 % on the other-lab set here),
-    which is why it is offered, not applied silently.
+    The share of stained pixels in the window falls as the window grows; where the images' median share
+    crosses the training images' (``_crossing``) is the estimate. A rough guide (±15 % on the other-lab
+    set here), which is why it is offered, not applied silently. Each file is decoded once; every
+    candidate window is cut from the decoded pixels.
     """
     import torch
 
     from edgeblood.domain.scorer import IMAGE_STATS, image_statistics
-    from edgeblood.imageio import load_images
+    from edgeblood.imageio import read_pixels, to_rgb_uint8
 
     if candidates is None:
         candidates = np.round(np.geomspace(25, 200, 22), 1)
-    files = list(files)[:max_files]
+    captures = [to_rgb_uint8(read_pixels(f), f) for f in list(files)[:max_files]]
     dark = IMAGE_STATS.index("dark_share")
     shares: dict[float, float] = {}
     for px in candidates:
-        images, _ = load_images(files, size, framing=rescale(framing, float(px)))
+        window = rescale(framing, float(px))
+        images = np.stack([window.apply(rgb, size) for rgb in captures])
         stats = image_statistics(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
         shares[float(px)] = float(np.median(stats[:, dark]))
     return _crossing(shares, training_dark_share), shares

@@ -27,7 +27,7 @@ from edgeblood.cli.app import console
 from edgeblood.data.labelled_images import read_labelled_images
 from edgeblood.domain.adapt import adapt_run
 from edgeblood.evaluation.evaluate import evaluate_images
-from edgeblood.imageio import find_images, load_image
+from edgeblood.imageio import load_images
 from edgeblood.inference import open_model, predict_files
 from edgeblood.runs import open_run
 
@@ -50,8 +50,7 @@ def scores(run_dir: Path, folder: Path) -> dict:
 
 def adapted(run_dir: Path, folder: Path, work: Path) -> Path:
     run = open_run(run_dir)
-    files = find_images([folder])
-    images = np.stack([load_image(f, run.in_size, framing=run.framing) for f in files])
+    images, files = load_images([folder], run.in_size, framing=run.framing)
     dest = work / f"{run.name}-adapted"
     adapt_run(run, images, files, framing=run.framing, out_dir=dest)
     return dest

@@ -97,10 +97,7 @@ def adapt_run(run, images: np.ndarray, files: Sequence[Path], *, framing: Framin
     fit_idx, held_idx = split_held_out(len(images))
     mean, std = (lab_statistics(images[fit_idx]) if colour else (list(run.mean), list(run.std)))
     n_bn = reestimate_batchnorm(model, images[fit_idx], mean, std, progress=progress) if batchnorm else 0
-    with torch.no_grad():
-        x = (torch.from_numpy(images[fit_idx]).permute(0, 3, 1, 2).float() / 255.0 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-        pseudo = torch.cat([model(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)]).numpy()
-    scorer, summary = fit_profile(model, len(run.classes), mean, std, (images[fit_idx], pseudo), images[held_idx],
+    scorer, summary = fit_profile(model, len(run.classes), mean, std, (images[fit_idx], None), images[held_idx],
                                   flag_rate=DEFAULT_FLAG_RATE)
     summary["fitted_on"] = {"profile": f"{len(fit_idx)} unlabelled images of the lab (pseudo-labels)",
                             "thresholds": f"{len(held_idx)} held-out images of the lab"}

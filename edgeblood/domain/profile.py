@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from edgeblood.atomic import atomic_path
-from edgeblood.domain.scorer import IMAGE_STATS, SCORES, STAT_GROUP, DomainScorer, HeadSplit, image_statistics, split_at_head
+from edgeblood.domain.scorer import IMAGE_STATS, SCORES, STAT_GROUP, DomainScorer, HeadSplit, image_statistics, nearest_mean_distance, split_at_head
 from edgeblood.errors import EdgebloodError
 
 DOMAIN_FILE = "domain.pt"
@@ -67,18 +67,17 @@ def whitening(x: np.ndarray, groups: np.ndarray, max_components: int) -> tuple[n
 
 
 def _distance(x: np.ndarray, means: np.ndarray, whiten: np.ndarray) -> np.ndarray:
-    z = x @ whiten.T
-    zm = means @ whiten.T
-    return ((z[:, None, :] - zm[None, :, :]) ** 2).sum(-1).min(1)
+    """The graph's own distance (scorer.nearest_mean_distance), in float64, so thresholds match what apps compute."""
+    return nearest_mean_distance(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(means), torch.from_numpy(whiten)).numpy()
 
 
-def fit_profile(model: torch.nn.Module, num_classes: int, mean: list[float], std: list[float], train: tuple[np.ndarray, np.ndarray],
+def fit_profile(model: torch.nn.Module, num_classes: int, mean: list[float], std: list[float], train: tuple[np.ndarray, np.ndarray | None],
                 val_images: np.ndarray, *, flag_rate: float = DEFAULT_FLAG_RATE, max_train: int = 20000,
                 progress: Callable[[int], None] | None = None, seed: int = 0) -> tuple[DomainScorer, dict[str, Any]]:
     """The profile of ``model`` (trained on ``train`` = (images, labels)), thresholds from ``val_images``.
 
-    ``train`` labels may be pseudo-labels (``edgeblood adapt`` has no labels): they only group the
-    features into classes for the nearest-class-mean distance.
+    ``train`` labels only group the features into classes for the nearest-class-mean distance; None
+    (``edgeblood adapt``: unlabelled images) groups them by the model's own predictions.
     """
     split = split_at_head(model, num_classes)
     if split is None:
@@ -88,12 +87,12 @@ def fit_profile(model: torch.nn.Module, num_classes: int, mean: list[float], std
     images, labels = train
     if len(images) > max_train:
         keep = np.sort(np.random.default_rng(seed).choice(len(images), max_train, replace=False))
-        images, labels = images[keep], labels[keep]
+        images, labels = images[keep], None if labels is None else labels[keep]
     if len(images) < 20 or len(val_images) < 10:
         raise EdgebloodError(f"the domain profile needs at least 20 train and 10 val images, got {len(images)} and {len(val_images)}")
-    f_train, s_train, _ = extract(split, images, mean, std, progress=progress)
+    f_train, s_train, p_train = extract(split, images, mean, std, progress=progress)
     f_val, s_val, _ = extract(split, val_images, mean, std, progress=progress)
-    labels = np.asarray(labels).reshape(-1)
+    labels = p_train.argmax(1) if labels is None else np.asarray(labels).reshape(-1)
     f_means, f_whiten = whitening(f_train, labels, min(MAX_COMPONENTS, f_train.shape[1]))
     s_means, s_whiten = whitening(s_train, np.zeros(len(s_train), int), s_train.shape[1])
     raw_val = np.stack([_distance(f_val, f_means, f_whiten), _distance(s_val, s_means, s_whiten)], 1)

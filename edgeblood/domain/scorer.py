@@ -14,8 +14,9 @@ mean top probability of 0.90). The softmax cannot tell, so two distances are mea
 Both are divided by their threshold, fitted so that a chosen share of the held-in val images lies
 above it, so the exported graph's ``domain`` output reads the same in every app: a value above 1 is
 outside what training saw. Everything is plain tensor arithmetic (no sort, no conv), so it exports
-to ONNX, OpenVINO, Core ML, LiteRT and ExecuTorch, and quantizers leave it in float (see
-``edgeblood.domain.graph``).
+to ONNX, OpenVINO, Core ML, LiteRT and ExecuTorch; the int8 paths leave it in float
+(``edgeblood.compression.onnx_quant.domain_only_nodes``, ``openvino_quant.domain_only_ops``,
+``litert_quant.DOMAIN_IN_FLOAT``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ IMAGE_STATS = ("mean_r", "mean_g", "mean_b", "spread_r", "spread_g", "spread_b",
 STAT_GROUP = {"mean_r": "colour", "mean_g": "colour", "mean_b": "colour", "spread_r": "colour", "spread_g": "colour",
               "spread_b": "colour", "sharpness": "focus", "dark_share": "scale"}
 SCORES = ("features", "image")
-DOMAIN_OUTPUT = "domain"
 
 
 def image_statistics(image: torch.Tensor) -> torch.Tensor:
@@ -112,14 +112,7 @@ def split_at_head(model: nn.Module, num_classes: int) -> HeadSplit | None:
     head = model.get_submodule(name)
     body = copy.copy(model)  # shallow: shares every parameter; only the head slot is swapped below
     body._modules = dict(model._modules)
-    parent_name, _, leaf = name.rpartition(".")
-    if parent_name:
-        parent = copy.copy(model.get_submodule(parent_name))
-        parent._modules = dict(parent._modules)
-        parent._modules[leaf] = nn.Identity()
-        _set_submodule(body, parent_name, parent)
-    else:
-        body._modules[leaf] = nn.Identity()
+    _set_submodule(body, name, nn.Identity())
     split = HeadSplit(body, head).eval()
     in_size = getattr(model, "edgeblood_config", {}).get("in_size", 28)
     probe = torch.rand(2, 3, in_size, in_size)
