@@ -58,7 +58,8 @@ def adapted(run_dir: Path, folder: Path, work: Path) -> Path:
 
 def k_shot(run_dir: Path, folder: Path, k: int | None, folds: int, work: Path) -> dict:
     """Mean and spread over ``folds`` of fine-tuning on k labelled images per class (None: all the rest)."""
-    from edgeblood.training import TrainConfig, train
+    from edgeblood.config import TrainConfig
+    from edgeblood.training import train
 
     items = read_labelled_images(folder, open_run(run_dir).classes)
     by_class: dict[str, list[Path]] = {}

@@ -6,7 +6,7 @@ alternating rounds (A B, B A, ...) of the same number of images, with the same t
 figure is the median of the per-round ratios (candidate img/s / baseline img/s) and its range, with
 the load average (os.getloadavg) beside it.
 
-What one step is: the engine's inner loop for the default recipe (edgeblood.training.recipes) on real
+What one step is: the engine's inner loop for the default recipe (edgeblood.config.recipes) on real
 BloodMNIST train images: index the in-memory uint8 batch, convert, augment (crop, rot90, flips, stain,
 JPEG round trip), normalise, forward, label-smoothed cross-entropy, backward, AdamW, one-cycle
 scheduler step, the per-batch ``.item()`` metrics and the progress-bar update.
@@ -44,8 +44,8 @@ from rich.table import Table
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from edgeblood.cli.train import build_config
+from edgeblood.config import AugmentConfig
 from edgeblood.data import load_bloodmnist
-from edgeblood.data.augment import AugmentConfig
 from edgeblood.data.batches import BatchStream, Normalizer, channel_stats, to_tensor_nchw
 from edgeblood.models import count_macs, create
 from edgeblood.training.distributed import resolve_precision

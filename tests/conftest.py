@@ -96,7 +96,8 @@ def sample_runs(tmp_path_factory):
 
     Read-only for tests: copy it (``copy_run``) before changing anything inside.
     """
-    from edgeblood.training import TrainConfig, train
+    from edgeblood.config import TrainConfig
+    from edgeblood.training import train
 
     made: dict[str, Path] = {}
 

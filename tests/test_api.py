@@ -107,8 +107,7 @@ def test_cli_and_python_train_bit_identical_weights(tmp_path):
 
 
 def test_config_from_recipe_layers_the_recipe_under_the_callers_choices():
-    from edgeblood.training import TrainConfig
-    from edgeblood.training.recipes import FINETUNE_LR_FACTOR, config_from_recipe
+    from edgeblood.config import FINETUNE_LR_FACTOR, TrainConfig, config_from_recipe
 
     cfg = config_from_recipe("se-cnn", 28, epochs=2, augment={"jpeg_prob": 0.0, "crop_area": (0.8, None)})
     assert cfg.channels_last and cfg.epochs == 2 and cfg.augment.jpeg_prob == 0.0 and cfg.augment.stain == 0.05

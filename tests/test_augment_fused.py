@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgeblood.data.augment import AugmentConfig, augment_batch, jpeg_round_trip_rgb, random_resized_crop
+from edgeblood.config import AugmentConfig
+from edgeblood.data.augment import augment_batch, jpeg_round_trip_rgb, random_resized_crop
 from edgeblood.data.batches import BatchStream, to_tensor_nchw
 from edgeblood.data.bloodmnist import load_sample
 from edgeblood.framing import jpeg_round_trip

@@ -15,10 +15,10 @@ import torch
 from typer.testing import CliRunner
 
 from edgeblood.cli import app
+from edgeblood.config import AugmentConfig
 from edgeblood.data.augment import (
     HED_FROM_RGB,
     RGB_FROM_HED,
-    AugmentConfig,
     augment_batch,
     border_median,
     gamma_jitter,

@@ -118,7 +118,8 @@ def test_finished_run_messages_point_to_what_works(sample_run, copy_run):
     """D17: a run whose final evaluation was cut off said "nothing to resume" (and `--name X` suggested --resume)."""
     import json
 
-    from edgeblood.training import TrainConfig, train
+    from edgeblood.config import TrainConfig
+    from edgeblood.training import train
 
     run_dir = copy_run(sample_run)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -139,7 +140,8 @@ def test_finished_run_messages_point_to_what_works(sample_run, copy_run):
 
 def test_a_failed_start_removes_only_its_own_empty_run_folder(tmp_path):
     """The clean-up after a failed start must not touch another training's fresh folder in the same --out."""
-    from edgeblood.training import TrainConfig, train
+    from edgeblood.config import TrainConfig
+    from edgeblood.training import train
 
     out = tmp_path / "runs"
     (out / "other-training").mkdir(parents=True)  # started a moment ago, first epoch not done: no checkpoint yet

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from edgeblood.config import AugmentConfig
 from edgeblood.data import load_bloodmnist, md5sum
-from edgeblood.data.augment import AugmentConfig, augment_batch, random_resized_crop
+from edgeblood.data.augment import augment_batch, random_resized_crop
 from edgeblood.data.batches import BatchStream, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.data.bloodmnist import load_sample
 from edgeblood.data.download import download_bloodmnist

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
+from edgeblood.config import TrainConfig
 from edgeblood.data.batches import BatchStream
 from edgeblood.data.bloodmnist import load_sample
 from edgeblood.errors import EdgebloodError
@@ -18,7 +19,7 @@ from edgeblood.evaluation.evaluate import evaluate_run
 from edgeblood.evaluation.predict import dihedral_views, predict_logits, predict_probs
 from edgeblood.info import SHORT_CLASS_NAMES
 from edgeblood.runs import open_run
-from edgeblood.training import TrainConfig, train
+from edgeblood.training import train
 from edgeblood.training.distill import cache_path, distillation_loss, teacher_logits
 
 QUIET = Console(quiet=True)

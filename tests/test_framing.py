@@ -124,7 +124,8 @@ def test_official_28px_framing_with_jpeg_is_closest_to_the_npz(data_dir):
 def test_real_pixel_augmentation_jpeg_share_and_validation():
     import torch
 
-    from edgeblood.data.augment import AugmentConfig, augment_batch
+    from edgeblood.config import AugmentConfig
+    from edgeblood.data.augment import augment_batch
 
     x = torch.rand(64, 3, 28, 28)
     cfg = AugmentConfig(rot90=False, flips=False, crop_area=(1.0, 1.0), jpeg_prob=0.5, jpeg_quality=(60, 60))
@@ -137,7 +138,7 @@ def test_real_pixel_augmentation_jpeg_share_and_validation():
 
 
 def test_default_recipe_trains_for_real_pixels():
-    from edgeblood.training.recipes import get_recipe
+    from edgeblood.config import get_recipe
 
     aug = get_recipe("default", "se-cnn", 28)["augment"]
     assert aug["jpeg_prob"] > 0 and aug["stain"] > 0 and aug["crop_area"][1] > 1.0 and aug["crop_shift"] > 0

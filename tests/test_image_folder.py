@@ -14,12 +14,13 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from edgeblood.cli import app
+from edgeblood.config import TrainConfig
 from edgeblood.data.image_folder import load_folder_for_run, load_image_folder, stratified_split
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import Framing
 from edgeblood.imageio import CELL_CROP
 from edgeblood.runs import open_run
-from edgeblood.training import TrainConfig, train
+from edgeblood.training import train
 from edgeblood.training.init_from import ParentInit, init_from_parent, set_backbone_frozen
 
 # Three classes a small CNN tells apart only by shape: a disc, a ring and a bar, in random colours.

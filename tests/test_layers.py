@@ -58,7 +58,7 @@ def _layer(module: str, path: Path) -> str | None:
     parts = module.split(".")
     if len(parts) == 1 or (len(parts) == 2 and path.parent == ROOT / "edgeblood" and path.name != "__init__.py"):
         return None if path.name == "__main__.py" else "core"
-    if parts[1] in ("data", "models", "domain"):
+    if parts[1] in ("config", "data", "models", "domain"):
         return "core"
     top = ".".join(parts[:2])
     return top if top in FORBIDDEN else None

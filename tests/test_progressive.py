@@ -9,10 +9,11 @@ from typer.testing import CliRunner
 
 import edgeblood.training.engine as engine
 from edgeblood.cli import app
+from edgeblood.config import TrainConfig
+from edgeblood.config.stages import describe_stages, parse_stages, size_at_epoch
 from edgeblood.data.batches import downscale
 from edgeblood.errors import EdgebloodError
-from edgeblood.training import TrainConfig, train
-from edgeblood.training.progressive import describe_stages, parse_stages, size_at_epoch
+from edgeblood.training import train
 
 QUIET = Console(quiet=True)
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 from rich.console import Console
 
+from edgeblood.config import TrainConfig, get_recipe
 from edgeblood.errors import EdgebloodError
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run
-from edgeblood.training import TrainConfig, train
-from edgeblood.training.recipes import get_recipe
+from edgeblood.training import train
 
 QUIET = Console(quiet=True)
 SMALL = {"widths": [8, 16, 32, 64]}

@@ -151,7 +151,7 @@ def train(
 ) -> Run:
     """Train ``model`` at ``size`` px with ``recipe`` and return the finished run.
 
-    The configuration is ``edgeblood.training.recipes.config_from_recipe`` (the recipe, then ``options``),
+    The configuration is ``edgeblood.config.config_from_recipe`` (the recipe, then ``options``),
     exactly what ``edgeblood train`` builds from the same choices: same seed, same recipe, same weights.
     ``options`` are TrainConfig fields (``epochs``, ``lr``, ``seed``, ``sample``, ``out_dir``, ``name``, ...),
     ``augment`` AugmentConfig fields. ``quiet`` keeps the trainer's per-epoch table and bars out of a
@@ -159,8 +159,8 @@ def train(
     """
     from rich.console import Console
 
+    from edgeblood.config.recipes import config_from_recipe
     from edgeblood.training import train as run_training
-    from edgeblood.training.recipes import config_from_recipe
 
     cfg = config_from_recipe(model, size, recipe, model_cfg=model_cfg, augment=augment, **options)
     run_dir = run_training(cfg, console=Console(quiet=True) if quiet else None, evaluate=evaluate)

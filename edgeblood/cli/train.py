@@ -13,7 +13,7 @@ from edgeblood.data.image_folder import parse_split
 from edgeblood.errors import EdgebloodError
 
 #: What the default recipe sets (se-cnn at 28 px) for each option left to ``--recipe``, shown in ``--help``.
-#: Written out because --help must not import the recipes (edgeblood.training loads torch);
+#: Written out rather than derived so that each reads as a person would say it ("0 (5 for autoclassifier)");
 #: tests/test_cli_faults.py checks it against the recipe itself.
 DEFAULT_RECIPE_VALUES = {
     "epochs": "30", "batch_size": "128", "lr": "0.003", "optimizer": "adamw", "schedule": "onecycle", "weight_decay": "0.0005",
@@ -110,9 +110,8 @@ def train(
 
     Model selection uses the val split only; the test split is evaluated once at the end.
     """
-    from edgeblood.training import TrainConfig
+    from edgeblood.config import TrainConfig, parse_stages
     from edgeblood.training import train as run_training
-    from edgeblood.training.progressive import parse_stages
 
     if resume is not None:
         _refuse_options_with_resume(ctx)
@@ -164,7 +163,7 @@ def _parent_model(init: Path, ctx: typer.Context, model: str, size: int, model_o
 def build_config(*, model: str, size: int, recipe: str, model_opts: dict, overrides: dict, augment_overrides: dict, fixed: dict):
     """Recipe first, then every option the user gave explicitly (None = not given): the library's
     ``config_from_recipe``, so the CLI and ``edgeblood.train()`` build the same TrainConfig."""
-    from edgeblood.training.recipes import config_from_recipe
+    from edgeblood.config.recipes import config_from_recipe
 
     return config_from_recipe(model, size, recipe, model_cfg=model_opts, augment=augment_overrides, **overrides, **fixed)
 

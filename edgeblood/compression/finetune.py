@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgeblood.data.augment import AugmentConfig
+from edgeblood.config.augment import AugmentConfig
 from edgeblood.data.batches import BatchStream, Normalizer, to_tensor_nchw
 from edgeblood.training.loop import BestOnVal, Feed, Objective, Update, build_optimizer, evaluate, train_one_epoch
 

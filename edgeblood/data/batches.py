@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeblood.data.augment import AugmentConfig, augment_batch
+from edgeblood.config.augment import AugmentConfig
+from edgeblood.data.augment import augment_batch
 
 
 def to_tensor_nchw(images: np.ndarray) -> torch.Tensor:

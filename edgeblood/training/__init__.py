@@ -1,6 +1,5 @@
-"""Training: ``train(TrainConfig)`` produces a run directory (see edgeblood.runs)."""
+"""Training: ``train(TrainConfig)`` produces a run directory (see edgeblood.runs); the config is edgeblood.config."""
 
-from edgeblood.training.config import TrainConfig
 from edgeblood.training.engine import train
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["train"]

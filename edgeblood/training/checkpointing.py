@@ -24,9 +24,9 @@ import torch
 import torch.nn as nn
 
 from edgeblood.atomic import atomic_path
+from edgeblood.config.train import TrainConfig
 from edgeblood.errors import EdgebloodError
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE
-from edgeblood.training.config import TrainConfig
 from edgeblood.training.loop import BestOnVal
 
 # What torch.save's zip writer raises when the disk fills up mid-file (it reports no errno):

@@ -30,6 +30,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from edgeblood import __version__
+from edgeblood.config.stages import describe_stages, size_at_epoch
+from edgeblood.config.train import TrainConfig
 from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.devices import available_cores
@@ -43,13 +45,12 @@ from edgeblood.provenance import command_line, git_commit, library_versions, utc
 from edgeblood.run_metadata import TrainingInfo
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run, save_checkpoint, write_history
 from edgeblood.training.checkpointing import Standing, Trainables, load_train_state, restore_rng, save_train_state, stop_cleanly_on_write_failure
-from edgeblood.training.config import TrainConfig
 from edgeblood.training.distill import teacher_logits
 from edgeblood.training.distributed import DistContext, resolve_precision
 from edgeblood.training.init_from import ParentInit, classifier_head, init_from_parent, open_parent, set_backbone_frozen
 from edgeblood.training.loop import BestOnVal, EpochSums, Feed, Objective, Update, autocast_for, build_optimizer, train_one_epoch
 from edgeblood.training.loop import evaluate as val_loss_and_accuracy  # train(evaluate=...) names the final evaluation
-from edgeblood.training.progressive import check_model_takes, describe_stages, size_at_epoch
+from edgeblood.training.progressive import check_model_takes
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
 
 

@@ -9,12 +9,11 @@ well under 20 minutes on 2 CPU cores); ``best`` spends more compute for the head
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import fields
 
+from edgeblood.config.augment import AugmentConfig
+from edgeblood.config.train import TrainConfig
 from edgeblood.errors import ConfigError
-
-if TYPE_CHECKING:
-    from edgeblood.training.config import TrainConfig
 
 # Real-pixel augmentation (edgeblood.framing): the window's scale (+-~5 % of the side) and position
 # (+-3 %) jitter, a mild stain/white-balance gain, and a JPEG round trip (q60-95) on half the images so
@@ -69,11 +68,16 @@ RECIPES: dict[str, dict[str, dict]] = {
 
 
 def recipe_names() -> list[str]:
+    """The recipes ``--recipe`` accepts, sorted."""
     return sorted(RECIPES)
 
 
 def get_recipe(name: str, model: str, size: int) -> dict:
-    """The overrides for ``model`` at ``size`` px; a model/size-specific entry beats the family-wide '*'."""
+    """The overrides for ``model`` at ``size`` px; a model/size-specific entry beats the family-wide '*'.
+
+    Returns a fresh dict of TrainConfig field values (``augment`` a dict of AugmentConfig fields), safe
+    to modify. Raises ``ConfigError`` for an unknown recipe name.
+    """
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe '{name}'; choose one of {', '.join(recipe_names())}")
     table = RECIPES[name]
@@ -100,7 +104,7 @@ def config_from_recipe(
     *,
     model_cfg: dict | None = None,
     augment: dict | None = None,
-    **overrides,
+    **overrides: object,
 ) -> TrainConfig:
     """The TrainConfig of ``recipe`` for ``model`` at ``size`` px, with the caller's choices on top.
 
@@ -112,23 +116,25 @@ def config_from_recipe(
     field; ``None`` means "not given", as for an unset command-line option). ``augment`` overrides
     AugmentConfig fields the same way; a ``crop_area`` of ``(low, None)`` keeps the recipe's upper bound.
     With ``init`` (fine-tuning) and no ``lr``, the recipe's peak rate is scaled by FINETUNE_LR_FACTOR.
+
+    Example::
+
+        cfg = config_from_recipe("se-cnn", 64, "best", epochs=20, augment={"jpeg_prob": 0.0})
+
+    Raises:
+        ConfigError: an unknown recipe, training option or augmentation option.
     """
-    from dataclasses import fields
-
-    from edgeblood.data.augment import AugmentConfig
-    from edgeblood.training.config import TrainConfig
-
     overrides = {k: v for k, v in overrides.items() if v is not None}
     own = {"model", "size", "recipe", "model_cfg", "augment"}
     unknown = sorted(set(overrides) - ({f.name for f in fields(TrainConfig)} - own))
     if unknown:
-        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; see edgeblood.training.TrainConfig for the valid ones")
+        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; see edgeblood.config.TrainConfig for the valid ones")
     values = get_recipe(recipe, model, size)
     augment_values = dict(AugmentConfig().to_dict(), **values.pop("augment", {}))
     given = {k: v for k, v in (augment or {}).items() if v is not None}
     unknown = sorted(set(given) - set(augment_values))
     if unknown:
-        raise ConfigError(f"unknown augmentation option(s) {', '.join(unknown)}; see edgeblood.data.augment.AugmentConfig for the valid ones")
+        raise ConfigError(f"unknown augmentation option(s) {', '.join(unknown)}; see edgeblood.config.AugmentConfig for the valid ones")
     area = given.get("crop_area")
     if area is not None and area[1] is None:  # --crop-area LOW keeps the recipe's upper bound
         given["crop_area"] = (area[0], max(area[0], tuple(augment_values["crop_area"])[1]))

@@ -1,12 +1,16 @@
-"""Everything that defines a training run, as one JSON-able dataclass (stored in run.json)."""
+"""Everything that defines a training run, as one JSON-able dataclass (stored in run.json).
+
+Plain data with its own checks, no torch: the CLI's ``--help``, ``edgeblood.config_from_recipe`` and a
+notebook can build and validate a configuration without loading the trainer.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from edgeblood.data.augment import AugmentConfig
-from edgeblood.errors import EdgebloodError
-from edgeblood.training.progressive import stage_problems
+from edgeblood.config.augment import AugmentConfig
+from edgeblood.config.stages import stage_problems
+from edgeblood.errors import ConfigError
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "plateau", "constant")
@@ -15,6 +19,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass
 class TrainConfig:
+    """One training run: model, recipe values, data, device and where the run directory goes.
+
+    A bare ``TrainConfig(recipe="default")`` only *names* the recipe; ``edgeblood.config.config_from_recipe``
+    fills its values in (the CLI and ``edgeblood.train`` both build their config that way). The
+    field comments below say what each one does; the CLI option of the same name says more.
+    """
+
     model: str = "se-cnn"
     size: int = 28
     model_cfg: dict = field(default_factory=dict)
@@ -64,10 +75,15 @@ class TrainConfig:
     teacher: str | None = None
     kd_alpha: float = 0.7  # weight of the soft-target term; (1 - kd_alpha) stays on the hard labels
     kd_temperature: float = 2.0
-    # Progressive resizing: [[size_px, epochs], ...] trained first, the rest at ``size`` (edgeblood.training.progressive).
+    # Progressive resizing: [[size_px, epochs], ...] trained first, the rest at ``size`` (edgeblood.config.stages).
     progressive: list[list[int]] | None = None
 
     def validate(self) -> None:
+        """Refuse a configuration that cannot train, before any data is loaded.
+
+        Raises:
+            ConfigError: the first problem, worded as the command-line option it comes from.
+        """
         checks = [
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
@@ -97,20 +113,22 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise EdgebloodError(message)
+                raise ConfigError(message)
         if self.progressive:
             problems = stage_problems(self.progressive, self.size, self.epochs)
             if problems:
-                raise EdgebloodError(problems[0])
+                raise ConfigError(problems[0])
         self.augment.validate()
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-able dict (run.json's ``training.config``)."""
         d = asdict(self)
         d["augment"] = self.augment.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The config from :meth:`to_dict`'s form; keys this version does not know (an older or newer run) are dropped."""
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         if isinstance(d.get("augment"), dict):
