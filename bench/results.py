@@ -14,7 +14,8 @@ import numpy as np
 
 from edgeblood.bench.plan import SPLIT, Artifact, Planned, display_path
 from edgeblood.bench.stats import INDISTINGUISHABLE, difference_vs_reference, paired_counts
-from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED, STATUSES, precision_class
+from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED, precision_class
+from edgeblood.parity_status import STATUSES
 
 SCHEMA = "edgeblood.bench/2"  # /2: the parity judge's status words ("mismatch", was "output mismatch") and thresholds
 

@@ -68,7 +68,8 @@ from edgeblood.bench.results import (
 )
 from edgeblood.bench.results import judge as _judge
 from edgeblood.errors import EdgebloodError
-from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED, STATUSES
+from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED
+from edgeblood.parity_status import STATUSES
 
 # Callers import these from here (the CLI, the pipeline, the tests): one place to find the bench's API.
 __all__ = [

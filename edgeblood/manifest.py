@@ -28,7 +28,7 @@ from typing import Any
 
 from edgeblood.atomic import exclusive_lock, write_json
 from edgeblood.errors import EdgebloodError
-from edgeblood.parity import STATUSES
+from edgeblood.parity_status import STATUSES
 from edgeblood.provenance import utc_now
 
 MANIFEST = "manifest.json"

@@ -34,10 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeblood.errors import EdgebloodError
-
-OK, MISMATCH, FAILED, SKIPPED = "ok", "mismatch", "failed", "skipped"
-STATUSES = (OK, MISMATCH, FAILED, SKIPPED)
-NOT_SHIPPABLE = (MISMATCH, FAILED)
+from edgeblood.parity_status import FAILED, MISMATCH, NOT_SHIPPABLE, OK, SKIPPED
 
 DEFAULT_IMAGES = 256
 THRESHOLDS: dict[str, dict[str, float | None]] = {

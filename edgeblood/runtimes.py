@@ -5,9 +5,13 @@
     m = rt.load(path, device="cpu", threads=1)
     probs = m.predict(images)        # float32 NCHW RGB 0-255 (the deployment contract) -> [N, C]
 
-Adding a runtime is one new ``Runtime`` subclass decorated with ``@register_runtime``; nothing else
-changes. Heavy libraries are imported inside the adapters so that listing runtimes is cheap and a
-missing one is a reason string, never an ImportError.
+This module is the registry and the interface (``Runtime``, ``LoadedModel``); the adapters live with
+their format: ``edgeblood.exporters.<format>.runtime`` beside the exporter, the metadata reader and the
+quantizers of that format, and PyTorch's in ``edgeblood.pytorch_runtime``. They are imported by name on
+first use (as ``edgeblood.targets`` imports target modules), so this module needs none of them and
+listing runtimes costs a few small imports. Adding a runtime is one ``Runtime`` subclass decorated with
+``@register_runtime`` plus its module name in ``BUILTIN_MODULES`` (or an import of it by a plugin).
+Adapters import their library inside functions, so a missing one is a reason string, never an ImportError.
 
 It lives in the core of the package, not in ``edgeblood.bench``, because every consumer of an
 artifact runs it through this interface: ``predict`` (edgeblood.inference), ``compress`` (calibration and the
@@ -16,8 +20,8 @@ measured rows), the exporters' parity check and the benchmark itself.
 
 from __future__ import annotations
 
+import importlib
 import os
-import platform
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -28,6 +32,15 @@ import numpy as np
 
 from edgeblood.errors import EdgebloodError
 
+# In listing order (bench plans its rows in this order); each module registers its adapter when imported.
+BUILTIN_MODULES = (
+    "edgeblood.pytorch_runtime",
+    "edgeblood.exporters.onnx.runtime",
+    "edgeblood.exporters.openvino.runtime",
+    "edgeblood.exporters.coreml.runtime",
+    "edgeblood.exporters.litert.runtime",
+    "edgeblood.exporters.executorch.runtime",
+)
 DEFAULT_CHUNK = 256  # images per runtime call in predict(); bounds memory on full test splits
 
 
@@ -196,6 +209,7 @@ class Runtime(ABC):
 
 
 _RUNTIMES: dict[str, type[Runtime]] = {}
+_LOADED = False
 _ALIASES = {"torch": "pytorch", "ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino", "ct": "coreml", "coremltools": "coreml"}
 
 
@@ -205,11 +219,21 @@ def register_runtime(cls: type[Runtime]) -> type[Runtime]:
     return cls
 
 
+def _load() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+
+
 def list_runtimes() -> list[str]:
+    _load()
     return list(_RUNTIMES)
 
 
 def get_runtime(name: str) -> Runtime:
+    _load()
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _RUNTIMES:
         raise EdgebloodError(f"unknown runtime '{name}'; choose one of: {', '.join(_RUNTIMES)}")
@@ -218,6 +242,7 @@ def get_runtime(name: str) -> Runtime:
 
 def runtime_for_artifact(path: str | os.PathLike) -> Runtime:
     """The runtime that reads ``path``: .onnx, .xml (OpenVINO IR), .mlpackage/.mlmodel, a run dir or .pt."""
+    _load()
     path = Path(path)
     suffix = path.suffix.lower()
     for cls in _RUNTIMES.values():
@@ -225,18 +250,21 @@ def runtime_for_artifact(path: str | os.PathLike) -> Runtime:
             return cls()
     if path.is_dir() and (path / "checkpoint.pt").is_file():
         return get_runtime("pytorch")
-    known = sorted({s for c in _RUNTIMES.values() for s in c.suffixes if c is not PyTorchRuntime})
+    known = sorted({s for c in _RUNTIMES.values() for s in c.suffixes if c.name != "pytorch"})
     raise EdgebloodError(f"unknown model format '{path.name}'; pass a file ending in {', '.join(known)}, or a run directory "
                          "(runs/<name>) for the PyTorch model - a .pt checkpoint is read from its run directory, not alone")
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+# ------------------------------------------------------------------------- shared by the adapters
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(what ``fn()`` returns, the seconds it took): an adapter's load time."""
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
 
 
-def _import_ok(module: str, extra: str, package: str | None = None) -> tuple[bool, str]:
+def import_ok(module: str, extra: str, package: str | None = None) -> tuple[bool, str]:
+    """``Runtime.available()`` for a library: (True, "") when ``module`` is installed, else the pip command."""
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
@@ -245,377 +273,7 @@ def _import_ok(module: str, extra: str, package: str | None = None) -> tuple[boo
     return True, ""
 
 
-# --------------------------------------------------------------------------------------------- PyTorch
-@register_runtime
-class PyTorchRuntime(Runtime):
-    """PyTorch eager on a run directory (or its checkpoint.pt), wrapped with the deployment contract.
-
-    ``threads`` calls ``torch.set_num_threads`` (process-wide: benchmark one configuration per process).
-    """
-
-    name = "pytorch"
-    extra = ""
-    suffixes = (".pt",)
-
-    def available(self) -> tuple[bool, str]:
-        return _import_ok("torch", "", "torch")
-
-    def devices(self) -> list[str]:
-        import torch
-
-        devs = ["cpu"]
-        if torch.cuda.is_available():
-            devs.append("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            devs.append("mps")
-        return devs
-
-    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
-        import torch
-
-        from edgeblood.contract import artifact_metadata, decode_metadata
-        from edgeblood.preprocess import wrap_run
-        from edgeblood.runs import CHECKPOINT, open_run
-
-        if artifact.is_file() and artifact.name != CHECKPOINT:
-            raise EdgebloodError(f"{artifact}: a PyTorch checkpoint is read from its run directory (the folder `edgeblood train` wrote, "
-                                 f"with {CHECKPOINT} and run.json), not as a loose file; pass that folder (runs/<name>) or an exported model")
-        if threads is not None:
-            torch.set_num_threads(threads)
-
-        def load():
-            run = open_run(artifact)
-            return run, wrap_run(run, with_label=False).to(device)
-
-        (run, module), seconds = _timed(load)
-
-        @torch.inference_mode()
-        def outputs(x: np.ndarray) -> tuple:
-            out = module(torch.from_numpy(x).to(device))
-            return out if isinstance(out, tuple) else (out,)  # (probabilities[, domain])
-
-        def predict(x: np.ndarray) -> np.ndarray:
-            return outputs(x)[0].float().cpu().numpy()
-
-        def domain(x: np.ndarray) -> np.ndarray:
-            return outputs(x)[1].float().cpu().numpy()
-
-        meta = decode_metadata(artifact_metadata(run.meta, target="pytorch", run_name=run.name))
-        return LoadedModel(
-            runtime=self.name, device=device, threads=threads or torch.get_num_threads(), artifact=artifact,
-            load_seconds=seconds, run=predict, metadata=meta, input_size=run.in_size, handle=module,
-            domain_run=domain if module.domain is not None else None,
-        )
-
-
-# ---------------------------------------------------------------------------------------- ONNX Runtime
-@register_runtime
-class OnnxRuntime(Runtime):
-    """ONNX Runtime; devices map to execution providers (cuda -> CUDA EP, coreml -> CoreML EP)."""
-
-    name = "onnxruntime"
-    extra = "onnx"
-    suffixes = (".onnx",)
-    _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "coreml": "CoreMLExecutionProvider"}
-
-    def available(self) -> tuple[bool, str]:
-        return _import_ok("onnxruntime", "onnx")
-
-    def devices(self) -> list[str]:
-        if not self.available()[0]:
-            return []
-        import onnxruntime as ort
-
-        have = set(ort.get_available_providers())
-        return [dev for dev, prov in self._PROVIDERS.items() if prov in have]
-
-    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
-        import onnxruntime as ort
-
-        from edgeblood.contract import DOMAIN_NAME, decode_metadata
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or 0  # 0 = onnxruntime's default (one per physical core)
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        providers = [self._PROVIDERS[device]] + ([] if device == "cpu" else ["CPUExecutionProvider"])
-        sess, seconds = _timed(lambda: ort.InferenceSession(str(artifact), sess_options=opts, providers=providers))
-        inp = sess.get_inputs()[0]
-        out_names = [o.name for o in sess.get_outputs()]
-        prob = "probabilities" if "probabilities" in out_names else out_names[0]
-        in_dtype = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(inp.type, np.float32)
-        frames = in_dtype is np.uint8 and len(inp.shape) == 4 and inp.shape[-1] == 3  # a capture variant: NHWC frames
-        size = inp.shape[-1] if isinstance(inp.shape[-1], int) and not frames else None
-
-        def output(name: str) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda x: sess.run([name], {inp.name: x.astype(in_dtype, copy=False)})[0]
-
-        meta = decode_metadata(dict(sess.get_modelmeta().custom_metadata_map))
-        return LoadedModel(
-            runtime=self.name, device=device, threads=threads, artifact=artifact,
-            load_seconds=seconds, run=output(prob), metadata=meta, input_size=size, handle=sess, takes_frames=frames,
-            domain_run=output(DOMAIN_NAME) if DOMAIN_NAME in out_names else None,
-        )
-
-
-# -------------------------------------------------------------------------------------------- OpenVINO
-@register_runtime
-class OpenVinoRuntime(Runtime):
-    """OpenVINO on an IR (.xml + .bin) or an .onnx file read directly.
-
-    On CPU the inference precision is pinned to f32: OpenVINO otherwise runs in bf16 on CPUs with
-    AVX-512 BF16/AMX, which would silently change an "fp32" row's accuracy. fp16 IRs store fp16
-    weights and are decompressed to f32 on CPU.
-    """
-
-    name = "openvino"
-    extra = "openvino"
-    suffixes = (".xml",)
-
-    def available(self) -> tuple[bool, str]:
-        return _import_ok("openvino", "openvino")
-
-    def devices(self) -> list[str]:
-        if not self.available()[0]:
-            return []
-        import openvino as ov
-
-        return [d.lower() for d in ov.Core().available_devices]
-
-    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
-        import openvino as ov
-
-        core = ov.Core()
-        config: dict[str, Any] = {}
-        if device.startswith("cpu"):
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = threads
-
-        def load():
-            from edgeblood.native_output import silenced
-
-            try:
-                with silenced():  # a foreign .xml makes other frontends print parse errors (tensorflow.GraphDef) to fd 2
-                    model = core.read_model(str(artifact))
-                shape = model.input(0).get_partial_shape()
-                if shape.rank.is_static and shape[0].is_static:  # static batch: make it dynamic
-                    shape[0] = ov.Dimension.dynamic()
-                    model.reshape({model.input(0): shape})
-                return model, core.compile_model(model, device.upper(), config)
-            except RuntimeError as exc:
-                raise EdgebloodError(openvino_load_error(artifact, exc)) from None
-
-        (model, compiled), seconds = _timed(load)
-        predict = _probabilities_call(compiled)
-        shape = model.input(0).get_partial_shape()
-        frames = model.input(0).get_element_type() == ov.Type.u8 and shape.rank.is_static and shape[3].is_static and shape[3].get_length() == 3
-        size = shape[3].get_length() if shape.rank.is_static and shape[3].is_static and not frames else None
-
-        def fixed_batch_call(batch: int) -> Callable[[np.ndarray], np.ndarray]:
-            # A dynamic batch dimension costs OpenVINO shape inference on every call (measured: ~25 % of a
-            # 28 px se-cnn int8 inference at batch 1), so latency is timed on a model compiled for the batch.
-            static = model.clone()  # the IR already read, not a second read of the file
-            static.reshape({static.input(0): [batch, *[d.get_length() for d in list(shape)[1:]]]})
-            return _probabilities_call(core.compile_model(static, device.upper(), config))
-
-        return LoadedModel(
-            runtime=self.name, device=device, threads=threads, artifact=artifact,
-            load_seconds=seconds, run=predict, metadata=read_openvino_metadata(model), input_size=size, handle=compiled,
-            kernels=lambda: openvino_kernels(compiled), domain_run=_named_output_call(compiled, "domain"), takes_frames=frames,
-            fixed_batch_call=fixed_batch_call if shape.rank.is_static and all(d.is_static for d in list(shape)[1:]) else None,
-        )
-
-
-def openvino_kernels(compiled: Any) -> dict[str, int]:
-    """Counts of ``primitiveType`` (the CPU plugin's kernel, named after its ISA and precision) over the execution graph."""
-    counts: dict[str, int] = {}
-    for op in compiled.get_runtime_model().get_ops():
-        info = op.get_rt_info()
-        if "primitiveType" in info:
-            kind = info["primitiveType"].astype(str)
-            if kind and not kind.lower().startswith(("unknown", "undef")):  # reshapes, constants: no kernel
-                counts[kind] = counts.get(kind, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
-
-
-def probabilities_port(compiled: Any) -> Any:
-    """The output port named ``probabilities`` of an OpenVINO compiled model (its first output otherwise)."""
-    return next((port for port in compiled.outputs if "probabilities" in port.get_names()), compiled.outputs[0])
-
-
-def _named_output_call(compiled: Any, name: str) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A reusable infer request returning the output called ``name``, None when the model has none."""
-    port = next((p for p in compiled.outputs if name in p.get_names()), None)
-    if port is None:
-        return None
-    request = compiled.create_infer_request()
-    return lambda x: request.infer({0: x}, share_inputs=True)[port].copy()
-
-
-def _probabilities_call(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """One reusable infer request on ``compiled``: a float32 NCHW batch in, its probabilities out."""
-    port, request = probabilities_port(compiled), compiled.create_infer_request()
-    return lambda x: request.infer({0: x}, share_inputs=True)[port].copy()
-
-
-def openvino_load_error(artifact: Path, exc: BaseException) -> str:
-    """OpenVINO's load failure as one line: its real reason and the fix.
-
-    OpenVINO's message starts with the C++ location (``Exception from src/inference/src/cpp/core.cpp:84:``)
-    and ``Check '...' failed at ...`` lines; the reason a person can act on is the last other line.
-    """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    reasons = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
-    reason = reasons[-1] if reasons else (lines[-1] if lines else type(exc).__name__)
-    weights = artifact.with_suffix(".bin")
-    if "bin file cannot be found" in reason or "Empty weights" in reason:
-        fix = f"its weights file {weights.name} is missing or empty: copy {artifact.name} and {weights.name} together"
-    elif "Incorrect weights" in reason:
-        fix = f"{weights.name} does not match {artifact.name} (truncated, or from another export): copy both files of one export"
-    elif "Unable to read the model" in reason or "parsing" in reason.lower():
-        fix = f"{artifact.name} is not a complete OpenVINO IR (damaged or truncated XML)"
-        reason = reason.split(" Please check")[0]  # the rest lists frontends, no help here
-    else:
-        fix = "the IR may be damaged or from an incompatible OpenVINO version"
-    return f"openvino could not load {artifact}: {reason[:200]} - {fix}; or re-export it with `edgeblood export RUN --target openvino`"
-
-
-def read_openvino_metadata(model: Any) -> dict[str, Any]:
-    """The contract stored under rt_info['edgeblood'] of an ov.Model (empty when absent)."""
-    from edgeblood.contract import decode_metadata
-
-    if not model.has_rt_info(["edgeblood"]):
-        return {}
-    keys = model.get_rt_info(["edgeblood"]).astype(dict)
-    return decode_metadata({str(k): model.get_rt_info(["edgeblood", str(k)]).astype(str) for k in keys})
-
-
-# ------------------------------------------------------------------------------------------- Core ML
-@register_runtime
-class CoreMLRuntime(Runtime):
-    """Core ML through coremltools. Conversion works anywhere; predictions need macOS.
-
-    The exported model takes an RGB image (ImageType), so float NCHW 0-255 batches are turned into
-    8-bit PIL images (exact for pixels that came from 8-bit files, the deployment case).
-    """
-
-    name = "coreml"
-    extra = "coreml"
-    suffixes = (".mlpackage", ".mlmodel")
-    _UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
-
-    def available(self) -> tuple[bool, str]:
-        ok, why = _import_ok("coremltools", "coreml")
-        if not ok:
-            return ok, why
-        if platform.system() != "Darwin":
-            return False, "coremltools predictions need macOS (conversion and spec checks work here)"
-        return True, ""
-
-    def devices(self) -> list[str]:
-        if not self.available()[0]:
-            return []
-        import coremltools as ct
-
-        return [d for d, unit in self._UNITS.items() if hasattr(ct.ComputeUnit, unit)]
-
-    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
-        import coremltools as ct
-        from PIL import Image
-
-        units = getattr(ct.ComputeUnit, self._UNITS[device])
-        mlmodel, seconds = _timed(lambda: ct.models.MLModel(str(artifact), compute_units=units))
-        spec = mlmodel.get_spec()
-        input_name = spec.description.input[0].name
-        prob_name = spec.description.predictedProbabilitiesName or "probabilities"
-        meta = read_coreml_metadata(mlmodel)
-        classes = list(meta.get("classes") or [])
-
-        def predict(x: np.ndarray) -> np.ndarray:
-            rows = []
-            for img in np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1):
-                out = mlmodel.predict({input_name: Image.fromarray(img, "RGB")})
-                probs = out[prob_name]
-                if isinstance(probs, dict):  # classifier output: {label: probability}, ordered as the metadata's classes
-                    rows.append([probs[c] for c in (classes or list(probs))])
-                else:
-                    rows.append(np.ravel(probs))
-            return np.asarray(rows, dtype=np.float32)
-
-        size = spec.description.input[0].type.imageType.width or None
-        return LoadedModel(
-            runtime=self.name, device=device, threads=None, artifact=artifact,
-            load_seconds=seconds, run=predict, metadata=meta, input_size=size, handle=mlmodel,
-        )
-
-
-def read_coreml_metadata(mlmodel: Any) -> dict[str, Any]:
-    """The contract stored in a Core ML model's user_defined_metadata."""
-    from edgeblood.contract import decode_metadata
-
-    return decode_metadata(dict(mlmodel.user_defined_metadata))
-
-
-# -------------------------------------------------------------------------------------------- LiteRT
-@register_runtime
-class LiteRTRuntime(Runtime):
-    """LiteRT (TensorFlow Lite) interpreter with its default XNNPACK delegate (ai-edge-litert).
-
-    A .tflite artifact holds fixed-batch signatures (exporters/litert.py: batch 1 and 64). ``predict``
-    runs whole chunks through the largest one and the rest image by image through batch 1; a benchmark
-    times each batch on the signature of exactly that batch (``timed_call``), as an app would call it.
-    """
-
-    name = "litert"
-    extra = "litert"
-    suffixes = (".tflite",)
-
-    def available(self) -> tuple[bool, str]:
-        return _import_ok("ai_edge_litert", "litert", "ai-edge-litert")
-
-    def devices(self) -> list[str]:
-        return ["cpu"] if self.available()[0] else []
-
-    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
-        from ai_edge_litert.interpreter import Interpreter
-
-        from edgeblood.contract import DOMAIN_NAME, INPUT_NAME, PROB_NAME
-        from edgeblood.native_output import silenced
-
-        @silenced()  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-        def load():
-            interpreter = Interpreter(model_path=str(artifact), **({"num_threads": threads} if threads else {}))
-            runners = {}
-            for name in interpreter.get_signature_list():
-                runner = interpreter.get_signature_runner(name)
-                shape = runner.get_input_details()[INPUT_NAME]["shape"]
-                runner(**{INPUT_NAME: np.zeros(shape, np.float32)})  # XNNPACK is applied at the first invoke: part of loading
-                runners[int(shape[0])] = runner
-            return interpreter, runners
-
-        (interpreter, runners), seconds = _timed(load)
-        if 1 not in runners:
-            raise EdgebloodError(f"{artifact} has no batch-1 signature (found batches {sorted(runners)}); re-export it with `edgeblood export`")
-        shape = runners[1].get_input_details()[INPUT_NAME]["shape"]
-
-        calls = {batch: _signature_call(runner, INPUT_NAME, PROB_NAME) for batch, runner in runners.items()}
-        predict = _fixed_batch_predict(calls)
-        has_domain = DOMAIN_NAME in runners[1].get_output_details()
-        domain = _fixed_batch_predict({b: _signature_call(r, INPUT_NAME, DOMAIN_NAME) for b, r in runners.items()}) if has_domain else None
-        return LoadedModel(domain_run=domain,
-            runtime=self.name, device=device, threads=threads, artifact=artifact, load_seconds=seconds, run=predict,
-            metadata=read_litert_metadata(artifact), input_size=int(shape[2]) if len(shape) == 4 else None, handle=interpreter,
-            fixed_batch_call=calls.get,
-        )
-
-
-def _signature_call(runner: Any, input_name: str, output_name: str) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda x: runner(**{input_name: x})[output_name]
-
-
-def _fixed_batch_predict(calls: dict[int, Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
+def fixed_batch_predict(calls: dict[int, Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
     """Any number of images through fixed-batch entry points: whole chunks of the largest batch, the rest one by one."""
     largest = max(calls)
 
@@ -628,97 +286,3 @@ def _fixed_batch_predict(calls: dict[int, Callable[[np.ndarray], np.ndarray]]) -
         return np.concatenate(out)
 
     return predict
-
-
-def read_litert_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The contract stored in a .tflite file's ``Model.metadata`` entry ``edgeblood`` (empty when absent).
-
-    Read with ai-edge-litert's generated flatbuffer schema only. A buffer may live after the
-    flatbuffer itself (offset/size; ai-edge-quantizer writes them so) or inside it.
-    """
-    import json
-
-    from ai_edge_litert import schema_py_generated as schema
-
-    from edgeblood.contract import decode_metadata
-
-    data = Path(path).read_bytes()
-    model = schema.Model.GetRootAs(data, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name().decode() != "edgeblood":
-            continue
-        buffer = model.Buffers(entry.Buffer())
-        raw = data[buffer.Offset() : buffer.Offset() + buffer.Size()] if buffer.Offset() > 1 else buffer.DataAsNumpy().tobytes()
-        return decode_metadata(json.loads(raw.decode("utf-8")))
-    return {}
-
-
-# ---------------------------------------------------------------------------------------- ExecuTorch
-@register_runtime
-class ExecuTorchRuntime(Runtime):
-    """ExecuTorch's Python runtime on a .pte program whose graph is delegated to XNNPACK.
-
-    ``threads`` resets XNNPACK's thread pool (process-wide, through the pybindings' underscore API
-    ``_unsafe_reset_threadpool``: the only handle the Python runtime has; benchmark one setting per
-    process). The runtime hands tensors over as torch tensors, so torch is loaded in the process.
-    """
-
-    name = "executorch"
-    extra = "executorch"
-    suffixes = (".pte",)
-
-    def available(self) -> tuple[bool, str]:
-        return _import_ok("executorch", "executorch")
-
-    def devices(self) -> list[str]:
-        return ["cpu"] if self.available()[0] else []
-
-    def _load(self, artifact: Path, device: str, threads: int | None) -> LoadedModel:
-        import torch
-
-        from edgeblood.native_output import silenced
-
-        with silenced():  # CPU-probe lines ("[cpuinfo_utils.cpp:87] Failed to open midr file") at first use
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-            from executorch.runtime import Runtime as ProgramRuntime
-
-            if threads is not None:
-                _unsafe_reset_threadpool(threads)
-
-        @silenced()
-        def load():
-            program = ProgramRuntime.get().load_program(str(artifact))
-            return program, [program.load_method(n) for n in sorted(program.method_names) if n.startswith("forward")]
-
-        (program, methods), seconds = _timed(load)
-
-        def call(method: Any, index: int = 0) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda x: method.execute([torch.from_numpy(x)])[index].numpy()
-
-        calls = {int(m.metadata.input_tensor_meta(0).sizes()[0]): call(m) for m in methods}  # the batch each method was exported for
-        if 1 not in calls:
-            raise EdgebloodError(f"{artifact} has no batch-1 forward method (found batches {sorted(calls)}); re-export it with `edgeblood export`")
-        predict = _fixed_batch_predict(calls)
-        meta = read_executorch_metadata(program)
-        size = int(meta["input_size"]) if str(meta.get("input_size", "")).isdigit() else None
-        outputs = list(meta.get("outputs") or [])
-        domain = None
-        if "domain" in outputs:  # (probabilities, label, domain): the index the contract lists it at
-            domain = _fixed_batch_predict({int(m.metadata.input_tensor_meta(0).sizes()[0]): call(m, outputs.index("domain")) for m in methods})
-        return LoadedModel(domain_run=domain,
-            runtime=self.name, device=device, threads=threads, artifact=artifact, load_seconds=seconds, run=predict,
-            metadata=meta, input_size=size, handle=program, fixed_batch_call=calls.get,
-        )
-
-
-def read_executorch_metadata(program: Any) -> dict[str, Any]:
-    """The contract stored as the constant method ``edgeblood_metadata`` (a JSON string) of a .pte program."""
-    import json
-
-    from edgeblood.contract import decode_metadata
-
-    if "edgeblood_metadata" not in program.method_names:
-        return {}
-    (value,) = program.load_method("edgeblood_metadata").execute([])
-    return decode_metadata(json.loads(value if isinstance(value, str) else bytes(value.numpy()).decode("utf-8")))

@@ -3,8 +3,9 @@
 Everything that needs to know about a target reads this registry and nothing else: ``edgeblood
 export`` (what to make, in which order, how to check it), ``edgeblood compress`` (the fp32 artifact a
 quantizer starts from), ``edgeblood bench`` (which export command makes the artifact a runtime
-reads), the CLI's choices and the tests. Adding a target is one module in ``exporters/`` that
-calls :func:`register`, plus its tests; this file only learns the module's name.
+reads), the CLI's choices and the tests. Adding a target is one package in ``exporters/`` whose
+``export`` module calls :func:`register` (beside its ``runtime``, ``metadata`` and ``quantize``
+modules), plus its tests; this file only learns the module's name.
 
 The registry is the interface and lives in the core of the package; the implementations live in
 ``edgeblood.exporters`` and are imported by name on first use (as a plugin would be), so the layers
@@ -25,11 +26,11 @@ from typing import Any
 from edgeblood.errors import EdgebloodError
 
 BUILTIN_MODULES = (
-    "edgeblood.exporters.onnx",
-    "edgeblood.exporters.openvino",
-    "edgeblood.exporters.coreml",
-    "edgeblood.exporters.litert",
-    "edgeblood.exporters.executorch",
+    "edgeblood.exporters.onnx.export",
+    "edgeblood.exporters.openvino.export",
+    "edgeblood.exporters.coreml.export",
+    "edgeblood.exporters.litert.export",
+    "edgeblood.exporters.executorch.export",
 )
 ENTRY_POINT_GROUP = "edgeblood.targets"
 
@@ -73,7 +74,7 @@ class Target:
 
     name: str  # what --target takes
     title: str  # what tables print
-    runtime: str  # the edgeblood.runtimes adapter that reads its artifacts
+    runtime: str  # the edgeblood.runtimes adapter that reads its artifacts (edgeblood.exporters.<format>.runtime)
     extra: str  # the pip extra that installs its converter
     libraries: tuple[str, ...]  # modules the converter needs (checked before any work)
     artifacts: Mapping[str, str]  # precision -> path inside export/, for the precisions `edgeblood export` makes

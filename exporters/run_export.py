@@ -130,9 +130,7 @@ def export_run(
     ``strict``: raise an EdgebloodError with the figures after all artifacts are recorded if any
     failed its parity check (the CLI prints its table first, then raises).
     """
-    from edgeblood.contract import artifact_metadata
     from edgeblood.runs import Run, open_run
-    from edgeblood.runtimes import get_runtime
 
     run = run if isinstance(run, Run) else open_run(run)
     pairs, notes = check_request(run, targets, precisions, force=force, min_target=min_target, opset=opset)
@@ -144,63 +142,20 @@ def export_run(
     captures = [t for t, p in pairs if capture and p == "fp32" and t.capture is not None]
 
     report = ExportReport(run_dir=run.dir, export_dir=export_dir, notes=notes)
-    total = 3 + 2 * len(pairs) + len(hidden_sources) + 2 * len(captures)
-    done = 0
-
-    def step(msg: str) -> None:
-        nonlocal done
-        if progress is not None:
-            progress(msg, done, total)
-        done += 1
-
+    step = _stepper(progress, total=3 + 2 * len(pairs) + len(hidden_sources) + 2 * len(captures))
     step(f"loading {'all' if parity_images is None else parity_images} parity test images")
-    predicts_here = any(get_runtime(t.runtime).available()[0] for t, _ in pairs)
-    data = load_parity_data(run, parity_images, data_dir=data_dir) if predicts_here else None
-    if data is not None:
-        report.notes.append(f"parity: {len(data.labels)} {data.split} images from the {data.description} vs the run's PyTorch model")
-        if data.warning:
-            report.notes.append(f"WARNING: {data.warning}")
+    data = _parity_data_if_any_runs_here(run, pairs, parity_images, data_dir, report)
 
     staging = Path(tempfile.mkdtemp(prefix=".export-staging-", dir=run.dir))
     try:
         sources: dict[str, Path] = {}  # target name -> its fp32 artifact made in this export (what later targets convert)
         for source in hidden_sources:
             step(f"exporting {source.name} (the source of {', '.join(t.title for t, _ in pairs if t.source == source.name)})")
-            out = staging / "source" / source.fp32_path
-            out.parent.mkdir(parents=True, exist_ok=True)
-            meta = artifact_metadata(run.meta, target=source.name, run_name=run.name)
-            source.export(ExportJob(run=run, precision="fp32", out=out, metadata=meta, options=options, sources=dict(sources)))
-            sources[source.name] = out
+            sources[source.name] = _export_hidden_source(run, source, staging, options, sources)
         for target, precision in pairs:
-            rel = target.artifacts[precision]
-            staged = staging / "out" / rel
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            step(f"exporting {target.name} {precision}")
-            t0 = time.perf_counter()
-            meta = artifact_metadata(run.meta, precision=precision, target=target.name, run_name=run.name)
-            details = target.export(ExportJob(run=run, precision=precision, out=staged, metadata=meta, options=options, sources=dict(sources)))
-            seconds = time.perf_counter() - t0
-
-            step(f"checking {target.name} {precision} against PyTorch")
-            parity = check_artifact(target, precision, staged, data, run)
-            dest = export_dir / rel
-            _move_into_place(staged, dest)
+            dest = _export_and_record(run, target, precision, staging, options, sources, data, report, step)
             if precision == "fp32":
                 sources[target.name] = dest
-            entry = {
-                "target": target.name,
-                "precision": precision,
-                "path": rel,
-                "runtime": target.runtime,
-                "parity": parity.to_dict(),
-                "export_seconds": round(seconds, 3),
-                "source_run": run.name,
-                "input": target.input_contract(run.in_size),
-                "outputs": artifact_outputs(target, meta),
-                "details": details,
-            }
-            mf.record_artifact(export_dir, entry)
-            report.artifacts.append(mf.find_artifact(export_dir, rel) or entry)
         if captures:
             _export_captures(run, captures, staging, export_dir, sources, options, data_dir, parity_images, report, step)
         step("writing MODEL_CARD.md")
@@ -213,6 +168,78 @@ def export_run(
         for failed in report.failures:
             require_parity(ParityResult.from_dict(failed["parity"]), export_dir / failed["path"])
     return report
+
+
+def _stepper(progress: Progress | None, total: int) -> Callable[[str], None]:
+    """A ``step(message)`` that reports each step of ``total`` to ``progress`` (steps done before this one)."""
+    done = 0
+
+    def step(msg: str) -> None:
+        nonlocal done
+        if progress is not None:
+            progress(msg, done, total)
+        done += 1
+
+    return step
+
+
+def _parity_data_if_any_runs_here(run, pairs: list[Pair], parity_images: int | None, data_dir, report: ExportReport) -> ParityData | None:
+    """The parity images, loaded only when one of the requested targets' runtimes predicts on this machine."""
+    from edgeblood.runtimes import get_runtime
+
+    if not any(get_runtime(t.runtime).available()[0] for t, _ in pairs):
+        return None
+    data = load_parity_data(run, parity_images, data_dir=data_dir)
+    report.notes.append(f"parity: {len(data.labels)} {data.split} images from the {data.description} vs the run's PyTorch model")
+    if data.warning:
+        report.notes.append(f"WARNING: {data.warning}")
+    return data
+
+
+def _export_hidden_source(run, source: Target, staging: Path, options: ExportOptions, sources: dict[str, Path]) -> Path:
+    """The fp32 artifact of a target that was not requested but that a requested one converts, made in staging only."""
+    from edgeblood.contract import artifact_metadata
+
+    out = staging / "source" / source.fp32_path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = artifact_metadata(run.meta, target=source.name, run_name=run.name)
+    source.export(ExportJob(run=run, precision="fp32", out=out, metadata=meta, options=options, sources=dict(sources)))
+    return out
+
+
+def _export_and_record(run, target: Target, precision: str, staging: Path, options: ExportOptions, sources: dict[str, Path],
+                       data: ParityData | None, report: ExportReport, step: Callable[[str], None]) -> Path:
+    """One requested artifact: exported into staging, parity-checked, moved into export/, recorded in the manifest."""
+    from edgeblood.contract import artifact_metadata
+
+    rel = target.artifacts[precision]
+    staged = staging / "out" / rel
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    step(f"exporting {target.name} {precision}")
+    t0 = time.perf_counter()
+    meta = artifact_metadata(run.meta, precision=precision, target=target.name, run_name=run.name)
+    details = target.export(ExportJob(run=run, precision=precision, out=staged, metadata=meta, options=options, sources=dict(sources)))
+    seconds = time.perf_counter() - t0
+
+    step(f"checking {target.name} {precision} against PyTorch")
+    parity = check_artifact(target, precision, staged, data, run)
+    dest = run.export_dir / rel
+    _move_into_place(staged, dest)
+    entry = {
+        "target": target.name,
+        "precision": precision,
+        "path": rel,
+        "runtime": target.runtime,
+        "parity": parity.to_dict(),
+        "export_seconds": round(seconds, 3),
+        "source_run": run.name,
+        "input": target.input_contract(run.in_size),
+        "outputs": artifact_outputs(target, meta),
+        "details": details,
+    }
+    mf.record_artifact(run.export_dir, entry)
+    report.artifacts.append(mf.find_artifact(run.export_dir, rel) or entry)
+    return dest
 
 
 def verify_exports(

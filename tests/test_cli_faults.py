@@ -260,7 +260,7 @@ def test_bench_row_timeout_must_be_positive(tmp_path):
 
 def test_opset_outside_the_supported_range_says_why():
     """D14: --opset 7/16 became 18 silently; the refusal must name the range and why it starts at 18."""
-    from edgeblood.exporters.onnx import check_opset
+    from edgeblood.exporters.onnx.export import check_opset
     from edgeblood.targets import ExportOptions
 
     for opset in (7, 16, 22):
@@ -370,7 +370,7 @@ def test_loading_coremltools_prints_nothing():
     import sys
 
     pytest.importorskip("coremltools")
-    code = "import torch\nfrom edgeblood.exporters.coreml import require_coremltools\nrequire_coremltools()\nprint('loaded')"
+    code = "import torch\nfrom edgeblood.exporters.coreml.export import require_coremltools\nrequire_coremltools()\nprint('loaded')"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout == "loaded\n", res.stdout + res.stderr
     assert res.stderr == "", res.stderr

@@ -118,7 +118,7 @@ def test_onnx_int8_and_fp16_variants_load_predict_and_are_smaller(onnx_compresse
         row = rows[label]
         path = export / rel
         assert row.path == rel and path.is_file()
-        # int8 keeps the domain check's weights in float (edgeblood.compression.onnx_quant.domain_only_nodes)
+        # int8 keeps the domain check's weights in float (edgeblood.exporters.onnx.quantize.domain_only_nodes)
         allowance = _domain_float_bytes(run_dir) if "int8" in rel else 0
         assert path.stat().st_size < max_share * fp32_size + allowance, f"{rel} is {path.stat().st_size / fp32_size:.0%} of fp32"
         assert row.size_pct == pytest.approx(100 * path.stat().st_size / fp32_size)
@@ -203,7 +203,7 @@ def test_padding_conv_input_channels_is_exact_and_skips_grouped_convs():
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeblood.compression.onnx_quant import pad_conv_input_channels
+    from edgeblood.exporters.onnx.quantize import pad_conv_input_channels
 
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in
@@ -241,7 +241,7 @@ def test_padding_conv_input_channels_leaves_weights_that_are_graph_inputs():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeblood.compression.onnx_quant import pad_conv_input_channels
+    from edgeblood.exporters.onnx.quantize import pad_conv_input_channels
 
     w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "g",
@@ -298,8 +298,8 @@ def test_openvino_int8_nncf_and_accuracy_control(sample_run, tmp_path, tmp_path_
 # --------------------------------------------------------------------------------------- Core ML
 
 def test_coreml_weight_compression_is_smaller_valid_and_honest_about_measurement(sample_run, tmp_path, tmp_path_factory):
-    from edgeblood.compression.coreml_compress import activation_skip_reason
-    from edgeblood.exporters.coreml import can_predict, validate_coreml
+    from edgeblood.exporters.coreml.export import can_predict, validate_coreml
+    from edgeblood.exporters.coreml.quantize import activation_skip_reason
     from edgeblood.manifest import artifact_size
 
     run_dir = _exported_copy(sample_run, tmp_path_factory, tmp_path, ("coreml",))

@@ -210,7 +210,7 @@ def test_int8_onnx_keeps_the_domain_check_in_float(sample_run, copy_run):
     assert result.exit_code == 0, result.output
     import onnx
 
-    from edgeblood.compression.onnx_quant import domain_only_nodes
+    from edgeblood.exporters.onnx.quantize import domain_only_nodes
     from edgeblood.runtimes import runtime_for_artifact, to_model_input
 
     graph = onnx.load(str(run_dir / "export" / "model-int8.onnx")).graph

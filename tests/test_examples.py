@@ -127,7 +127,7 @@ def swift_constants(source: str) -> dict[str, str]:
 
 def test_swift_snippet_matches_exported_coreml_spec(run_dir, tmp_path_factory):
     pytest.importorskip("coremltools")
-    from edgeblood.exporters.coreml import inspect_coreml
+    from edgeblood.exporters.coreml.export import inspect_coreml
 
     package = exported(run_dir, tmp_path_factory.getbasetemp(), ("coreml",))["coreml"]
     spec = inspect_coreml(package)

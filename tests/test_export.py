@@ -111,7 +111,7 @@ def test_onnx_graph_carries_the_contract(report, reference):
     assert float(meta["test_accuracy"]) == pytest.approx(run.metadata["metrics"]["test"]["accuracy"], abs=1e-6)
     assert "CC BY 4.0" in meta["license"] and "MedMNIST" in meta["credit"] and meta["edgeblood_version"]
     assert "/work/" not in path.read_bytes().decode("latin-1")  # no stack traces with build paths
-    from edgeblood.compression.onnx_quant import domain_only_nodes
+    from edgeblood.exporters.onnx.quantize import domain_only_nodes
 
     domain_nodes = set(domain_only_nodes(proto.graph))  # the domain check's own means are ReduceMeans (float, not pooled)
     assert domain_nodes and "domain" in [o.name for o in proto.graph.output]
@@ -147,7 +147,7 @@ def test_openvino_ir_dynamic_batch_label_and_rt_info(report, reference):
 
 
 def test_coreml_spec_is_a_vision_ready_classifier(report):
-    from edgeblood.exporters.coreml import inspect_coreml, validate_coreml
+    from edgeblood.exporters.coreml.export import inspect_coreml, validate_coreml
 
     run = open_run(report.run_dir)
     infos = {}
@@ -172,7 +172,7 @@ def test_coreml_spec_is_a_vision_ready_classifier(report):
 
 
 def test_coreml_min_target_and_spec_validation_failures(report):
-    from edgeblood.exporters.coreml import deployment_target, validate_coreml
+    from edgeblood.exporters.coreml.export import deployment_target, validate_coreml
 
     run = open_run(report.run_dir)
     out = report.export_dir / "model.mlpackage"
@@ -289,7 +289,7 @@ def test_bad_input_is_one_line_and_writes_nothing(report, sample_run, tmp_path, 
     code, err = run_main(monkeypatch, capsys, str(fresh), "--target", "coreml", "--min-target", "iOS99")
     _assert_one_line(code, err, "choose one of: iOS15, iOS16")
     assert "bit_count" not in err and "macOS13" in err
-    from edgeblood.exporters.coreml import deployment_target
+    from edgeblood.exporters.coreml.export import deployment_target
 
     assert deployment_target("macOS13") == deployment_target("iOS16")
     for opset in ("7", "16", "22"):

@@ -35,7 +35,7 @@ def _data():
 
 
 def test_onnx_runtime_keeps_the_harmful_layers_in_float_until_the_val_drop_fits(exported, tmp_path):
-    from edgeblood.compression.onnx_quant import quantize_static, val_accuracy
+    from edgeblood.exporters.onnx.quantize import quantize_static, val_accuracy
 
     calibration, (images, labels) = _data()
     fp32 = open_run(exported).export_dir / "model.onnx"
@@ -68,7 +68,7 @@ def test_onnx_runtime_keeps_the_harmful_layers_in_float_until_the_val_drop_fits(
 
 
 def test_openvino_falls_back_to_accuracy_control_only_when_the_drop_is_too_big(exported):
-    from edgeblood.compression.openvino_quant import quantize
+    from edgeblood.exporters.openvino.quantize import quantize
 
     calibration, validation = _data()
     xml = open_run(exported).export_dir / "openvino" / "model.xml"

@@ -146,7 +146,7 @@ def test_litert_app_runs_with_only_its_runtime(mobile, tmp_path):
 def test_kotlin_snippet_names_match_the_exported_file(mobile):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeblood.runtimes import read_litert_metadata
+    from edgeblood.exporters.litert.metadata import read_litert_metadata
 
     source = (EXAMPLES / "android" / "EdgebloodClassifier.kt").read_text()
     const = dict(re.findall(r'const val (\w+) = "?([^"\n]*)"?', source))

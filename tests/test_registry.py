@@ -16,7 +16,8 @@ from edgeblood import manifest as mf
 from edgeblood import targets as registry
 from edgeblood.compression import methods
 from edgeblood.errors import EdgebloodError
-from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED, STATUSES, THRESHOLDS, ParityData, compare, precision_class, thresholds_for
+from edgeblood.parity import FAILED, MISMATCH, OK, SKIPPED, THRESHOLDS, ParityData, compare, precision_class, thresholds_for
+from edgeblood.parity_status import STATUSES
 from edgeblood.runtimes import list_runtimes
 
 
@@ -36,12 +37,15 @@ def test_every_builtin_target_is_one_complete_record():
         registry.get_target("tflite")
 
 
-def test_loading_the_registry_does_not_import_torch_or_the_converters():
+def test_loading_the_registries_does_not_import_torch_or_the_converters():
+    """Targets, runtime adapters and quantization methods load by name with their libraries imported inside functions."""
     import subprocess
     import sys
 
-    code = ("import sys, edgeblood.targets as t; t.all_targets(); "
-            "print(','.join(m for m in ('torch', 'onnx', 'openvino', 'coremltools') if m in sys.modules))")
+    code = ("import sys, edgeblood.targets as t, edgeblood.runtimes as r, edgeblood.compression.methods as q; "
+            "t.all_targets(); r.list_runtimes(); r.runtime_for_artifact('m.tflite'); q.all_methods(); "
+            "print(','.join(m for m in ('torch', 'onnx', 'onnxruntime', 'openvino', 'coremltools', 'ai_edge_litert', 'executorch', 'nncf') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"EDGEBLOOD_NO_PLUGINS": "1",
                          **{k: v for k, v in __import__("os").environ.items() if k != "EDGEBLOOD_NO_PLUGINS"}})
     assert out.stdout.strip() == ""

@@ -94,7 +94,7 @@ class ArtifactMaker:
     def source_notes(self) -> list[str]:
         """What the source run's report should say about variants that could not be made here."""
         if "coreml" in self.options.targets and "int8" in self.options.quantize:
-            from edgeblood.compression.coreml_compress import activation_skip_reason
+            from edgeblood.exporters.coreml.quantize import activation_skip_reason
 
             why = activation_skip_reason()
             if why:

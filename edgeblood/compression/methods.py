@@ -6,8 +6,9 @@ method, one Core ML variant per palette size, ...) and makes one of them from th
 artifact (``make``: a :class:`QuantizeJob` in, the manifest's ``compression`` details out). Compress
 only chooses entries, calls ``make`` and measures what it wrote; it knows no method by name.
 
-Methods register from the module that implements them (``onnx_quant``, ``openvino_quant``,
-``coreml_compress``, ``litert_quant``, ``executorch_quant``). fp16 for a target whose
+Methods register from the module that implements them, ``edgeblood.exporters.<format>.quantize``
+(beside the format's exporter, runtime adapter and metadata), imported by name on first use as
+``edgeblood.targets`` imports target modules. fp16 for a target whose
 exporter writes fp16 (OpenVINO, Core ML) needs no method: :func:`variants_for` adds it from the
 target record, and compress re-uses the exporter for it.
 """
@@ -24,11 +25,11 @@ from typing import Any
 import numpy as np
 
 BUILTIN_MODULES = (
-    "edgeblood.compression.onnx_quant",
-    "edgeblood.compression.openvino_quant",
-    "edgeblood.compression.coreml_compress",
-    "edgeblood.compression.litert_quant",
-    "edgeblood.compression.executorch_quant",
+    "edgeblood.exporters.onnx.quantize",
+    "edgeblood.exporters.openvino.quantize",
+    "edgeblood.exporters.coreml.quantize",
+    "edgeblood.exporters.litert.quantize",
+    "edgeblood.exporters.executorch.quantize",
 )
 QUANTIZE_CHOICES = ("int8", "fp16")
 

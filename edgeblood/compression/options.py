@@ -46,7 +46,7 @@ class CompressOptions:
             raise EdgebloodError(f"--round-to must be >= 1 (got {self.round_to})")
 
     def _check_choices(self) -> None:
-        from edgeblood.compression.onnx_quant import CALIBRATION_METHODS
+        from edgeblood.exporters.onnx.quantize import CALIBRATION_METHODS
 
         self.quantize = tuple(dict.fromkeys(q.lower() for q in self.quantize))
         try:

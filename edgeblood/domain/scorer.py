@@ -15,8 +15,8 @@ Both are divided by their threshold, fitted so that a chosen share of the held-i
 above it, so the exported graph's ``domain`` output reads the same in every app: a value above 1 is
 outside what training saw. Everything is plain tensor arithmetic (no sort, no conv), so it exports
 to ONNX, OpenVINO, Core ML, LiteRT and ExecuTorch; the int8 paths leave it in float
-(``edgeblood.compression.onnx_quant.domain_only_nodes``, ``openvino_quant.domain_only_ops``,
-``litert_quant.DOMAIN_IN_FLOAT``).
+(``domain_only_nodes``, ``domain_only_ops`` and ``DOMAIN_IN_FLOAT`` in ``edgeblood.exporters.<format>.quantize``
+for ONNX, OpenVINO and LiteRT).
 """
 
 from __future__ import annotations

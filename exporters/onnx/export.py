@@ -27,6 +27,7 @@ import numpy as np
 
 from edgeblood.contract import DOMAIN_NAME, INPUT_NAME, LABEL_NAME, PROB_NAME, nchw_input
 from edgeblood.errors import EdgebloodError
+from edgeblood.exporters.onnx.metadata import write_metadata
 from edgeblood.targets import CaptureVariant, ExportJob, ExportOptions, Target, register
 
 if TYPE_CHECKING:
@@ -64,8 +65,7 @@ def export_onnx(
     proto, exporter = _torch_to_onnx(model.eval(), example, opset)
     _strip_debug_info(proto)
     details_pools = _spatial_means_to_global_pools(proto)
-    for key, value in metadata.items():
-        proto.metadata_props.add(key=key, value=value)
+    write_metadata(proto, metadata)
     proto.doc_string = metadata.get("description", "")
     proto.graph.doc_string = (f"edgeblood {metadata.get('model_name', '')}: {INPUT_NAME} float32 [N,3,{in_size},{in_size}] RGB 0-255 "
                               f"-> {PROB_NAME}, {LABEL_NAME}")
@@ -283,7 +283,7 @@ def _export_target(job: ExportJob) -> dict:
 
 def check_opset(options: ExportOptions) -> None:
     """torch's exporter writes opset >= 18, and the capture variant needs 18 (Resize with antialias)."""
-    from edgeblood.exporters.capture import MIN_OPSET
+    from edgeblood.exporters.onnx.capture import MIN_OPSET
 
     if options.opset is not None and not MIN_OPSET <= options.opset <= DEFAULT_OPSET:
         raise EdgebloodError(f"--opset must be between {MIN_OPSET} and {DEFAULT_OPSET} (got {options.opset}): torch's ONNX exporter "
@@ -292,7 +292,7 @@ def check_opset(options: ExportOptions) -> None:
 
 
 def _build_capture(job: ExportJob, fp32_artifact: Path) -> dict:
-    from edgeblood.exporters.capture import build_capture_model
+    from edgeblood.exporters.onnx.capture import build_capture_model
 
     return build_capture_model(fp32_artifact, job.run.framing, job.run.in_size, job.out, job.metadata)
 

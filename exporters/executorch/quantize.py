@@ -20,7 +20,7 @@ def quantize_int8(job: QuantizeJob) -> dict:
     import torch
 
     from edgeblood.contract import artifact_metadata
-    from edgeblood.exporters.executorch import BATCH_METHODS, example_input, export_executorch
+    from edgeblood.exporters.executorch.export import BATCH_METHODS, example_input, export_executorch
     from edgeblood.native_output import silenced
     from edgeblood.preprocess import wrap_for_deployment
 

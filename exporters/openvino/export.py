@@ -14,9 +14,8 @@ from pathlib import Path
 
 from edgeblood.contract import LABEL_NAME, PROB_NAME, nchw_input
 from edgeblood.errors import EdgebloodError, missing_extra
+from edgeblood.exporters.openvino.metadata import write_rt_info
 from edgeblood.targets import CaptureVariant, ExportJob, Target, register
-
-RT_INFO_SECTION = "edgeblood"
 
 
 def require_openvino() -> None:
@@ -40,12 +39,6 @@ def export_openvino(onnx_path: str | Path, metadata: dict[str, str], out_xml: st
     return {"converter": f"openvino.convert_model (ONNX frontend, OpenVINO {ov.get_version().split('-')[0]})", "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def write_rt_info(model, metadata: dict[str, str]) -> None:
-    """Store the contract under rt_info['edgeblood'][key] (read back by edgeblood.runtimes)."""
-    for key, value in metadata.items():
-        model.set_rt_info(str(value), [RT_INFO_SECTION, key])
-
-
 def ir_files(xml: str | Path) -> list[Path]:
     """The files one IR consists of (.xml and its .bin)."""
     xml = Path(xml)
@@ -61,13 +54,13 @@ def _export_target(job: ExportJob) -> dict:
 
 
 def _build_capture(job: ExportJob, fp32_artifact: Path) -> dict:
-    from edgeblood.exporters.capture import build_capture_openvino
+    from edgeblood.exporters.openvino.capture import build_capture_openvino
 
     return build_capture_openvino(fp32_artifact, job.run.framing, job.run.in_size, job.out, job.metadata)
 
 
 def _check_options(options) -> None:
-    from edgeblood.exporters.onnx import check_opset  # the IR is converted from the ONNX export
+    from edgeblood.exporters.onnx.export import check_opset  # the IR is converted from the ONNX export
 
     check_opset(options)
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from edgeblood.contract import INPUT_NAME, PROB_NAME
 from edgeblood.errors import EdgebloodError, missing_extra
+from edgeblood.exporters.coreml.metadata import write_metadata
 from edgeblood.targets import ExportJob, ExportOptions, Target, register
 
 if TYPE_CHECKING:
@@ -151,8 +152,7 @@ def _describe(mlmodel, metadata: dict[str, str], classes: list[str], in_size: in
     mlmodel.input_description[INPUT_NAME] = f"RGB cell image, {in_size}x{in_size} px, pixels 0-255 (normalisation is inside the model; pass the image as it is)"
     mlmodel.output_description[LABEL_OUTPUT] = "most likely cell type"
     mlmodel.output_description[PROB_NAME] = "probability of each of the 8 cell types (softmax)"
-    for key, value in {**metadata, "precision": precision, "target": "coreml"}.items():
-        mlmodel.user_defined_metadata[key] = value
+    write_metadata(mlmodel, {**metadata, "precision": precision, "target": "coreml"})
 
 
 def inspect_coreml(path: str | Path) -> dict:

@@ -15,19 +15,18 @@ fp32 100 % top-1 agreement with PyTorch, max |dp| 8e-7.
 
 Metadata: the flat string map of ``edgeblood.contract`` as one JSON entry ``edgeblood`` in the
 flatbuffer's ``Model.metadata`` table (the format's own place for it), readable with ai-edge-litert
-alone (``edgeblood.runtimes.read_litert_metadata``).
+alone (``edgeblood.exporters.litert.metadata``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgeblood.contract import DOMAIN_NAME, INPUT_NAME, LABEL_NAME, PROB_NAME, fixed_batch_input
 from edgeblood.errors import EdgebloodError
+from edgeblood.exporters.litert.metadata import write_metadata
 from edgeblood.targets import ExportJob, Target, register
 
-METADATA_NAME = "edgeblood"
 BATCH_SIGNATURES = {"serving_default": 1, "batch64": 64}
 
 
@@ -69,62 +68,6 @@ def export_litert(model, metadata: dict[str, str], out_path: str | Path, *, in_s
     version = getattr(litert_torch, "__version__", "?")
     return {"converter": f"litert-torch {version} (torch.export)", "signatures": dict(BATCH_SIGNATURES),
             "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def write_metadata(path: str | Path, metadata: dict[str, str]) -> None:
-    """Store the contract as the flatbuffer metadata entry ``edgeblood`` (replacing an older one)."""
-    import numpy as np
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    from edgeblood.atomic import write_bytes
-
-    path = Path(path)
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
-    model.metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_NAME]
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata.append(entry)
-    write_bytes(path, bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
-
-
-def repoint_signature_outputs(path: str | Path) -> list[str]:
-    """Point each signature output at its graph output; returns what was changed.
-
-    ai-edge-quantizer 0.10 adds a DEQUANTIZE after the int8 probabilities and makes its float tensor
-    the graph output, but leaves the SignatureDef on the int8 tensor, so a signature runner returns
-    int8 codes (e.g. [3, 0, 0, -125, ...]) instead of probabilities. Each dangling signature output is
-    moved to the one graph output whose name extends its own (``..._output`` -> ``..._output_dequant``).
-    """
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    from edgeblood.atomic import write_bytes
-
-    path = Path(path)
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
-    changed = []
-    for sig in model.signatureDefs or []:
-        graph = model.subgraphs[sig.subgraphIndex]
-        for out in sig.outputs:
-            if out.tensorIndex in graph.outputs:
-                continue
-            name = graph.tensors[out.tensorIndex].name
-            candidates = [i for i in graph.outputs if graph.tensors[i].name.startswith(name)]
-            if len(candidates) != 1:
-                raise EdgebloodError(f"{path}: signature output {_name(out.name)} is not a graph output; re-run the quantization")
-            changed.append(f"{_name(sig.signatureKey)}/{_name(out.name)}: {_name(name)} -> {_name(graph.tensors[candidates[0]].name)}")
-            out.tensorIndex = candidates[0]
-    if changed:
-        write_bytes(path, bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
-    return changed
-
-
-def _name(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def tensor_input(size: int) -> dict:

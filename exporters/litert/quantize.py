@@ -8,15 +8,19 @@ the artifact keeps the tensor contract: float RGB 0-255 in, float probabilities 
 entry the input itself becomes int8 and the app would have to know its scale and zero point.
 
 Two repairs after ``export_model`` (ai-edge-quantizer 0.10): the signatures are pointed back at the
-dequantized probabilities (``exporters.litert.repoint_signature_outputs``) and the contract metadata
+dequantized probabilities (:func:`repoint_signature_outputs`) and the contract metadata
 is rewritten with ``precision`` int8 (the quantizer copies the fp32 entry).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, register
+from edgeblood.errors import EdgebloodError
+from edgeblood.exporters.litert.metadata import as_text
 
 RECIPE = "static_wi8_ai8"
 #: The ops of the domain check (tensors named after edgeblood.domain.scorer.DomainScorer, and the signature's
@@ -29,7 +33,8 @@ def quantize_int8(job: QuantizeJob) -> dict:
     import time
 
     from edgeblood.contract import INPUT_NAME, artifact_metadata
-    from edgeblood.exporters.litert import BATCH_SIGNATURES, repoint_signature_outputs, write_metadata
+    from edgeblood.exporters.litert.export import BATCH_SIGNATURES
+    from edgeblood.exporters.litert.metadata import write_metadata
     from edgeblood.native_output import silenced
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # its calibration bar would run under ours
@@ -58,6 +63,37 @@ def _batches(images: np.ndarray, size: int) -> list[np.ndarray]:
     n = max(1, -(-len(images) // size))
     padded = np.resize(images, (n * size, *images.shape[1:])).astype(np.float32)
     return [padded[i * size : (i + 1) * size] for i in range(n)]
+
+
+def repoint_signature_outputs(path: str | Path) -> list[str]:
+    """Point each signature output at its graph output; returns what was changed.
+
+    ai-edge-quantizer 0.10 adds a DEQUANTIZE after the int8 probabilities and makes its float tensor
+    the graph output, but leaves the SignatureDef on the int8 tensor, so a signature runner returns
+    int8 codes (e.g. [3, 0, 0, -125, ...]) instead of probabilities. Each dangling signature output is
+    moved to the one graph output whose name extends its own (``..._output`` -> ``..._output_dequant``).
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from edgeblood.atomic import write_bytes
+
+    path = Path(path)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    changed = []
+    for sig in model.signatureDefs or []:
+        graph = model.subgraphs[sig.subgraphIndex]
+        for out in sig.outputs:
+            if out.tensorIndex in graph.outputs:
+                continue
+            name = graph.tensors[out.tensorIndex].name
+            candidates = [i for i in graph.outputs if graph.tensors[i].name.startswith(name)]
+            if len(candidates) != 1:
+                raise EdgebloodError(f"{path}: signature output {as_text(out.name)} is not a graph output; re-run the quantization")
+            changed.append(f"{as_text(sig.signatureKey)}/{as_text(out.name)}: {as_text(name)} -> {as_text(graph.tensors[candidates[0]].name)}")
+            out.tensorIndex = candidates[0]
+    if changed:
+        write_bytes(path, bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    return changed
 
 
 register(QuantizeMethod(

@@ -18,14 +18,13 @@ way to ship values with a program, and the Android/iOS runtimes can call them li
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgeblood.contract import LABEL_NAME, PROB_NAME, fixed_batch_input
 from edgeblood.errors import EdgebloodError
+from edgeblood.exporters.executorch.metadata import constant_methods
 from edgeblood.targets import ExportJob, Target, register
 
-METADATA_METHOD = "edgeblood_metadata"
 BATCH_METHODS = {"forward": 1, "forward_batch64": 64}
 
 
@@ -52,7 +51,7 @@ def export_executorch(model, metadata: dict[str, str], out_path: str | Path, *, 
             if programs is None:
                 programs = {name: torch.export.export(model.eval(), (example_input(batch, in_size),)) for name, batch in BATCH_METHODS.items()}
             program = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()],
-                                                  constant_methods={METADATA_METHOD: json.dumps(metadata, sort_keys=True)}).to_executorch()
+                                                  constant_methods=constant_methods(metadata)).to_executorch()
     except Exception as exc:
         raise EdgebloodError(f"ExecuTorch could not lower the model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                              "export ONNX instead or report the model config") from None

@@ -32,6 +32,7 @@ from edgeblood.atomic import atomic_path
 from edgeblood.compression.calibration import batches
 from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, accuracy_control_record, register, timed
 from edgeblood.errors import EdgebloodError, import_extra
+from edgeblood.exporters.onnx.metadata import read_metadata, write_metadata
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 FLOAT_ONLY_OPS = ("Softmax", "ArgMax")
@@ -221,7 +222,7 @@ def pad_conv_input_channels(model, multiple: int = INT8_CONV_CHANNEL_MULTIPLE) -
     """
     from onnx import helper, numpy_helper
 
-    from edgeblood.exporters.onnx import names_read
+    from edgeblood.exporters.onnx.export import names_read
 
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
@@ -374,12 +375,7 @@ def convert_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> P
 def _save_with_metadata(model, source, out_path: str | os.PathLike, precision: str) -> Path:
     import onnx
 
-    props = {p.key: p.value for p in source.metadata_props}
-    props["precision"] = precision
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_metadata(model, {**read_metadata(source), "precision": precision})
     model.doc_string = source.doc_string
     model.producer_name = source.producer_name or model.producer_name
     onnx.checker.check_model(model)

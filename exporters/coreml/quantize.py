@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edgeblood.compression.methods import QuantizeMethod, Variant, register, timed
 from edgeblood.errors import EdgebloodError
+from edgeblood.exporters.coreml.metadata import write_metadata
 
 PALETTE_BITS = (4, 6)
 WEIGHT_THRESHOLD = 256  # compress every tensor with >= 256 elements (coremltools' default 2048 skips most of a small CNN)
@@ -60,7 +61,7 @@ def palettize(src: str | os.PathLike, dest: str | os.PathLike, nbits: int) -> Pa
 
 
 def _transform(src, dest, fn, precision: str) -> Path:
-    from edgeblood.exporters.coreml import quiet, require_coremltools
+    from edgeblood.exporters.coreml.export import quiet, require_coremltools
 
     src, dest = Path(src), Path(dest)
     if not src.exists():
@@ -68,7 +69,7 @@ def _transform(src, dest, fn, precision: str) -> Path:
     ct = require_coremltools()
     with quiet():
         compressed = fn(ct.models.MLModel(str(src), skip_model_load=True))
-        compressed.user_defined_metadata["precision"] = precision
+        write_metadata(compressed, {"precision": precision})
         compressed.version = f"{compressed.version.rsplit('-', 1)[0]}-{precision}" if compressed.version else precision
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))

@@ -28,6 +28,7 @@ import numpy as np
 
 from edgeblood.compression.methods import QuantizeJob, QuantizeMethod, Variant, accuracy_control_record, register
 from edgeblood.errors import EdgebloodError, import_extra
+from edgeblood.exporters.openvino.metadata import RT_INFO_SECTION, write_rt_info
 
 PRESETS = ("performance", "mixed")
 
@@ -124,7 +125,7 @@ def save_ir(model, out_xml: str | os.PathLike, compress_to_fp16: bool) -> Path:
 
 def _validation_fn(compiled_model, items) -> tuple[float, list[float]]:
     """NNCF's metric: val accuracy, plus per-image correctness (lets it rank layers by harm)."""
-    from edgeblood.runtimes import probabilities_port
+    from edgeblood.exporters.openvino.runtime import probabilities_port
 
     output = probabilities_port(compiled_model)
     hits = []
@@ -136,7 +137,7 @@ def _validation_fn(compiled_model, items) -> tuple[float, list[float]]:
 
 def domain_only_ops(model) -> list[str]:
     """Friendly names of the ops that feed only the ``domain`` output (edgeblood.domain): left in float,
-    as the ONNX int8 path does (edgeblood.compression.onnx_quant.domain_only_nodes says why)."""
+    as the ONNX int8 path does (edgeblood.exporters.onnx.quantize.domain_only_nodes says why)."""
     def ancestors(results) -> set[str]:
         seen, stack = set(), [r for r in results]
         while stack:
@@ -161,7 +162,7 @@ def _val_accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 64
     """Top-1 val accuracy of an (unsaved) OpenVINO model, compiled in f32 so the check sees int8 kernels, not bf16."""
     import openvino as ov
 
-    from edgeblood.runtimes import probabilities_port
+    from edgeblood.exporters.openvino.runtime import probabilities_port
 
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     port = probabilities_port(compiled)
@@ -196,8 +197,8 @@ def _int8_layers(model) -> dict[str, str]:
 
 
 def _set_precision(model, precision: str) -> None:
-    if model.has_rt_info(["edgeblood"]):
-        model.set_rt_info(precision, ["edgeblood", "precision"])
+    if model.has_rt_info([RT_INFO_SECTION]):
+        write_rt_info(model, {"precision": precision})
 
 
 @contextlib.contextmanager
