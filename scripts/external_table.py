@@ -1,7 +1,7 @@
 """Another lab's cells, one table (issue #26 item 5): in-domain, zero-shot, after `adapt`, after k-shot fine-tuning.
 
     python scripts/external_table.py RUN [RUN ...] --external DATA/external/jtsc --originals DATA/pbc-originals/val \\
-        --out reports/external [--shots 5,10,25,all] [--folds 3] [--readme README.md]
+        --out reports/external [--shots 5,10,25,all] [--folds 3] [--page docs/results.md]
 
 Per run: BloodMNIST test accuracy (its metrics.json), the share of the held-in val captures the domain check
 flags, then on the external folder: accuracy, balanced accuracy and per-class recall zero-shot, after
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +32,10 @@ from edgeblood.imageio import load_images
 from edgeblood.inference import open_model, predict_files
 from edgeblood.runs import open_run
 
-MARK_BEGIN, MARK_END = "<!-- external-table:begin -->", "<!-- external-table:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helpers
+from doc_sections import RESULTS_PAGE, write_section  # noqa: E402
+
+SECTION = "external-table"  # <!-- external-table:begin/end --> in docs/results.md
 MIN_PER_CLASS = 5
 
 
@@ -107,7 +111,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/external"))
     ap.add_argument("--shots", default="5,10,25,all")
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--readme", type=Path)
+    ap.add_argument("--page", type=Path, help=f"write the table into this page's {SECTION} section (e.g. {RESULTS_PAGE.relative_to(RESULTS_PAGE.parents[1])})")
     args = ap.parse_args()
     shots = [None if s == "all" else int(s) for s in args.shots.split(",")]
     rows = []
@@ -126,13 +130,8 @@ def main() -> None:
     write_json(args.out / "external.json", rows)
     md = table(rows)
     write_text(args.out / "external.md", md + "\n")
-    if args.readme:
-        text = args.readme.read_text()
-        if MARK_BEGIN in text:
-            head, rest = text.split(MARK_BEGIN, 1)
-            text = head + MARK_BEGIN + "\n" + md + "\n" + MARK_END + rest.split(MARK_END, 1)[1]
-            write_text(args.readme, text)
-
+    if args.page:
+        write_section(args.page, SECTION, md)
 
 if __name__ == "__main__":
     main()

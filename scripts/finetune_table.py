@@ -1,15 +1,16 @@
 """What fine-tuning buys a lab: BloodMNIST models as they are, fine-tuned with --init, and trained from scratch,
 all on one deterministic split of a labelled image folder (issue 17's table).
 
-    python scripts/finetune_table.py --data ../shared/data/pbc-originals/val --out /work/runs/ft \\
-        --parent /work/runs/aug-se-cnn-28 --parent /work/runs/aug-se-cnn-64
+    python scripts/finetune_table.py --data ../shared/data/pbc-originals/val --out runs/ft \\
+        --parent runs/aug-se-cnn-28 --parent runs/aug-se-cnn-64 [--page docs/results.md]
 
 For each parent run: (a) the parent predicts the folder's test part (framed as it was trained);
 (b) ``edgeblood train --data DIR --split S --init PARENT`` (the parent's model, size and framing);
 (c) the same architecture trained from scratch on the train part alone, with the same framing, for
 each ``--scratch-epochs``. Every training is a CLI call (the command is printed beside its figure);
-finished runs are reused, so an interrupted table resumes. Writes ``OUT/finetune.json`` and prints the
-markdown table for the README. Model selection is on the folder's val part; the test part is read once.
+finished runs are reused, so an interrupted table resumes. Writes ``OUT/finetune.json``, prints the
+markdown table and, with ``--page``, writes it into that page's ``finetune-table`` section. Model selection
+is on the folder's val part; the test part is read once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from edgeblood.data.image_folder import load_image_folder
 from edgeblood.evaluation.metrics import compute_metrics
 from edgeblood.evaluation.predict import predict_probs
 from edgeblood.runs import open_run, read_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helpers
+from doc_sections import portable_command, write_section  # noqa: E402
 
 
 def _row(label: str, kind: str, labels: np.ndarray, probs: np.ndarray, classes: list[str], wall_s: float | None, command: str) -> dict:
@@ -69,6 +73,7 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=20)
     ap.add_argument("--scratch-epochs", type=int, action="append")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--page", type=Path, help="also write the table into this page's finetune-table section (docs/results.md)")
     args = ap.parse_args()
     args.scratch_epochs = args.scratch_epochs or [30]
     ratios = [float(r) for r in args.split.split(",")]
@@ -90,14 +95,17 @@ def main() -> None:
             rows.append(_trained_row(args, scratch, tag, f"(c) from scratch on the train part, {epochs} epochs"))
     (args.out / "finetune.json").write_text(json.dumps({"data": str(args.data), "split": args.split, "test_images": rows[0]["n"], "rows": rows}, indent=1))
     n = rows[0]["n"]
-    print(f"\nTest part: {n} images of {args.data} (stratified split {args.split}, split seed 0); one seed per row, so one standard "
-          f"error of an accuracy near 96 % is {100 * math.sqrt(0.96 * 0.04 / n):.1f} pt.\n")
-    print("| model | what | test acc | balanced acc | worst class (recall) | train wall time | command |")
-    print("| --- | --- | ---: | ---: | --- | ---: | --- |")
+    lines = [f"Test part: {n} images of {args.data.name if args.data.is_absolute() else args.data} (stratified split {args.split}, "
+             f"split seed 0); one seed per row, so one standard error of an accuracy near 96 % is {100 * math.sqrt(0.96 * 0.04 / n):.1f} pt.", "",
+             "| model | what | test acc | balanced acc | worst class (recall) | train wall time | command |",
+             "| --- | --- | ---: | ---: | --- | ---: | --- |"]
     for r in rows:
         wall = f"{r['wall_s'] / 60:.1f} min" if r.get("wall_s") else "-"
-        print(f"| {r['model']} px | {r['kind']} | {100 * r['accuracy']:.2f} % | {100 * r['balanced_accuracy']:.2f} % | "
-              f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} % | {wall} | `{r['command']}` |")
+        lines.append(f"| {r['model']} px | {r['kind']} | {100 * r['accuracy']:.2f} % | {100 * r['balanced_accuracy']:.2f} % | "
+                     f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} % | {wall} | `{portable_command(r['command'])}` |")
+    print("\n" + "\n".join(lines))
+    if args.page:
+        write_section(args.page, "finetune-table", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The published results table: rows collected from run directories into bench/results.json, and the
-README section rendered from it.
+tables rendered from it: the full one in docs/results.md, a 10-row headline in README.md.
 
     python scripts/results_table.py add runs/se-cnn-28px [RUN ...]   # (re)collect rows from finished runs
     python scripts/results_table.py seeds runs/a runs/a-seed1 runs/a-seed2  # mean and spread of one recipe over seeds (row of the first)
-    python scripts/results_table.py render                            # rewrite the README table from bench/results.json
+    python scripts/results_table.py render                            # rewrite both tables from bench/results.json
 
 A row is only as good as its run directory: fp32 accuracy from metrics.json (PyTorch, full test split),
 int8 accuracy from export/manifest.json (the int8 artifact re-measured with its own runtime on the full
@@ -19,10 +19,15 @@ from pathlib import Path
 from edgeblood.manifest import load_manifest
 from edgeblood.runs import read_metrics
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helpers, also when loaded from a file by the tests
+from doc_sections import portable_command, write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 README = ROOT / "README.md"
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+PAGE = ROOT / "docs" / "results.md"
+SECTION, HEADLINE = "results", "results-headline"  # <!-- NAME:begin/end --> in docs/results.md and README.md
+HEADLINE_ROWS = 10
 
 # Published anchors on the official BloodMNIST test split (issue 6); sources as cited there.
 ANCHORS = [
@@ -232,7 +237,8 @@ def render(rows: list[dict]) -> str:
            "(`edgeblood bench`, 2-core AMD EPYC with AVX-512/VNNI/BF16; ratios within one report are what to compare; the "
            "rows with a val-originals figure were trained on a 2-core AMD EPYC with AVX2 only, in fp32). Train "
            "times are wall-clock on that 2-core machine while several trainings and test suites shared it (expect them "
-           "2-4x shorter on an idle one); a pruned row's time is its fine-tune. Regenerate: "
+           "2-4x shorter on an idle one); a pruned row's time is its fine-tune. Commands are shown without the machine's own "
+           "`--out` and `--data-dir`. Regenerate: "
            "`python scripts/results_table.py add RUN && python scripts/results_table.py render`.", "",
            "TTA x8: mean logits over 4 rotations x 2 flips (8x compute), reported apart from single-pass accuracy. "
            "Seeds: mean ± sample std over independent trainings of the same command with --seed 0/1/2. "
@@ -259,13 +265,14 @@ def render(rows: list[dict]) -> str:
         ece = r.get("ece")
         ece_s = (f"{ece['calibrated']:.3f}" + (f" ({ece['uncalibrated']:.3f})" if ece.get("uncalibrated") is not None else "")) if ece else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
-        derived = f" [{r['derived']}]" if r.get("derived") else ""
-        derived += f" [{r['recipe_note']}]" if r.get("recipe_note") else ""
-        derived += f" [distilled from {r['teacher']}]" if r.get("teacher") else ""
+        # Escaped brackets: "[a] [b]" would read as a Markdown reference link on the docs site.
+        derived = f" \\[{r['derived']}\\]" if r.get("derived") else ""
+        derived += f" \\[{r['recipe_note']}\\]" if r.get("recipe_note") else ""
+        derived += f" \\[distilled from {r['teacher']}\\]" if r.get("teacher") else ""
         out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M "
                    f"| {acc} | {tta} | {int8} | {orig_s} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {ece_s} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
-                   f"{r['train_precision']}) | {r.get('published') or _published(r['model']) or '-'} | `{r['command']}` |")
+                   f"{r['train_precision']}) | {r.get('published') or _published(r['model']) or '-'} | `{portable_command(r['command'] or '')}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",
             "| model | input | params | test acc | source |", "| --- | --- | ---: | ---: | --- |"]
     for a in ANCHORS:
@@ -278,6 +285,33 @@ def render(rows: list[dict]) -> str:
         out += [f"| {p['model']} | {p['study']} | {p['why']} |" for p in pending]
     return "\n".join(out)
 
+
+
+def headline_rows(rows: list[dict], n: int = HEADLINE_ROWS) -> list[dict]:
+    """The ``n`` most accurate models, one row each (its best trained row: no pruned, distilled or oversampled variants)."""
+    best: dict[tuple[str, int], dict] = {}
+    for r in rows:
+        if r.get("derived") or r.get("teacher") or r["data"] == "embedded sample":
+            continue
+        key = (r["model"], r["size"])
+        if key not in best or r["fp32_accuracy"] > best[key]["fp32_accuracy"]:
+            best[key] = r
+    return sorted(best.values(), key=lambda r: -r["fp32_accuracy"])[:n]
+
+
+def render_headline(rows: list[dict]) -> str:
+    """The README's table: the best row of each of the most accurate models, with the columns a newcomer compares."""
+    out = ["| model | input | params | MACs | test acc | int8 acc | latency p50 (1 thread) | published |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in headline_rows(rows):
+        cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
+        seeds = r.get("seeds")
+        acc = f"{100 * r['fp32_accuracy']:.2f} %" + (f" ({100 * seeds['mean']:.2f} ± {100 * seeds['std']:.2f}, {seeds['n']} seeds)" if seeds else "")
+        int8 = f"{100 * r['int8']['accuracy']:.2f} %" if r.get("int8") else "-"
+        lat = f"{r['latency']['p50_ms']:.3f} ms" if r.get("latency") else "-"
+        out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M | {acc} "
+                   f"| {int8} | {lat} | {r.get('published') or _published(r['model']) or '-'} |")
+    return "\n".join(out)
 
 
 def main(argv: list[str]) -> None:
@@ -301,10 +335,8 @@ def main(argv: list[str]) -> None:
         print(f"{dirs[0].name}: {100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} % over {summary['n']} seeds")
         RESULTS.write_text(json.dumps(data, indent=1) + "\n")
     elif argv[:1] == ["render"]:
-        text = README.read_text()
-        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-        README.write_text(text[:start] + "\n" + render(data["rows"]) + "\n" + text[end:])
-        print(f"rendered {len(data['rows'])} rows into {README}")
+        write_section(PAGE, SECTION, render(data["rows"]))
+        write_section(README, HEADLINE, render_headline(data["rows"]))
     else:
         sys.exit(__doc__)
 

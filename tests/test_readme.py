@@ -50,3 +50,11 @@ def test_the_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     ran = ci[ci.index("# README test command:") + 1].strip()
     assert _first_command("Tests") == ran
+
+
+def test_the_install_page_gives_the_readmes_commands_verbatim():
+    """docs/install.md repeats the main and test commands with their explanation: the two copies must not drift."""
+    page = (ROOT / "docs" / "install.md").read_text()
+    blocks = re.findall(r"```bash\n(.+?)\n```", page, re.S)
+    assert _first_command("Install and run the main job") in blocks
+    assert _first_command("Tests") in blocks
