@@ -149,8 +149,9 @@ class Framing:
             side = int(self.window_px)
             if side > short_side and not self.pad:
                 raise EdgebloodError(
-                    f"image is {width}x{height} px, smaller than the model's {side}x{side} px capture window; if the files are "
-                    "single-cell crops already framed like training images pass --framing cell-crop, else --framing fraction:F"
+                    f"image is {width}x{height} px, smaller than the model's {side}x{side} px capture window; if your microscope's "
+                    "pixel scale differs from training pass --red-cell-px N (or auto), if the files are single-cell crops already "
+                    "framed like training images --framing cell-crop, else --framing fraction:F"
                 )
         elif self.kind == "fraction":
             side = max(1, int(round(short_side * float(self.fraction))))

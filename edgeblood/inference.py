@@ -33,6 +33,7 @@ import numpy as np
 from edgeblood.errors import EdgebloodError, ModelError
 from edgeblood.framing import Framing, bloodmnist_framing, stored_or_dataset_framing
 from edgeblood.imageio import iter_image_files, load_image, read_pixels, to_rgb_uint8
+from edgeblood.pixel_scale import is_rescaled
 
 DEFAULT_BATCH = 64
 #: The collapse guard: at least this many predictions, one class above COLLAPSE_SHARE of them while its
@@ -327,7 +328,7 @@ def predict_files(
     option = "model" if framing == model.framing else framing.short()
     warnings = [] if model.framing_recorded else [
         f"{model.path.name} predates the framing contract; assumed BloodMNIST's ({model.framing.describe()}) - re-export it to record it"]
-    warnings += collapse_warnings(rows, model, option)
+    warnings += collapse_warnings(rows, model, option, rescaled=is_rescaled(framing))
     warnings += domain_warnings(rows, model)
     return PredictionReport(
         model=str(model.path), runtime=model.runtime, device=model.device, input_size=model.input_size,
@@ -405,14 +406,19 @@ def domain_warnings(rows: list[Prediction], model: PredictModel) -> list[str]:
     return [line] if line else []
 
 
-def collapse_warnings(rows: list[Prediction], model: PredictModel, framing_option: str) -> list[str]:
+def collapse_warnings(rows: list[Prediction], model: PredictModel, framing_option: str, rescaled: bool = False) -> list[str]:
     """One line when a batch looks like wrong framing or wrong input (see the module docstring)."""
     done = [r for r in rows if r.error is None]
     if len(done) < GUARD_MIN_IMAGES:
         return []
-    fix = ("check the framing: captures need the model's framing (--framing model), single-cell crops framed like "
-           "training images --framing cell-crop" if framing_option == "model" else
-           f"the framing '{framing_option}' differs from the model's ({model.framing.short()}); try --framing model")
+    if rescaled:
+        fix = ("the window was rescaled to the pixel scale given (--red-cell-px / --um-per-px): check that scale; if it is right, "
+               "the stain or camera differs from training: adapt the model to this lab (`edgeblood adapt`)")
+    elif framing_option == "model":
+        fix = ("check the framing: captures need the model's framing (--framing model), single-cell crops framed like "
+               "training images --framing cell-crop")
+    else:
+        fix = f"the framing '{framing_option}' differs from the model's ({model.framing.short()}); try --framing model"
     out = []
     counts: dict[str, int] = {}
     for r in done:

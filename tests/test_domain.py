@@ -23,7 +23,7 @@ from edgeblood.domain.scorer import IMAGE_STATS, image_statistics, split_at_head
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import Framing
 from edgeblood.models import create
-from edgeblood.pixel_scale import TRAINING_RED_CELL_PX, estimate_red_cell_px, red_cell_px, rescale
+from edgeblood.pixel_scale import TRAINING_RED_CELL_PX, choose_scale, estimate_red_cell_px, red_cell_px, rescale, scale_hint, training_dark_share
 from edgeblood.runs import open_run
 
 
@@ -152,6 +152,52 @@ def test_a_pixel_scale_rescales_the_window(sample_run, copy_run, tmp_path):
     result = CliRunner().invoke(app, ["predict", str(sample_run), str(lab), "--red-cell-px", "40", "--out", str(report)])
     assert result.exit_code == 0, result.output
     assert "110x110" in json.loads(report.read_text())["framing"]["description"]
+
+
+def test_an_unknown_pixel_scale_is_estimated_on_request_and_hinted_otherwise(sample_run, tmp_path):
+    """Sample images blown up 10x are 280 px captures whose red cells are ~102 px (73 x 280/200): 'auto' finds
+    about that, an unscaled call gets a hint naming --red-cell-px, and images at the training scale get none."""
+    run = open_run(sample_run)
+    cells = load_sample(28).images("test")[:30]
+    big, same = tmp_path / "big", tmp_path / "same"
+    _write(big, np.repeat(np.repeat(cells, 10, axis=1), 10, axis=2))
+    _write(same, np.asarray([np.asarray(Image.fromarray(c).resize((200, 200), Image.BILINEAR)) for c in cells]))
+    dark = training_dark_share(run.meta.domain)
+    files = sorted(big.glob("*.png"))
+    choice = choose_scale("auto", None, files=files, size=28, framing=run.framing, dark_share=dark)
+    assert choice.red_cell_px == pytest.approx(73 * 280 / 200, rel=0.2) and "estimated" in choice.source
+    assert choice.framing(run.framing).window_px == pytest.approx(280, rel=0.2)
+    assert "--red-cell-px" in scale_hint(files, size=28, framing=run.framing, dark_share=dark)
+    assert scale_hint(sorted(same.glob("*.png")), size=28, framing=run.framing, dark_share=dark) is None
+    report = tmp_path / "p.json"
+    result = CliRunner().invoke(app, ["predict", str(sample_run), str(big), "--red-cell-px", "auto", "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "per red cell" in json.loads(report.read_text())["framing"]["description"]
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_auto_scale_with_a_pixel_size_too_is_one_line(sample_run, tmp_path, command):
+    lab = tmp_path / "lab" / "neutrophil"
+    _write(lab, load_sample(28).images("test")[:12])
+    args = [command, str(sample_run), str(lab)] if command == "predict" else [command, str(sample_run), "--images", str(lab.parent)]
+    result = CliRunner().invoke(app, [*args, "--red-cell-px", "auto", "--um-per-px", "0.2"])
+    assert isinstance(result.exception, EdgebloodError) and "not both" in str(result.exception)
+
+
+@pytest.mark.realdata
+def test_predict_estimates_the_other_labs_scale_and_still_flags_its_cells():
+    """The JTSC originals (red cells ~40 px, as shipped): --red-cell-px auto frames them at about that scale,
+    and the domain check still puts at least 90 % outside the training data."""
+    jtsc = external_data_dir("jtsc-original")
+    if jtsc is None:
+        pytest.skip("external/jtsc-original not here")
+    result = CliRunner().invoke(app, ["predict", "se-cnn-28", str(jtsc), "--red-cell-px", "auto", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    window = int(report["framing"]["option"].split(":")[1].split("+")[0])
+    assert window == pytest.approx(200 * 40 / TRAINING_RED_CELL_PX, rel=0.15)
+    rows = [r for r in report["predictions"] if r["outside"] is not None]
+    assert len(rows) == 297 and np.mean([r["outside"] for r in rows]) >= 0.9
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,18 +8,17 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.cli.options import RED_CELL_HELP, UM_PER_PX_HELP
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import FRAMING_OPTION_HELP
-
-SCALE_HELP = "The lab's red-cell diameter in pixels (e.g. 40), or 'auto' to estimate it from the images. Training captures: about 73."
 
 
 @app.command()
 def adapt(
     run: Path = typer.Argument(..., help="Run directory written by `edgeblood train` (runs/<name>)."),
     images: Path = typer.Option(..., "--images", help="Folder of the lab's captures (walked recursively; labels not needed)."),
-    red_cell_px: Optional[str] = typer.Option(None, "--red-cell-px", help=SCALE_HELP),
-    um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help="The lab's pixel size in micrometres (alternative to --red-cell-px)."),
+    red_cell_px: Optional[str] = typer.Option(None, "--red-cell-px", help=RED_CELL_HELP),
+    um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help=UM_PER_PX_HELP),
     colour: bool = typer.Option(True, "--colour/--no-colour", help="Set the input normalisation to the lab's per-channel mean/std."),
     batchnorm: bool = typer.Option(True, "--batchnorm/--no-batchnorm", help="Re-estimate BatchNorm statistics on the lab's images (AdaBN)."),
     framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP),
@@ -40,8 +39,7 @@ def adapt(
     from edgeblood.domain.adapt import MIN_IMAGES, adapt_run
     from edgeblood.framing import Framing
     from edgeblood.imageio import find_images
-    from edgeblood.pixel_scale import TRAINING_RED_CELL_PX, estimate_red_cell_px, scaled_framing
-    from edgeblood.pixel_scale import red_cell_px as parse_scale
+    from edgeblood.pixel_scale import TRAINING_RED_CELL_PX, choose_scale, training_dark_share
     from edgeblood.runs import open_run
 
     opened = open_run(run)
@@ -51,25 +49,14 @@ def adapt(
     if len(files) < MIN_IMAGES:
         raise EdgebloodError(f"--images {images} holds {len(files)} image files; adapt needs at least {MIN_IMAGES} of the lab's captures "
                              "(PNG, JPEG, TIFF, BMP)")
-    auto = red_cell_px is not None and red_cell_px.strip().lower() == "auto"
-    given = None if red_cell_px is None or auto else _number(red_cell_px)
-    lab_px = parse_scale(given, um_per_px)
     base = Framing.parse(framing, opened.framing)
-    training_dark = (opened.meta.domain or {}).get("image_stats", {}).get("mean", [None] * 8)[7]
-    scale_note = None
-    if lab_px is None and training_dark is not None:
-        estimate, _ = estimate_red_cell_px(files, opened.in_size, scaled_framing(base, TRAINING_RED_CELL_PX, None), training_dark)
-        if auto:
-            lab_px, scale_note = estimate, {"red_cell_px": estimate, "source": "estimated from the images (edgeblood.pixel_scale)"}
-            err_console.print(f"pixel scale: estimated {estimate:g} px per red cell (training captures: {TRAINING_RED_CELL_PX:g})", highlight=False)
-        elif abs(estimate / TRAINING_RED_CELL_PX - 1) > 0.15:
-            err_console.print(f"[yellow]pixel scale:[/] these images look like {estimate:g} px per red cell (training captures: "
-                              f"{TRAINING_RED_CELL_PX:g}); if so, pass --red-cell-px {estimate:g} (or auto), or measure a red cell", highlight=False)
-    elif lab_px is None and auto:
-        raise EdgebloodError(f"{run} has no domain profile to estimate the pixel scale from; give --red-cell-px N or --um-per-px U")
-    if lab_px is not None and scale_note is None:
-        scale_note = {"red_cell_px": lab_px, "source": "given" + (f" as {um_per_px:g} µm per pixel" if um_per_px is not None else "")}
-    chosen = scaled_framing(base, lab_px, None)
+    scale = choose_scale(red_cell_px, um_per_px, files=files, size=opened.in_size, framing=base,
+                         dark_share=training_dark_share(opened.meta.domain), estimate_unset=True)
+    if scale.source and scale.estimate is not None:
+        err_console.print(f"pixel scale: estimated {scale.estimate:g} px per red cell (training captures: {TRAINING_RED_CELL_PX:g})", highlight=False)
+    if scale.hint():
+        err_console.print(f"[yellow]{scale.hint()}[/]", highlight=False, soft_wrap=True)
+    chosen = scale.framing(base)
     dest = out or opened.dir.with_name(f"{opened.name}-adapted-{images.resolve().name}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:
@@ -77,7 +64,7 @@ def adapt(
         lab_images, used = _read(files, opened.in_size, chosen, lambda: bar.advance(task, 1))
         bn = bar.add_task("re-estimating BatchNorm statistics", total=2 * len(lab_images) * 4 // 5)
         record = adapt_run(opened, lab_images, used, framing=chosen, out_dir=dest, colour=colour, batchnorm=batchnorm,
-                           scale_note=scale_note, progress=lambda k: bar.advance(bn, k))
+                           scale_note=scale.note(), progress=lambda k: bar.advance(bn, k))
     console.print(f"adapted {opened.name} to {images} ({record['images']} images): {record['method']}", highlight=False, soft_wrap=True)
     console.print(f"framing: {chosen.describe()}", highlight=False, soft_wrap=True)
     console.print(f"new run: {dest} (export it with `edgeblood export {dest} --target onnx`)", highlight=False)
@@ -99,9 +86,3 @@ def _read(files, size: int, framing, step):
         step()
     return (np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)), used
 
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise EdgebloodError(f"--red-cell-px takes a number of pixels (e.g. 40) or 'auto', got '{text}'") from None

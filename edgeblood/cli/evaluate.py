@@ -10,6 +10,7 @@ import typer
 
 from edgeblood.atomic import check_output_dir
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.cli.options import RED_CELL_HELP, UM_PER_PX_HELP
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import FRAMING_OPTION_HELP
 
@@ -38,8 +39,8 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Also report test-time augmentation (mean over 8 rotations/flips, 8x compute), apart from the single-pass figures."),
     images: Optional[Path] = typer.Option(None, "--images", help="Evaluate on your own labelled images instead of a BloodMNIST split: a folder of class sub-folders (ImageFolder layout) or a CSV of path,label."),
     framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP + " Used with --images."),
-    red_cell_px: Optional[float] = typer.Option(None, "--red-cell-px", help="Your captures' red-cell diameter in pixels (training captures: about 73): the model's capture window is rescaled to cover the same area of the smear."),
-    um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help="Your camera's pixel size in micrometres (alternative to --red-cell-px)."),
+    red_cell_px: Optional[str] = typer.Option(None, "--red-cell-px", help=RED_CELL_HELP),
+    um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help=UM_PER_PX_HELP),
     calibrate: bool = typer.Option(False, "--calibrate", help="First fit the temperature on the val split and fold it into the model (runs trained before calibration existed; training does it itself). Changes the weights' fingerprint: re-export afterwards."),
 ) -> None:
     """Accuracy, balanced accuracy, macro/weighted precision-recall-F1, per-class sensitivity and
@@ -85,16 +86,20 @@ def evaluate(
 
 
 def _evaluate_images(run, images: Path, framing: str, *, device: str, batch_size: int, plots: bool,
-                     scale: tuple[float | None, float | None] = (None, None)) -> None:
+                     scale: tuple[str | None, float | None] = (None, None)) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgeblood.data.labelled_images import read_labelled_images
     from edgeblood.evaluation.evaluate import evaluate_images, print_evaluation
     from edgeblood.framing import Framing
-    from edgeblood.pixel_scale import scaled_framing
+    from edgeblood.pixel_scale import TRAINING_RED_CELL_PX, choose_scale, training_dark_share
 
-    chosen = scaled_framing(Framing.parse(framing, run.framing), *scale)
+    base = Framing.parse(framing, run.framing)
     items = read_labelled_images(images, run.classes, run.meta.class_names_full)  # listed once, framed below
+    choice = choose_scale(*scale, files=list(items.files), size=run.in_size, framing=base, dark_share=training_dark_share(run.meta.domain))
+    if choice.estimate is not None:
+        err_console.print(f"pixel scale: estimated {choice.estimate:g} px per red cell (training captures: {TRAINING_RED_CELL_PX:g})", highlight=False)
+    chosen = choice.framing(base)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task(f"reading and framing {images}", total=len(items.files))

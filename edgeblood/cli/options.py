@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from edgeblood.errors import EdgebloodError
 
+#: --red-cell-px, the same on predict, evaluate --images and adapt (edgeblood.pixel_scale.choose_scale reads it).
+RED_CELL_HELP = ("Your captures' red-cell diameter in pixels (e.g. 40; training captures: about 73), or 'auto' to estimate it "
+                 "from the images: the model's capture window is rescaled to cover the same area of the smear.")
+UM_PER_PX_HELP = "Your camera's pixel size in micrometres (alternative to --red-cell-px)."
+
 
 def split_list(text: str | None) -> list[str]:
     """``"onnx, openvino,"`` -> ``["onnx", "openvino"]``: comma-separated, stripped, blanks dropped (None -> [])."""

@@ -9,9 +9,10 @@ from typing import Optional
 import typer
 
 from edgeblood.cli.app import app, console, err_console
+from edgeblood.cli.options import RED_CELL_HELP, UM_PER_PX_HELP
 from edgeblood.errors import EdgebloodError
 from edgeblood.framing import FRAMING_OPTION_HELP, Framing
-from edgeblood.pixel_scale import scaled_framing
+from edgeblood.pixel_scale import TRAINING_RED_CELL_PX, choose_scale, parse_red_cell_option, scale_hint, training_dark_share
 
 
 class OutputFormat(str, Enum):
@@ -33,8 +34,8 @@ def predict(
     threads: Optional[int] = typer.Option(None, help="Inference threads (runtime default otherwise)."),
     batch_size: int = typer.Option(64, help="Images per runtime call."),
     framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP),
-    red_cell_px: Optional[float] = typer.Option(None, "--red-cell-px", help="Your captures' red-cell diameter in pixels (training captures: about 73): the model's capture window is rescaled to cover the same area of the smear."),
-    um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help="Your camera's pixel size in micrometres (alternative to --red-cell-px)."),
+    red_cell_px: Optional[str] = typer.Option(None, "--red-cell-px", help=RED_CELL_HELP),
+    um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help=UM_PER_PX_HELP),
 ) -> None:
     """Classify cell images: predicted class, probability, top-k, and a review flag for low confidence.
 
@@ -62,7 +63,12 @@ def predict(
     loaded = open_model(model, device=device, threads=threads)
     if review_rate is not None:
         reject_below = _threshold_for(loaded, review_rate, reject_below)
-    chosen = scaled_framing(Framing.parse(framing, loaded.framing), red_cell_px, um_per_px)
+    base = Framing.parse(framing, loaded.framing)
+    scale = choose_scale(red_cell_px, um_per_px, files=_files_for_auto(images, red_cell_px), size=loaded.input_size, framing=base,
+                         dark_share=training_dark_share(loaded.domain_info))
+    if scale.estimate is not None:
+        err_console.print(f"pixel scale: estimated {scale.estimate:g} px per red cell (training captures: {TRAINING_RED_CELL_PX:g})", highlight=False)
+    chosen = scale.framing(base)
     loaded.check_framing(chosen)  # a capture variant frames inside its graph: refused before any output
     err_console.print(f"model: {loaded.describe()}", highlight=False)
     own = " (inside the model's graph)" if loaded.takes_captures else " (the model's)"
@@ -97,9 +103,21 @@ def predict(
     err_console.print(report.summary(), highlight=False, soft_wrap=True)
     for line in report.warnings:
         err_console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    if scale.red_cell_px is None and report.n_outside and report.n_outside >= report.n_predicted / 2:  # a folder the check rejects
+        hint = scale_hint([row.file for row in report.rows if row.error is None], size=loaded.input_size, framing=base,
+                          dark_share=training_dark_share(loaded.domain_info))
+        if hint:
+            err_console.print(f"[yellow]{hint}[/]", highlight=False, soft_wrap=True)
     if report.n_predicted == 0:  # every file failed: a script must not read this as success
         first = next((r.error for r in report.rows if r.error), "")
         raise EdgebloodError(f"none of the {report.n_files} files could be classified (first: {first})")
+
+
+def _files_for_auto(images: list[Path], red_cell_px: str | None) -> list[Path]:
+    """The image files --red-cell-px auto estimates from (none needed otherwise)."""
+    from edgeblood.imageio import find_images
+
+    return find_images(images) if parse_red_cell_option(red_cell_px)[1] else []
 
 
 def _check_options(*, top_k: int, reject_below: float | None, review_rate: float | None, batch_size: int, threads: int | None, framing: str) -> None:
