@@ -4,7 +4,7 @@
     clf = edgeblood.Classifier("se-cnn-28")
     print(clf.predict(["cell.png"])[0].predicted)
 
-``train``, ``load``, ``Classifier`` and ``Run`` (edgeblood.api) are loaded on first use, so
+``train``, ``load``, ``Classifier``, ``Run`` and ``Callback`` (edgeblood.api) are loaded on first use, so
 ``import edgeblood`` (and the CLI's ``--help``) does not import torch; so are ``config_from_recipe``,
 ``TrainConfig`` and ``AugmentConfig`` (edgeblood.config, torch-free: building a configuration never
 loads the trainer). The error family (``EdgebloodError`` and its kinds, edgeblood.errors) is light and
@@ -23,7 +23,7 @@ from edgeblood.errors import (
 
 __version__ = "0.1.0"
 
-_API = ("Classifier", "Run", "load", "train")
+_API = ("Callback", "Classifier", "Run", "load", "train")
 _CONFIG = ("AugmentConfig", "TrainConfig", "config_from_recipe")
 
 __all__ = ["__version__", *_API, *_CONFIG, "ConfigError", "DataError", "EdgebloodError", "ExportError", "MissingExtraError", "ModelError", "RunError"]

@@ -64,6 +64,7 @@ def k_shot(run_dir: Path, folder: Path, k: int | None, folds: int, work: Path) -
     """Mean and spread over ``folds`` of fine-tuning on k labelled images per class (None: all the rest)."""
     from edgeblood.config import TrainConfig
     from edgeblood.training import train
+    from edgeblood.training.display import RichProgress
 
     items = read_labelled_images(folder, open_run(run_dir).classes)
     by_class: dict[str, list[Path]] = {}
@@ -84,7 +85,7 @@ def k_shot(run_dir: Path, folder: Path, k: int | None, folds: int, work: Path) -
                 for f in chosen:
                     shutil.copy(f, root / "data" / split / c / f.name)
         cfg = TrainConfig(data=str(root / "data"), init=str(run_dir), epochs=30, batch_size=32, lr=1e-3, out_dir=str(root), name="ft", seed=fold)
-        out = train(cfg, console=console, evaluate=False)
+        out = train(cfg, callbacks=[RichProgress(console)], evaluate=False)
         results.append(scores(out, root / "data" / "test"))
     bal = [r["balanced_accuracy"] for r in results]
     return {"k": k or "all", "folds": folds, "classes": sorted(kept), "balanced_accuracy": float(np.mean(bal)), "std": float(np.std(bal)),

@@ -106,7 +106,7 @@ def sample_runs(tmp_path_factory):
             out = tmp_path_factory.mktemp(f"runs-{precision}")
             cfg = TrainConfig(model="se-cnn", size=28, sample=True, epochs=6, batch_size=64, lr=3e-3, out_dir=str(out),
                               name="sample-se-cnn", seed=0, model_cfg={"widths": [16, 32, 64, 128]}, precision=precision)
-            made[precision] = train(cfg, console=_quiet_console(), evaluate=True)
+            made[precision] = train(cfg, evaluate=True)
         return made[precision]
 
     return _run
@@ -130,8 +130,3 @@ def copy_run(tmp_path):
 
     return _copy
 
-
-def _quiet_console():
-    from rich.console import Console
-
-    return Console(quiet=True)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 
 from edgeblood.config import TrainConfig
 from edgeblood.data.batches import BatchStream
@@ -21,8 +20,6 @@ from edgeblood.info import SHORT_CLASS_NAMES
 from edgeblood.runs import open_run
 from edgeblood.training import train
 from edgeblood.training.distill import cache_path, distillation_loss, teacher_logits
-
-QUIET = Console(quiet=True)
 
 
 def test_distillation_loss_is_scaled_kl_and_zero_at_the_teacher():
@@ -76,7 +73,7 @@ def test_student_distils_from_a_teacher_of_another_size(tmp_path, sample_run, co
     teacher_dir = copy_run(sample_run)
     cfg = TrainConfig(model="se-cnn", size=64, sample=True, epochs=2, batch_size=64, out_dir=str(tmp_path), name="student",
                       model_cfg={"widths": [8, 16, 32, 64]}, teacher=str(teacher_dir), kd_alpha=0.9, kd_temperature=3.0, mixup=0.2)
-    run = open_run(train(cfg, console=QUIET, evaluate=False))
+    run = open_run(train(cfg, evaluate=False))
     info = run.metadata["training"]["teacher"]
     assert info["in_size"] == 28 and info["views"] == 8 and info["model"] == "se-cnn" and len(info["weights_sha256"]) == 64
     assert Path(info["run"]).is_absolute()
@@ -117,11 +114,11 @@ def test_resume_refuses_a_retrained_teacher(sample_run, copy_run):
 
     from edgeblood.run_metadata import TeacherInfo
     from edgeblood.runs import open_run
-    from edgeblood.training.engine import _check_same_teacher
+    from edgeblood.training.job import check_same_teacher
 
     student = open_run(copy_run(sample_run))
     student.meta = replace(student.meta, training=replace(student.meta.training, teacher=TeacherInfo(run="t", weights_sha256="aaa")))
     student.save()
-    _check_same_teacher(student.dir, {"run": "t", "weights_sha256": "aaa"})  # same weights: fine
+    check_same_teacher(student.dir, {"run": "t", "weights_sha256": "aaa"})  # same weights: fine
     with pytest.raises(EdgebloodError, match="other weights"):
-        _check_same_teacher(student.dir, {"run": "t", "weights_sha256": "bbb"})
+        check_same_teacher(student.dir, {"run": "t", "weights_sha256": "bbb"})

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from rich.console import Console
 from typer.testing import CliRunner
 
 from edgeblood.cli import app
@@ -58,10 +57,6 @@ def cells(tmp_path_factory) -> Path:
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("EDGEBLOOD_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-def quiet() -> Console:
-    return Console(quiet=True)
 
 
 # ------------------------------------------------------------------------------------- layouts
@@ -174,7 +169,7 @@ def folder_run(cells, tmp_path_factory) -> Path:
     try:
         cfg = TrainConfig(model="se-cnn", size=28, data=str(cells), split=[0.6, 0.2, 0.2], epochs=12, batch_size=16, out_dir=str(out),
                           framing="cell-crop", model_cfg={"widths": [16, 32, 64, 128]}, threads=2)
-        return train(cfg, console=quiet())
+        return train(cfg)
     finally:
         mp.undo()
 
@@ -231,7 +226,7 @@ def test_other_classes_reinitialise_the_head_and_copy_matching_rows(sample_run, 
     config = {k: v for k, v in parent.metadata["model"]["config"].items() if k not in ("name", "num_classes", "in_size")}
     cfg = TrainConfig(model="se-cnn", size=28, data=str(lab), init=str(sample_run), epochs=1, batch_size=8, out_dir=str(tmp_path / "runs"),
                       framing="cell-crop", model_cfg=config)
-    run = open_run(train(cfg, console=quiet(), evaluate=False))
+    run = open_run(train(cfg, evaluate=False))
     record = run.metadata["training"]["parent"]
     assert record["loaded"] == "backbone" and record["copied_head_classes"] == ["Basophils", "platelet"]
     assert record["weights_sha256"] and record["run"] == str(Path(sample_run).resolve())
@@ -281,13 +276,13 @@ def test_fine_tuning_on_the_val_originals_beats_the_bloodmnist_model(data_dir, o
 
     monkeypatch.setenv("EDGEBLOOD_CACHE", str(tmp_path / "cache"))
     base = train(TrainConfig(model="se-cnn", size=28, epochs=1, data_dir=str(data_dir), out_dir=str(tmp_path), name="base", threads=2,
-                             model_cfg={"widths": [16, 32, 64, 128]}), console=quiet(), evaluate=False)
+                             model_cfg={"widths": [16, 32, 64, 128]}), evaluate=False)
     parent = open_run(base)
     split = [0.6, 0.2, 0.2]
     held_out = load_image_folder(originals_dir, 28, framing=parent.framing, split=split, reference_classes=parent.classes)
     before = float((predict_probs(parent.model, held_out.images("test"), parent.mean, parent.std).argmax(1) == held_out.labels("test")).mean())
     tuned = train(TrainConfig(model="se-cnn", size=28, epochs=15, lr=3e-3, data=str(originals_dir), split=split, init=str(base), out_dir=str(tmp_path),
-                              name="tuned", threads=2, model_cfg={"widths": [16, 32, 64, 128]}), console=quiet())
+                              name="tuned", threads=2, model_cfg={"widths": [16, 32, 64, 128]}))
     run = open_run(tuned)
     after = run.metrics()["test"]["accuracy"]
     assert run.metadata["training"]["parent"]["loaded"] == "all" and run.framing == parent.framing

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rich.console import Console
 from typer.testing import CliRunner
 
-import edgeblood.training.engine as engine
+import edgeblood.training.job as job
 from edgeblood.cli import app
 from edgeblood.config import TrainConfig
 from edgeblood.config.stages import describe_stages, parse_stages, size_at_epoch
 from edgeblood.data.batches import downscale
 from edgeblood.errors import EdgebloodError
 from edgeblood.training import train
-
-QUIET = Console(quiet=True)
 
 
 def _cfg(tmp_path, **kw) -> TrainConfig:
@@ -54,15 +51,15 @@ def test_downscaling_is_antialiased():
 
 def test_the_model_trains_small_first_and_is_validated_and_saved_at_full_size(tmp_path, monkeypatch):
     seen: list[tuple[bool, int]] = []
-    real_create = engine.create
+    real_create = job.create
 
     def recording_create(*args, **kwargs):
         model = real_create(*args, **kwargs)
         model.register_forward_pre_hook(lambda module, inputs: seen.append((module.training, inputs[0].shape[-1])))
         return model
 
-    monkeypatch.setattr(engine, "create", recording_create)
-    run_dir = train(_cfg(tmp_path, progressive=[[16, 1], [20, 1]], epochs=3), console=QUIET, evaluate=False)
+    monkeypatch.setattr(job, "create", recording_create)
+    run_dir = train(_cfg(tmp_path, progressive=[[16, 1], [20, 1]], epochs=3), evaluate=False)
     trained_sizes = [px for training, px in seen if training]
     batches = len(trained_sizes) // 3
     assert trained_sizes == [16] * batches + [20] * batches + [28] * batches
@@ -97,7 +94,7 @@ def test_the_same_family_with_global_pooling_is_accepted():
 
 def test_early_stopping_waits_for_the_full_size_epochs(tmp_path):
     """Patience counted during the small stages would stop a run before it ever trained at --size."""
-    run_dir = train(_cfg(tmp_path, progressive=[[16, 4]], epochs=6, early_stopping=1, lr=1e-6), console=QUIET, evaluate=False)
+    run_dir = train(_cfg(tmp_path, progressive=[[16, 4]], epochs=6, early_stopping=1, lr=1e-6), evaluate=False)
     from edgeblood.runs import read_history
 
     history = read_history(run_dir)

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 
 from edgeblood.config import TrainConfig, get_recipe
 from edgeblood.errors import EdgebloodError
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run
 from edgeblood.training import train
 
-QUIET = Console(quiet=True)
 SMALL = {"widths": [8, 16, 32, 64]}
 
 
@@ -54,12 +52,11 @@ def test_sample_run_directory_contract(sample_run):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_training_learns_on_sample(tmp_path, precision):
     """Both precision paths on every machine (bf16 autocast runs emulated where the CPU lacks it)."""
-    run_dir = train(_cfg(tmp_path, epochs=8, lr=5e-3, precision=precision), console=QUIET, evaluate=False)
+    run_dir = train(_cfg(tmp_path, epochs=8, lr=5e-3, precision=precision), evaluate=False)
     assert open_run(run_dir).metadata["training"]["precision"] == precision
     rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) * 0.8
     assert float(rows[-1]["train_acc"]) > 0.4  # 8 classes: chance is 0.125
-
 
 
 @pytest.fixture
@@ -71,25 +68,25 @@ def one_torch_thread():
 
 
 def test_the_engine_prefetches_only_with_a_spare_core_and_trains_the_same_weights_either_way(tmp_path, monkeypatch, one_torch_thread):
-    import edgeblood.training.engine as engine
+    import edgeblood.training.job as job
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert engine.prefetch_pays(False) and not engine.prefetch_pays(True)
+    assert job.prefetch_pays(False) and not job.prefetch_pays(True)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert not engine.prefetch_pays(False), "one core: the batch thread would only compete with the model"
+    assert not job.prefetch_pays(False), "one core: the batch thread would only compete with the model"
 
     used = []
-    real_stream = engine.BatchStream
+    real_stream = job.BatchStream
 
     def recording_stream(*args, **kwargs):
         used.append(kwargs["prefetch"])
         return real_stream(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "BatchStream", recording_stream)
+    monkeypatch.setattr(job, "BatchStream", recording_stream)
     weights = {}
     for cores in ({0}, {0, 1}):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
-        run_dir = train(_cfg(tmp_path, name=f"cores{len(cores)}", threads=one_torch_thread), console=QUIET, evaluate=False)
+        run_dir = train(_cfg(tmp_path, name=f"cores{len(cores)}", threads=one_torch_thread), evaluate=False)
         weights[len(cores)] = torch.load(run_dir / CHECKPOINT, weights_only=True)["state_dict"]
     assert used == [False, True]
     assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[1]), "prefetching changed the training"
@@ -97,32 +94,32 @@ def test_the_engine_prefetches_only_with_a_spare_core_and_trains_the_same_weight
 
 def _interrupt_after_epoch(monkeypatch, epoch: int):
     """Ctrl-C right after epoch ``epoch`` is saved (its history written); returns the real writer to restore."""
-    import edgeblood.training.engine as engine
+    import edgeblood.training.epochs as epochs
 
-    real_write = engine._write_history
+    real_write = epochs.write_history
 
     def write_then_interrupt(run_dir, history):
         real_write(run_dir, history)
         if len(history) == epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "_write_history", write_then_interrupt)
+    monkeypatch.setattr(epochs, "write_history", write_then_interrupt)
     return real_write
 
 def test_interrupt_then_resume_loses_at_most_one_epoch(tmp_path, monkeypatch):
-    import edgeblood.training.engine as engine
+    import edgeblood.training.epochs as epochs
 
     real_write = _interrupt_after_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tmp_path, epochs=5), console=QUIET, evaluate=False)
+        train(_cfg(tmp_path, epochs=5), evaluate=False)
     run_dir = tmp_path / "r"
     assert (run_dir / CHECKPOINT).is_file() and (run_dir / TRAIN_STATE).is_file()
     assert open_run(run_dir).metadata["training"]["status"] == "interrupted"
     state = torch.load(run_dir / TRAIN_STATE, weights_only=True)
     assert state["epoch"] == 2  # the interrupted epoch 3 is the only one lost
 
-    monkeypatch.setattr(engine, "_write_history", real_write)
-    train(TrainConfig(), resume=run_dir, console=QUIET, evaluate=False)
+    monkeypatch.setattr(epochs, "write_history", real_write)
+    train(TrainConfig(), resume=run_dir, evaluate=False)
     rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     assert not (run_dir / TRAIN_STATE).exists()
@@ -131,28 +128,27 @@ def test_interrupt_then_resume_loses_at_most_one_epoch(tmp_path, monkeypatch):
 
 def test_resume_errors(tmp_path, sample_run):
     with pytest.raises(EdgebloodError, match="finished training"):
-        train(TrainConfig(), resume=sample_run, console=QUIET)
+        train(TrainConfig(), resume=sample_run)
     with pytest.raises(EdgebloodError, match="no train_state.pt"):
-        train(TrainConfig(), resume=tmp_path, console=QUIET)
+        train(TrainConfig(), resume=tmp_path)
 
 
 def test_existing_named_run_is_refused(tmp_path, sample_run):
     cfg = _cfg(sample_run.parent, name=sample_run.name)
     with pytest.raises(EdgebloodError, match="already exists"):
-        train(cfg, console=QUIET)
+        train(cfg)
 
 
 def test_ema_mixup_bf16_options_run(tmp_path):
     run_dir = train(_cfg(tmp_path, epochs=1, ema_decay=0.9, mixup=0.2, cutmix=1.0, precision="bf16", channels_last=True,
-                         schedule="cosine", class_weights="balanced", weighted_sampler=True, grad_clip=1.0),
-                    console=QUIET, evaluate=False)
+                         schedule="cosine", class_weights="balanced", weighted_sampler=True, grad_clip=1.0), evaluate=False)
     assert open_run(run_dir).metadata["training"]["config"]["ema_decay"] == 0.9
 
 
 @pytest.mark.parametrize("bad", [dict(optimizer="lion"), dict(schedule="step"), dict(epochs=0), dict(precision="fp8")])
 def test_invalid_config_is_one_clear_error(tmp_path, bad):
     with pytest.raises(EdgebloodError):
-        train(_cfg(tmp_path, **bad), console=QUIET)
+        train(_cfg(tmp_path, **bad))
 
 
 def test_recipes_layering():
@@ -198,7 +194,7 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path):
 @pytest.mark.slow
 def test_one_epoch_on_full_28px_reaches_60_percent(tmp_path, data_dir):
     cfg = TrainConfig(model="se-cnn", size=28, epochs=1, data_dir=str(data_dir), out_dir=str(tmp_path), name="real")
-    run_dir = train(cfg, console=QUIET, evaluate=True)
+    run_dir = train(cfg, evaluate=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.60
 
@@ -276,9 +272,9 @@ def test_a_full_disk_at_the_first_epoch_stops_with_one_line_and_resume_continues
     assert not list(run_dir.glob(".*.tmp")), "the half-written file is removed"
     assert torch.load(run_dir / TRAIN_STATE, weights_only=True)["epoch"] == 0  # written before epoch 1, still whole
 
-    resumed = train(TrainConfig(), resume=run_dir, console=QUIET, evaluate=False)
+    resumed = train(TrainConfig(), resume=run_dir, evaluate=False)
     config = open_run(resumed).metadata["training"]["config"]
-    straight = train(TrainConfig.from_dict({**config, "name": "straight"}), console=QUIET, evaluate=False)
+    straight = train(TrainConfig.from_dict({**config, "name": "straight"}), evaluate=False)
     assert [int(r["epoch"]) for r in _history(resumed)] == [1, 2]
     assert _history(resumed) == _history(straight)  # epoch 1 is redone exactly
     assert not (resumed / TRAIN_STATE).exists() and open_run(resumed).metadata["training"]["status"] == "complete"
@@ -288,7 +284,7 @@ def test_a_full_disk_at_the_first_epoch_stops_with_one_line_and_resume_continues
 def test_a_full_disk_later_keeps_the_last_saved_epoch_and_resume_finishes(tmp_path, monkeypatch, error):
     monkeypatch.setattr(torch, "save", _full_disk_at("train_state", 2, error))
     with pytest.raises(EdgebloodError) as err:
-        train(_cfg(tmp_path, epochs=3), console=QUIET, evaluate=False)
+        train(_cfg(tmp_path, epochs=3), evaluate=False)
     run_dir = tmp_path / "r"
     message = str(err.value)
     assert "\n" not in message and "could not save epoch 2" in message and f"continue with: edgeblood train --resume {run_dir}" in message
@@ -298,7 +294,7 @@ def test_a_full_disk_later_keeps_the_last_saved_epoch_and_resume_finishes(tmp_pa
     assert not list(run_dir.glob(".*.tmp"))
 
     monkeypatch.undo()
-    train(TrainConfig(), resume=run_dir, console=QUIET, evaluate=False)
+    train(TrainConfig(), resume=run_dir, evaluate=False)
     assert [int(r["epoch"]) for r in _history(run_dir)] == [1, 2, 3]
     assert not (run_dir / TRAIN_STATE).exists()
 
@@ -306,28 +302,28 @@ def test_a_full_disk_later_keeps_the_last_saved_epoch_and_resume_finishes(tmp_pa
 def test_a_full_disk_before_the_first_checkpoint_keeps_nothing_and_says_run_again(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", _full_disk_at("checkpoint", 1, OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(EdgebloodError, match="nothing was kept - free space on that disk, then run the command again"):
-        train(_cfg(tmp_path, epochs=2), console=QUIET, evaluate=False)
+        train(_cfg(tmp_path, epochs=2), evaluate=False)
     assert not (tmp_path / "r").exists()  # no half run left to confuse --resume or the next run's name
 
 
 def test_a_write_bug_is_not_reported_as_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", _full_disk_at("train_state", 1, RuntimeError("Tensors must be contiguous")))
     with pytest.raises(RuntimeError, match="contiguous"):
-        train(_cfg(tmp_path, epochs=2), console=QUIET, evaluate=False)
+        train(_cfg(tmp_path, epochs=2), evaluate=False)
 
 
 def test_a_two_phase_model_resumes(tmp_path, monkeypatch):
     """Resuming --pretrain-epochs runs failed: the encoder was not frozen again, so the optimizer state (saved over the
     classifier's parameters only) did not fit ("parameter group that doesn't match the size")."""
-    import edgeblood.training.engine as engine
+    import edgeblood.training.epochs as epochs
 
     real_write = _interrupt_after_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3), console=QUIET, evaluate=False)
+        train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3), evaluate=False)
     assert torch.load(tmp_path / "r" / TRAIN_STATE, weights_only=True)["pretrain_seconds"] > 0, "train_state.pt carries the phase's time"
-    monkeypatch.setattr(engine, "_write_history", real_write)
-    run_dir = train(TrainConfig(), resume=tmp_path / "r", console=QUIET, evaluate=False)
-    straight = train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3, name="straight"), console=QUIET, evaluate=False)
+    monkeypatch.setattr(epochs, "write_history", real_write)
+    run_dir = train(TrainConfig(), resume=tmp_path / "r", evaluate=False)
+    straight = train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3, name="straight"), evaluate=False)
     assert [int(r["epoch"]) for r in _history(run_dir)] == [1, 2, 3]
     assert _history(run_dir) == _history(straight)
     pretrain_s = open_run(run_dir).meta.training.pretrain_seconds
@@ -337,15 +333,15 @@ def test_a_two_phase_model_resumes(tmp_path, monkeypatch):
 def test_a_resumed_mixup_and_cutmix_run_draws_the_same_mixes_as_an_uninterrupted_one(tmp_path, monkeypatch):
     """Mixup/CutMix draw from Python's and NumPy's generators; train_state.pt used to keep torch's only, so the
     epochs after a resume mixed other pairs with other weights than the uninterrupted run."""
-    import edgeblood.training.engine as engine
+    import edgeblood.training.epochs as epochs
 
     mixing = dict(mixup=0.4, cutmix=0.4, epochs=4)
     real_write = _interrupt_after_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tmp_path, **mixing), console=QUIET, evaluate=False)
-    monkeypatch.setattr(engine, "_write_history", real_write)
-    resumed = train(TrainConfig(), resume=tmp_path / "r", console=QUIET, evaluate=False)
-    straight = train(_cfg(tmp_path, name="straight", **mixing), console=QUIET, evaluate=False)
+        train(_cfg(tmp_path, **mixing), evaluate=False)
+    monkeypatch.setattr(epochs, "write_history", real_write)
+    resumed = train(TrainConfig(), resume=tmp_path / "r", evaluate=False)
+    straight = train(_cfg(tmp_path, name="straight", **mixing), evaluate=False)
 
     def losses(run_dir):
         return [(r["train_loss"], r["val_acc"]) for r in _history(run_dir)]

@@ -22,6 +22,7 @@ from edgeblood.manifest import MANIFEST
 
 if TYPE_CHECKING:
     from edgeblood.api.classifier import Classifier
+    from edgeblood.training.callbacks import Callback
 
 
 class Run(_runs.Run):
@@ -146,22 +147,40 @@ def train(
     model_cfg: dict | None = None,
     augment: dict | None = None,
     evaluate: bool = True,
-    quiet: bool = True,
+    progress: bool = False,
+    callbacks: Sequence[Callback] = (),
     **options: Any,
 ) -> Run:
     """Train ``model`` at ``size`` px with ``recipe`` and return the finished run.
 
     The configuration is ``edgeblood.config.config_from_recipe`` (the recipe, then ``options``),
     exactly what ``edgeblood train`` builds from the same choices: same seed, same recipe, same weights.
-    ``options`` are TrainConfig fields (``epochs``, ``lr``, ``seed``, ``sample``, ``out_dir``, ``name``, ...),
-    ``augment`` AugmentConfig fields. ``quiet`` keeps the trainer's per-epoch table and bars out of a
-    notebook's output (history.csv keeps the curves).
-    """
-    from rich.console import Console
 
+    Args:
+        model: a registry name (``edgeblood models`` lists them).
+        size: input size in px (28, 64, 128 or 224 for BloodMNIST).
+        recipe: ``default``, ``best`` or ``published`` (edgeblood.config.recipes).
+        model_cfg: model options (the CLI's ``--model-opt``), e.g. ``{"width_mult": 0.5}``.
+        augment: AugmentConfig fields over the recipe's, e.g. ``{"jpeg_prob": 0.0}``.
+        evaluate: evaluate on val and test at the end (metrics.json, plots).
+        progress: show the CLI's display (rich bars and lines) on stdout; off by default, so a
+            notebook stays clean (history.csv keeps the curves either way).
+        callbacks: :class:`edgeblood.Callback` objects that receive the run's events (epoch ends with
+            val accuracy, batches with loss and images/s, messages); they cannot change the weights.
+        **options: TrainConfig fields (``epochs``, ``lr``, ``seed``, ``sample``, ``out_dir``, ``name``, ...).
+
+    Raises:
+        ConfigError: an unknown recipe or option, or a value out of range (before any work).
+        EdgebloodError: data that cannot be loaded, a run directory that exists, and the like.
+    """
     from edgeblood.config.recipes import config_from_recipe
     from edgeblood.training import train as run_training
 
     cfg = config_from_recipe(model, size, recipe, model_cfg=model_cfg, augment=augment, **options)
-    run_dir = run_training(cfg, console=Console(quiet=True) if quiet else None, evaluate=evaluate)
+    hooks = list(callbacks)
+    if progress:
+        from edgeblood.training.display import RichProgress
+
+        hooks.insert(0, RichProgress())
+    run_dir = run_training(cfg, callbacks=hooks, evaluate=evaluate)
     return Run.open(run_dir)

@@ -44,6 +44,7 @@ def pipeline(
     from edgeblood.models import create
     from edgeblood.runs import open_run
     from edgeblood.training import train
+    from edgeblood.training.display import RichProgress
 
     # Only look for the file here: train() loads (and MD5-checks) it once; --download lets train() fetch it.
     use_sample = sample or (find_dataset_file(size, data_dir) is None and not download)
@@ -57,7 +58,7 @@ def pipeline(
     if use_sample:
         console.print("[yellow]full BloodMNIST not found: running the whole path on the embedded sample "
                       "(figures are smoke tests; pass --data-dir or --download for real results)[/]")
-    run_dir = train(cfg, console=console)
+    run_dir = train(cfg, callbacks=[RichProgress(console)])
     run = open_run(run_dir)
 
     console.rule("[bold]2/4 export")

@@ -112,10 +112,11 @@ def train(
     """
     from edgeblood.config import TrainConfig, parse_stages
     from edgeblood.training import train as run_training
+    from edgeblood.training.display import RichProgress
 
     if resume is not None:
         _refuse_options_with_resume(ctx)
-        run_dir = run_training(TrainConfig(), resume=resume, console=console, evaluate=evaluate)
+        run_dir = run_training(TrainConfig(), resume=resume, callbacks=[RichProgress(console)], evaluate=evaluate)
         console.print(f"run directory: {run_dir}")
         return
     if teacher is None and (kd_alpha is not None or kd_temperature is not None):
@@ -140,7 +141,7 @@ def train(
                    data=str(data.resolve()) if data else None, split=list(parse_split(split)) if split else None, split_seed=split_seed,
                    framing=framing, init=str(init.resolve()) if init else None, freeze_backbone=freeze_backbone),
     )
-    run_dir = run_training(cfg, console=console, evaluate=evaluate)
+    run_dir = run_training(cfg, callbacks=[RichProgress(console)], evaluate=evaluate)
     console.print(f"run directory: {run_dir}")
 
 

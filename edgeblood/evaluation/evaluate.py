@@ -255,15 +255,19 @@ def explain_split(run: Run, images: np.ndarray, labels: np.ndarray, probs: np.nd
     return summary, files
 
 
-def print_evaluation(entry: dict, run: Run, console) -> None:
-    """What `edgeblood evaluate` prints: the data used, the compact table, where the files are."""
+def print_evaluation(entry: dict, run: Run | Path, console) -> None:
+    """What `edgeblood evaluate` prints: the data used, the compact table, where the files are.
+
+    ``run`` is the run or its directory (a training's display has the directory only: its events carry no objects).
+    """
+    run_dir = run if isinstance(run, Path) else run.dir
     data = entry["data"]
     colour = "yellow" if data.get("source") == "sample" else "green"
     console.print(f"data: [{colour}]{data['description']}[/]", highlight=False, soft_wrap=True)
     for note in data.get("notes", []):
         console.print(f"  note: {note}", highlight=False, soft_wrap=True)
     what = f"{entry['split']} split" if entry["split"] in SPLITS else f"{data.get('path', entry['split'])}"
-    title = (f"{run.name} ({entry['model']}) · {what}, {entry['num_samples']} images"
+    title = (f"{run_dir.name} ({entry['model']}) · {what}, {entry['num_samples']} images"
              f"{' of the SAMPLE' if data.get('source') == 'sample' else ''} · runtime {entry['runtime']} · device {entry['device']}")
     console.print(format_metrics_table(entry, title=title))
     if entry["top_confusions"]:
@@ -282,9 +286,9 @@ def print_evaluation(entry: dict, run: Run, console) -> None:
             f"{100 * s['share_images_peak_on_cell']:.0f}%; rank correlation with a weight-randomised model {s['randomised_spearman_median']:.2f} (median)",
             highlight=False, soft_wrap=True,
         )
-    console.print(f"metrics: {run.dir / METRICS_JSON} (entry \"{entry['split']}\"; headline in run.json)", highlight=False, soft_wrap=True)
+    console.print(f"metrics: {run_dir / METRICS_JSON} (entry \"{entry['split']}\"; headline in run.json)", highlight=False, soft_wrap=True)
     if entry["plots"]:
-        folders = sorted({str((run.dir / p).parent) for p in entry["plots"]})
+        folders = sorted({str((run_dir / p).parent) for p in entry["plots"]})
         console.print(f"plots:   {', '.join(folders)} ({len(entry['plots'])} PNG files)", highlight=False, soft_wrap=True)
 
 

@@ -115,6 +115,13 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["rng_cuda"])
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (mixup draws from the first two, everything else from torch)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
 def load_train_state(run_dir: Path) -> tuple[dict, TrainConfig]:
     """train_state.pt of ``run_dir`` (weights only) and the config the run was started with; one line when there is none."""
     path = run_dir / TRAIN_STATE

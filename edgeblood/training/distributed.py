@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -54,6 +55,14 @@ class DistContext:
         if not self.enabled:
             return module
         return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def broadcast_path(self, path: Path | None) -> Path:
+        """Rank 0's ``path`` on every rank (the run directory rank 0 chose); as is in one process."""
+        if not self.enabled:
+            return path
+        box = [str(path) if path else None]
+        dist.broadcast_object_list(box, src=0)
+        return Path(box[0])
 
     def barrier(self) -> None:
         if self.enabled:
