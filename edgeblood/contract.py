@@ -22,7 +22,7 @@ from edgeblood.run_metadata import InputContract, RunMetadata, as_run_metadata
 
 CONTRACT = "edgeblood.artifact/1"
 
-# Tensor names every artifact uses (Core ML renames the label output: see exporters/coreml.py).
+# Tensor names every artifact uses (Core ML renames the label output: see exporters/coreml/export.py).
 INPUT_NAME = "image"
 PROB_NAME = "probabilities"
 LABEL_NAME = "label"

@@ -53,7 +53,7 @@ def test_loading_the_registries_does_not_import_torch_or_the_converters():
 
 @pytest.fixture
 def onnx_copy_target(monkeypatch):
-    """A contributor's new target, registered the way exporters/*.py register theirs: ONNX written to another folder."""
+    """A contributor's new target, registered the way exporters/<format>/export.py modules register theirs: ONNX written to another folder."""
     onnx = registry.get_target("onnx")
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     made = []

@@ -17,7 +17,7 @@ from edgeblood.runtimes import LoadedModel, Runtime, fixed_batch_predict, import
 class LiteRTRuntime(Runtime):
     """LiteRT (TensorFlow Lite) interpreter with its default XNNPACK delegate (ai-edge-litert).
 
-    A .tflite artifact holds fixed-batch signatures (exporters/litert.py: batch 1 and 64). ``predict``
+    A .tflite artifact holds fixed-batch signatures (exporters/litert/export.py: batch 1 and 64). ``predict``
     runs whole chunks through the largest one and the rest image by image through batch 1; a benchmark
     times each batch on the signature of exactly that batch (``timed_call``), as an app would call it.
     """
