@@ -22,7 +22,7 @@ No torch here: this module is the contract between the trainer and whoever watch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -180,7 +180,7 @@ class Callbacks(Callback):
         for c in self.callbacks:
             c.on_evaluation(event)
 
-    def progress_counter(self, total: int, task: str):
+    def progress_counter(self, total: int, task: str) -> Callable[[int], None]:
         """A ``progress(n)`` function that adds ``n`` to ``task``'s count and reports it (the library's progress hooks take one)."""
         done = 0
         self.on_progress(task, 0, total)

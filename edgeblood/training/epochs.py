@@ -8,6 +8,7 @@ here prints or draws, and nothing a callback sees comes from a random generator.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn as nn
@@ -142,7 +143,7 @@ def _run_epoch(job: Job, standing: Standing, epoch: int, clock: Clock) -> bool:
     return False
 
 
-def _batch_reporter(job: Job, epoch: int, t0: float):
+def _batch_reporter(job: Job, epoch: int, t0: float) -> Callable[[int, EpochSums], None] | None:
     """``train_one_epoch``'s per-batch hook: a BatchEnd event to the callbacks (None when none listens)."""
     if not job.events.wants_batches:
         return None
