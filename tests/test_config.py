@@ -59,3 +59,16 @@ def test_bad_values_are_config_errors(bad, match):
         TrainConfig(**bad).validate()
     with pytest.raises(ConfigError, match="SIZE:EPOCHS"):
         parse_stages("32-40")
+
+
+def test_the_finetune_recipe_gives_a_few_labelled_images_hundreds_of_steps():
+    """10 images per class (40-80 in all): batches of 16 for 200 epochs is ~600 optimizer steps where the default
+    recipe's batch of 128 gives one step per epoch; the peak rate is the default's scaled for trained weights."""
+    from edgeblood.config.recipes import FINETUNE_LR_FACTOR
+
+    default = config_from_recipe("se-cnn", 28, "default", init="runs/parent")
+    tuned = config_from_recipe("se-cnn", 28, "finetune", init="runs/parent")
+    assert (tuned.batch_size, tuned.epochs) == (16, 200) and default.batch_size == 128
+    assert tuned.lr == pytest.approx(3e-3 * FINETUNE_LR_FACTOR) == pytest.approx(default.lr)
+    assert tuned.augment == default.augment  # the same other-lab augmentation as the parent's training
+    assert config_from_recipe("se-cnn", 28, "finetune", init="runs/parent", epochs=50).epochs == 50  # options still win

@@ -50,7 +50,7 @@ def train(
     ctx: typer.Context,
     model: str = typer.Option("se-cnn", "--model", "-m", help="Registry name (see `edgeblood models`)."),
     size: int = typer.Option(28, "--size", "-s", help="Input size in px: 28, 64, 128 or 224."),
-    recipe: str = typer.Option("default", help="Training recipe: default (fast, strong), best (headline), published (the study's settings)."),
+    recipe: str = typer.Option("default", help="Training recipe: default (fast, strong), best (headline), published (the study's settings), finetune (a lab's few labelled images with --init: small batches, many epochs)."),
     model_opt: list[str] = typer.Option([], "--model-opt", help="Model option key=value (repeatable), e.g. --model-opt width_mult=0.5."),
     epochs: Optional[int] = typer.Option(None, help=_recipe_help("Epochs.", "epochs")),
     batch_size: Optional[int] = typer.Option(None, help=_recipe_help("Batch size per process.", "batch_size")),
