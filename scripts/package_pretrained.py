@@ -1,10 +1,12 @@
 """Put a trained run into the package as a pretrained model (edgeblood.pretrained), with its card and checksums.
 
     python scripts/package_pretrained.py RUN --name se-cnn-28 --strip /path/to/runs=runs --strip /path/to/data=DATA
+    python scripts/package_pretrained.py --render            # only rewrite README's table of shipped models
 
 Copies checkpoint.pt (re-saved with its metadata's machine paths replaced as --strip says), domain.pt and
 metrics.json into edgeblood/pretrained_models/NAME/, writes MODEL_CARD.md from the run's own figures, and
-records every file's SHA-256 in edgeblood/pretrained_models/index.json (which the package verifies on load).
+records every file's SHA-256 in edgeblood/pretrained_models/index.json (which the package verifies on load),
+then rewrites README's ``pretrained`` section from that index.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_sections import ROOT, write_section  # noqa: E402
 
 from edgeblood.atomic import write_json, write_text
 from edgeblood.pretrained import INDEX, PACKAGE_DIR, sha256
@@ -62,12 +68,32 @@ def card(name: str, meta: dict, metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def pretrained_table(models: list[dict]) -> str:
+    """README's table of the shipped models, from index.json (the figures the model cards carry)."""
+    lines = ["| name | model | input | params | BloodMNIST test | val captures (1,712 PBC originals) |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for m in sorted(models, key=lambda m: -m["params"]):
+        captures = "-" if m.get("val_captures_accuracy") is None else f"{m['val_captures_accuracy']:.2%}"
+        lines.append(f"| `{m['name']}` | {m['model']} | {m['size']} px | {m['params'] / 1000:,.0f} K | {m['test_accuracy']:.2%} | {captures} |")
+    return "\n".join(lines)
+
+
+def render_readme() -> None:
+    write_section(ROOT / "README.md", "pretrained", pretrained_table(json.loads((PACKAGE_DIR / INDEX).read_text())["models"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--name", required=True)
+    ap.add_argument("run", type=Path, nargs="?")
+    ap.add_argument("--name")
     ap.add_argument("--strip", action="append", default=[], help="OLD=NEW replacement applied to every metadata string")
+    ap.add_argument("--render", action="store_true", help="only rewrite README's table of shipped models")
     args = ap.parse_args()
+    if args.render or args.run is None or not args.name:
+        if not args.render:
+            ap.error("give RUN and --name to package a run, or --render")
+        render_readme()
+        return
     pairs = [tuple(s.split("=", 1)) for s in args.strip]
     run = open_run(args.run)
     meta = strip_paths(run.meta.to_dict(), pairs)
@@ -89,6 +115,7 @@ def main() -> None:
                           "val_captures_accuracy": captures.get("accuracy"), "license": meta.get("license"), "files": files}
     write_json(index_path, {"schema": "edgeblood.pretrained/1", "models": [entries[k] for k in sorted(entries)]})
     print(f"packaged {args.name}: {', '.join(files)} -> {dest}")
+    render_readme()
 
 
 if __name__ == "__main__":

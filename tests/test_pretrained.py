@@ -84,3 +84,21 @@ def test_se_cnn_28_on_the_val_captures_with_no_training(home):
 
     entry = evaluate_images("se-cnn-28", captures, plots=False)
     assert entry["accuracy"] >= 0.96
+
+
+def test_the_readme_lists_every_shipped_model_with_its_cards_figures():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "scripts"))
+    spec = importlib.util.spec_from_file_location("package_pretrained", root / "scripts" / "package_pretrained.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    models = json.loads((pretrained.PACKAGE_DIR / pretrained.INDEX).read_text())["models"]
+    readme = (root / "README.md").read_text()
+    assert script.pretrained_table(models) in readme, "README is stale: python scripts/package_pretrained.py --render"
+    for m in models:
+        card = (pretrained.PACKAGE_DIR / m["name"] / "MODEL_CARD.md").read_text()
+        assert f"{m['test_accuracy']:.2%}" in card and f"`{m['name']}`" in readme
