@@ -145,7 +145,8 @@ def test_ema_mixup_bf16_options_run(tmp_path):
     assert open_run(run_dir).metadata["training"]["config"]["ema_decay"] == 0.9
 
 
-@pytest.mark.parametrize("bad", [dict(optimizer="lion"), dict(schedule="step"), dict(epochs=0), dict(precision="fp8")])
+@pytest.mark.parametrize("bad", [dict(optimizer="lion"), dict(schedule="step"), dict(epochs=0), dict(precision="fp8"), dict(keep="median"),
+                                 dict(keep="last", early_stopping=3)])
 def test_invalid_config_is_one_clear_error(tmp_path, bad):
     with pytest.raises(EdgebloodError):
         train(_cfg(tmp_path, **bad))
@@ -350,3 +351,28 @@ def test_a_resumed_mixup_and_cutmix_run_draws_the_same_mixes_as_an_uninterrupted
     a, b = (torch.load(d / CHECKPOINT, weights_only=True)["state_dict"] for d in (resumed, straight))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+
+
+def test_keep_last_saves_the_final_epochs_weights(tmp_path):
+    """--keep last (a few-shot fine-tune whose val images are its training images): checkpoint.pt takes every
+    epoch's weights, so it ends as the last epoch's model whatever epoch val accuracy peaked at."""
+    from edgeblood.training.callbacks import Callback
+
+    def weights() -> dict:
+        return torch.load(tmp_path / "r" / CHECKPOINT, weights_only=True)["state_dict"]
+
+    class CheckpointWatcher(Callback):
+        def __init__(self):
+            self.seen: list[dict] = []
+
+        def on_epoch_end(self, event) -> None:
+            self.seen.append(weights())
+
+    watcher = CheckpointWatcher()
+    train(_cfg(tmp_path, epochs=3, keep="last"), callbacks=[watcher], evaluate=False)
+    first, last, final = watcher.seen[0], watcher.seen[-1], weights()
+    assert any(not torch.equal(first[k], last[k]) for k in first), "a new checkpoint after every epoch"
+    changed = [k for k in final if not torch.equal(final[k], last[k])]
+    assert len(changed) <= 2 and all(k.startswith(changed[0].rsplit(".", 1)[0]) for k in changed), \
+        f"only the head differs (the fitted temperature is folded into it): {changed}"
+    assert open_run(tmp_path / "r").metadata["training"]["config"]["keep"] == "last"

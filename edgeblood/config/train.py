@@ -48,6 +48,9 @@ class TrainConfig:
     ema_decay: float = 0.0  # EMA of weights (0 disables); the EMA model is the one evaluated/saved
     grad_clip: float = 0.0  # max grad norm (0 disables)
     early_stopping: int = 0  # patience in epochs on val accuracy (0 disables); best weights restored
+    # which weights checkpoint.pt keeps: "best" (val-selected) or "last" (the final epoch's: for a val split that is
+    # not independent of training, e.g. a few-shot fine-tune whose few labelled images serve as both)
+    keep: str = "best"
     seed: int = 0
     device: str = "auto"
     # "auto": bf16 autocast where the hardware computes bf16 natively (CPU with AMX or AVX512-BF16, CUDA
@@ -99,6 +102,8 @@ class TrainConfig:
             (self.mixup >= 0, f"--mixup is a Beta alpha >= 0 (0 = off), got {self.mixup}"),
             (self.cutmix >= 0, f"--cutmix is a Beta alpha >= 0 (0 = off), got {self.cutmix}"),
             (self.early_stopping >= 0, f"--early-stopping is a patience in epochs >= 0 (0 = off), got {self.early_stopping}"),
+            (self.keep in ("best", "last"), f"--keep is best (val-selected weights) or last (the final epoch's), got '{self.keep}'"),
+            (not (self.keep == "last" and self.early_stopping), "--early-stopping restores the best weights; it does not combine with --keep last"),
             (self.threads >= 0, f"--threads must be >= 0 (0 = PyTorch's default), got {self.threads}"),
             (self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),

@@ -1,7 +1,7 @@
 """The trainer's entry point: ``train(TrainConfig)`` -> a run directory, new or resumed.
 
 Guarantees a user can rely on:
-* ``checkpoint.pt`` always holds the best weights so far (selected on the val split only), written
+* ``checkpoint.pt`` holds the best weights so far (selected on the val split only; the last with --keep last), written
   atomically after every epoch that improves; ``train_state.pt`` holds everything needed to resume.
 * Ctrl-C loses at most the current epoch: ``edgeblood train --resume runs/<name>`` continues.
 * The same code runs under ``torchrun`` (DDP); only rank 0 writes and reports.

@@ -158,12 +158,13 @@ def _batch_reporter(job: Job, epoch: int, t0: float) -> Callable[[int, EpochSums
 
 
 def _save_epoch(job: Job, standing: Standing, eval_model: nn.Module, improved: bool) -> None:
-    """The best weights when this epoch improved, history.csv and train_state.pt; a failed write stops with one line."""
+    """The best weights when this epoch improved (every epoch's with --keep last), history.csv and train_state.pt;
+    a failed write stops with one line."""
     best = standing.best
     job.metadata["training"].update(epochs_run=standing.epoch, best_epoch=best.epoch, best_val_accuracy=best.accuracy,
                                     wall_time_s=round(standing.wall_time_s, 1), status="running")
     with stop_cleanly_on_write_failure(job.run_dir, f"epoch {standing.epoch}"):
-        if improved:
+        if improved or job.cfg.keep == "last":
             save_checkpoint(job.run_dir, eval_model, job.metadata)
         write_history(job.run_dir, standing.history)
         save_train_state(job.run_dir, job.cfg, job.parts, standing, job.metadata["training"]["command"])
