@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from edgeblood.bench import load
-from edgeblood.bench.machine import peak_gmacs
 from edgeblood.bench.measure import achieved_gmacs
+from edgeblood.bench.peak import ceiling, row_precision
+from edgeblood.bench.peak import fraction as peak_fraction
 from edgeblood.bench.plan import PARITY_SLICE, SPLIT, Artifact, BenchConfig, Planned, display_path, sha256_mismatch
 from edgeblood.bench.results import group_measurement, judge
-from edgeblood.parity import FAILED, MISMATCH, OK, precision_class
+from edgeblood.parity import FAILED, MISMATCH, OK
 
 ProgressFn = Callable[[dict[str, Any], int, int], None]
 
@@ -238,10 +239,11 @@ def _record_measurements(ctx: RunContext, p: Planned, result: dict[str, Any]) ->
     )
     gmacs = achieved_gmacs(ctx.run.meta.model.macs, row["batch"], lat["p50_ms"] / 1000.0)
     row["gmacs"] = round(gmacs, 2) if gmacs is not None else None
-    if row["device"] == "cpu":
-        peak_precision = "int8" if precision_class(art.precision) == "quantized" and "int8" in art.precision.lower() else "fp32"
-        peak, basis = peak_gmacs(ctx.machine["cpu"], peak_precision, int(row["threads"] or 1))
+    if row["device"] == "cpu":  # the ceiling: measured at bench start or theoretical at the measured clock, whichever is larger
+        top = ceiling(ctx.machine["cpu"], ctx.machine.get("peak"), row_precision(art.precision), int(row["threads"] or 1))
+        row.update(peak_gmacs=top["peak_gmacs"], peak_basis=top["basis"], peak_measured_gmacs=top["measured_gmacs"],
+                   peak_theoretical_gmacs=top["theoretical_gmacs"])
     else:
-        peak, basis = None, f"no peak model for device '{row['device']}'"
-    row["peak_gmacs"], row["peak_basis"] = peak, basis
-    row["peak_fraction"] = round(gmacs / peak, 4) if (gmacs and peak) else None
+        row.update(peak_gmacs=None, peak_basis=f"no peak model for device '{row['device']}'")
+    # Never above 1.0: a row beyond the ceiling (fewer real multiplies than counted MACs) is capped and says so.
+    row["peak_fraction"], row["peak_note"] = peak_fraction(gmacs, row["peak_gmacs"])

@@ -2,8 +2,9 @@
 
 A latency figure means little without the CPU, the ISA extensions the kernels can use, the clock
 and the thread settings, so every report carries this section. ``peak_gmacs`` turns the ISA and
-clock into the physical ceiling (multiply-accumulates per second) that each row's achieved GMAC/s is
-compared with, so the distance to the limit is visible.
+clock into the theoretical peak (multiply-accumulates per second): context for the ceiling each
+row's achieved GMAC/s is compared with, which ``bench.peak`` measures at bench start (the reported
+clock of a VM is not its boost clock, and paper peaks are not what the libraries reach).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def _linux_cpu(text: str) -> dict[str, Any]:
         out["model"] = model
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
     out["isa"] = [f for f in ISA_FLAGS if f in flags]
+    out["split_512"] = splits_512_bit_ops(fields.get("vendor_id"), fields.get("cpu family"), flags)
     max_mhz = _lscpu_max_mhz()
     if max_mhz:
         out["clock_mhz"], out["clock_source"] = max_mhz, "lscpu max MHz"
@@ -82,6 +84,12 @@ def _linux_cpu(text: str) -> dict[str, Any]:
         out["clock_mhz"] = round(float(fields["cpu MHz"]), 1)
         out["clock_source"] = "/proc/cpuinfo 'cpu MHz' (current clock; turbo may be higher)"
     return out
+
+
+def splits_512_bit_ops(vendor: str | None, family: str | None, flags: set[str]) -> bool:
+    """AMD Zen 4 (family 25 with AVX-512) runs each 512-bit op as two 256-bit halves: half the AVX-512
+    MACs per cycle of a core with 512-bit FMA units (Zen 5, family 26, has full-width units)."""
+    return vendor == "AuthenticAMD" and family == "25" and "avx512f" in flags
 
 
 def _lscpu_max_mhz() -> float | None:
@@ -140,19 +148,25 @@ AMX_INT8_MACS = 1024  # per cycle per core: 2048 int8 ops (multiply + add)
 AMX_BF16_MACS = 512  # 1024 bf16 ops
 
 
-def peak_macs_per_cycle(isa: list[str], precision: str) -> tuple[int | None, str]:
+def peak_macs_per_cycle(isa: list[str], precision: str, split_512: bool = False) -> tuple[int | None, str]:
     """Multiply-accumulates one core can retire per cycle for ``precision``, and how that was derived.
+
+    ``split_512``: the cores execute 512-bit ops as two 256-bit halves (AMD Zen 4), so AVX-512 retires
+    no more fp32 MACs per cycle than AVX2 (2 x 8). This is the theoretical context of the bench's
+    ceiling; the ceiling itself is measured at bench start (``bench.peak``).
 
     fp32: 2 FMA units x SIMD lanes (16 with AVX-512, 8 with AVX2; 4 for NEON x 2-4 units, taken as 4x4).
     int8: with VNNI (AVX-512 VNNI / AVX-VNNI) 4 int8 MACs per 32-bit lane, i.e. 4x fp32; without it
-    the pmaddubsw path is taken as 2x fp32. fp16/bf16 weights usually run in fp32 on CPUs without
-    AVX512-FP16/AMX, so they get the fp32 peak.
+    the pmaddubsw path is taken as 2x fp32. bf16 with AVX512_BF16 (vdpbf16ps) is 2x fp32; fp16/bf16
+    otherwise run in fp32 on CPUs without AVX512-FP16/AMX, so they get the fp32 peak.
     AMX (Sapphire Rapids and later): the tile unit (TMUL) retires 2048 int8 or 1024 bf16 operations
     per cycle per core (Intel, 4th Gen Xeon Scalable / Intel AMX overview), i.e. 1024 int8 or 512 bf16
     MACs, which is the peak for int8 (``amx_int8``) and bf16/fp16 (``amx_bf16``; fp16 needs ``amx_fp16``).
     """
     flags = set(isa)
-    if "avx512f" in flags:
+    if "avx512f" in flags and split_512:
+        fp32, simd = 2 * 8, "AVX-512 on 256-bit units (Zen 4)"
+    elif "avx512f" in flags:
         fp32, simd = 2 * 16, "AVX-512"
     elif "avx2" in flags and "fma" in flags:
         fp32, simd = 2 * 8, "AVX2+FMA"
@@ -172,12 +186,14 @@ def peak_macs_per_cycle(isa: list[str], precision: str) -> tuple[int | None, str
         return fp32 * 2, f"int8 without VNNI: 2 x fp32 {simd} peak{amx}"
     if precision in ("fp16", "bf16") and "avx512_fp16" in flags:
         return fp32 * 2, f"fp16 AVX512-FP16: 2 x fp32 {simd} peak{amx}"
+    if precision == "bf16" and "avx512_bf16" in flags:  # vdpbf16ps: two bf16 products per 32-bit lane
+        return fp32 * 2, f"bf16 AVX512_BF16 (vdpbf16ps): 2 x fp32 {simd} peak{amx}"
     return fp32, f"fp32 {simd}: {fp32} MAC/cycle/core{amx}"
 
 
 def peak_gmacs(cpu: dict[str, Any], precision: str, threads: int) -> tuple[float | None, str]:
     """Peak GMAC/s of ``threads`` cores at the recorded clock for ``precision`` (None when unknown)."""
-    per_cycle, how = peak_macs_per_cycle(cpu.get("isa") or [], precision)
+    per_cycle, how = peak_macs_per_cycle(cpu.get("isa") or [], precision, split_512=bool(cpu.get("split_512")))
     mhz = cpu.get("clock_mhz")
     if per_cycle is None or not mhz:
         return None, how if per_cycle is None else "clock unknown"

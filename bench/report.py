@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeblood.atomic import write_json, write_text
 from edgeblood.bench.load import DISTURBED_CORES
+from edgeblood.bench.peak import ABOVE_PEAK
 from edgeblood.bench.recommend import delta_text, recommendation_lines
 from edgeblood.bench.results import SCHEMA, add_comparisons, mark_pareto, sort_rows
 from edgeblood.bench.stats import PAIRED
@@ -205,9 +206,7 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
         return "-" if r["accuracy"] is None else f"{r['accuracy'] * 100:.2f}"
 
     def gmacs(r):
-        if r["gmacs"] is None:
-            return "-"
-        return f"{r['gmacs']:.1f}" + (f" ({r['peak_fraction'] * 100:.1f} % of {r['peak_gmacs']:.0f})" if r["peak_fraction"] is not None else "")
+        return "-" if r["gmacs"] is None else f"{r['gmacs']:.1f}" + peak_text(r, f" ({{}} of {r['peak_gmacs'] or 0:.0f})", ".1f")
 
     cols: list[tuple[str, Any]] = [("", lambda r: "★" if r["pareto"] else "")]
     if _multi_machine(report):
@@ -241,6 +240,29 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("MACs", lambda r: _count(r["macs"])),
     ]
     return cols
+
+
+def peak_text(r: dict[str, Any], template: str = " ({})", fmt: str = ".0f") -> str:
+    """The row's share of its ceiling for a GMAC/s cell, never above 100 %: a row beyond the ceiling (or one from an
+    older report that printed more) says so in words instead of a percentage."""
+    frac = r.get("peak_fraction")
+    if frac is None:
+        return ""
+    if r.get("peak_note") or frac > 1.0:
+        return template.format(r.get("peak_note") or ABOVE_PEAK)
+    return template.format(f"{frac * 100:{fmt}} %")
+
+
+def _peak_notes(report: dict[str, Any]) -> list[str]:
+    """A note when some rows exceeded their ceiling: what the cell means and why it can happen."""
+    above = [r for r in report["rows"] if r.get("peak_note") or (r.get("peak_fraction") or 0) > 1.0]
+    if not above:
+        return []
+    names = sorted({f"{r['variant'] or r['runtime']} ({r['runtime']}, {r['threads']} thr, batch {r['batch']})" for r in above})
+    return [f"{len(above)} row(s) ran above their ceiling and show '{ABOVE_PEAK}' instead of a percentage: {', '.join(names[:6])}"
+            + (" ..." if len(names) > 6 else "") + ". GMAC/s counts the model's MACs (direct convolution); a runtime that does fewer real "
+            "multiplies (Winograd or FFT convolution, fused or skipped layers) or uses more cores than its thread setting can exceed "
+            "the measured GEMM peak. The fraction is capped at 1.0 in report.json (peak_note says why)."]
 
 
 def _sections(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -326,9 +348,22 @@ def _machine_lines(m: dict[str, Any]) -> list[str]:
         f"ISA: {', '.join(cpu['isa']) or 'unknown'}",
         f"GPU: {gpus}; OS: {m['os']}",
         f"Libraries: {libs}",
+        *_peak_lines(m),
         f"Threads benchmarked: {', '.join(map(str, settings['threads']))} (runtime thread pools pinned per row; thread env of the bench: {env}); "
         f"batches: {', '.join(map(str, settings['batches']))}; devices: {', '.join(settings['devices'])}",
     ]
+
+
+def _peak_lines(m: dict[str, Any]) -> list[str]:
+    """The measured ceiling per thread count and precision (GMAC/s, per core, kernel) when the bench measured one."""
+    peak = m.get("peak")
+    if not peak:
+        return []
+    parts = []
+    for threads, precs in peak["threads"].items():
+        figures = [f"{p} {v['gmacs']:.0f} ({v['gmacs'] / int(threads):.0f}/core, {v['kernel']})" for p, v in precs.items() if v.get("gmacs")]
+        parts.append(f"{threads} thread(s): " + "; ".join(figures or ["no kernel ran"]))
+    return [f"Measured peak GMAC/s ({peak['method']}): " + " | ".join(parts)]
 
 
 def _method_lines(report: dict[str, Any]) -> list[str]:
@@ -341,10 +376,13 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         f"(budget {timing['max_s']} s; '~' marks rows that did not get there). img/s = batch / p50.",
         "Accuracy and macro-F1: the full test split predicted by that runtime (once per artifact/runtime/device, at the largest batch "
         "and thread count); every row is also checked against the PyTorch fp32 reference (top-1 agreement, max |Δp|).",
-        "GMAC/s = MACs per image x batch / p50. Peak = MAC/cycle/core x threads x clock: fp32 AVX-512 2 FMA x 16 lanes, AVX2 2 x 8, "
-        "int8 with VNNI 4x fp32 (the issue's model; on cores that split 512-bit ops into two 256-bit halves the real ceiling is lower); "
-        "on CPUs with AMX, int8 1024 and bf16 512 MAC/cycle/core (the tile unit: 2048 int8 / 1024 bf16 ops per cycle per core, "
-        "Intel 4th Gen Xeon Scalable).",
+        "GMAC/s = MACs per image x batch / p50; '% of' = the share of the row's ceiling (its precision, its thread count), never "
+        "above 100 %. The ceiling is measured at bench start: the best of a few short blocks of a compute-bound 1024³ GEMM per "
+        "precision and thread count through the runtimes' libraries (torch.mm fp32/bf16 via oneDNN/MKL; int8: torch._int_mm and "
+        "ONNX Runtime's MLAS MatMulInteger u8s8, which reaches AMX where the CPU has it), or the theoretical figure if that is larger: "
+        "MAC/cycle/core (fp32 AVX-512 2 FMA x 16 lanes, AVX2 2 x 8, halved on cores that split 512-bit ops; int8 VNNI 4x fp32; "
+        "bf16 AVX512_BF16 2x fp32; AMX int8 1024 / bf16 512) x threads x the clock (the reported one, or the one the fp32 kernel "
+        "implies when higher: a VM's reported clock is not its boost clock). Each row's peak_basis names both figures.",
         "Headline: after the rows, the fastest ok batch-1 CPU artifact and PyTorch eager fp32 are loaded in ONE process with the same "
         "thread count (the smallest PyTorch was measured at) and alternated round by round on one test image: each round warms a "
         "runtime up, times a fixed number of calls and keeps their median; the ratio is the median of the per-round ratios. The "
@@ -405,8 +443,9 @@ def markdown_report(report: dict[str, Any]) -> str:
     if load_lines(report):
         lines += ["## Machine load while measuring", ""] + [f"- {x}" for x in load_lines(report)] + [""]
     lines += ["## How it was measured", ""] + [f"- {x}" for x in _method_lines(report)] + [""]
-    if report["notes"]:
-        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+    notes = report["notes"] + _peak_notes(report)
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
 
 
@@ -456,8 +495,7 @@ def rich_tables(report: dict[str, Any]) -> list[Any]:
             ("p50 ms", lambda r: _fmt_ms(r["latency_ms"]["p50"]) + ("" if r["latency_ms"]["converged"] else "~") if r["latency_ms"] else "-"),
             ("× torch*", lambda r: f"{r['speedup_vs_pytorch']:.2f}" if r.get("speedup_vs_pytorch") else "-"),
             ("img/s", lambda r: f"{r['throughput_ips']:.0f}" if r["throughput_ips"] else "-"),
-            ("GMAC/s (peak)", lambda r: "-" if r["gmacs"] is None else f"{r['gmacs']:.1f}"
-             + (f" ({r['peak_fraction'] * 100:.0f}%)" if r["peak_fraction"] is not None else "")),
+            ("GMAC/s (peak)", lambda r: "-" if r["gmacs"] is None else f"{r['gmacs']:.1f}" + peak_text(r, " ({})")),
             ("RSS MB", lambda r: f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-"),
             ("size MB", lambda r: f"{r['size_bytes'] / 1e6:.2f}" if r["size_bytes"] else "-"),
         ]

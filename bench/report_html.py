@@ -23,6 +23,7 @@ from edgeblood.bench.report import (
     _machine_lines,
     _method_lines,
     _multi_machine,
+    _peak_notes,
     _sections,
     headline_lines,
     load_lines,
@@ -85,8 +86,9 @@ def html_report(report: dict[str, Any]) -> str:
     if load_lines(report):
         parts += ["<h2>Machine load while measuring</h2>", _list(load_lines(report), markdown=False)]
     parts += ["<h2>How it was measured</h2>", _list(_method_lines(report))]
-    if report["notes"]:
-        parts += ["<h2>Notes</h2>", _list(report["notes"], markdown=False)]
+    notes = report["notes"] + _peak_notes(report)
+    if notes:
+        parts += ["<h2>Notes</h2>", _list(notes, markdown=False)]
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

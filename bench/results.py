@@ -23,7 +23,8 @@ ROW_KEYS = (
     "id", "machine", "run", "model", "variant", "artifact", "target", "precision", "runtime", "device", "threads", "batch",
     "status", "reason", "split", "accuracy", "macro_f1", "n_images", "accuracy_measured_at", "agreement", "max_abs_diff",
     "parity_images", "latency_ms", "throughput_ips", "latency_input_shape", "load_s", "peak_rss_mb", "runtime_rss_mb", "baseline_rss_mb",
-    "size_bytes", "params", "macs", "gmacs", "peak_gmacs", "peak_fraction", "peak_basis", "pareto",
+    "size_bytes", "params", "macs", "gmacs", "peak_gmacs", "peak_fraction", "peak_basis", "peak_note", "peak_measured_gmacs",
+    "peak_theoretical_gmacs", "pareto",
     "accuracy_delta", "speedup_vs_pytorch", "images_accuracy", "images_n", "kernels", "load", "ece",
     "paired_vs_reference", "accuracy_vs_fp32",
 )

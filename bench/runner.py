@@ -43,6 +43,7 @@ from edgeblood.bench.execute import (
 )
 from edgeblood.bench.interleave import interleaved_headline
 from edgeblood.bench.machine import machine_info
+from edgeblood.bench.peak import kernel_seconds, measure_peaks
 from edgeblood.bench.plan import (
     DEVICE_ALIASES,
     PARITY_SLICE,
@@ -93,6 +94,10 @@ def bench_runs(run_dirs: Sequence[Any], config: BenchConfig | None = None, *, pr
     if not runs:
         raise EdgebloodError("no run directories given; pass one or more runs/<name> folders")
     machine = machine_info(config.label)
+    if "cpu" in config.devices:  # the CPU rows' ceiling, measured once per bench (bench.peak)
+        if stage:
+            stage(f"measuring the CPU peak: fp32/bf16/int8 GEMM micro-kernels at {', '.join(map(str, config.threads))} thread(s)")
+        machine["peak"] = measure_peaks(config.threads, kernel_seconds(config.timing.max_s))
     prepared = []
     for run in runs:
         artifacts = require_artifacts(run)
