@@ -68,7 +68,7 @@ def test_the_finetune_recipe_gives_a_few_labelled_images_hundreds_of_steps():
 
     default = config_from_recipe("se-cnn", 28, "default", init="runs/parent")
     tuned = config_from_recipe("se-cnn", 28, "finetune", init="runs/parent")
-    assert (tuned.batch_size, tuned.epochs) == (16, 200) and default.batch_size == 128
+    assert (tuned.batch_size, tuned.epochs, tuned.keep) == (16, 200, "last") and default.batch_size == 128
     assert tuned.lr == pytest.approx(3e-3 * FINETUNE_LR_FACTOR) == pytest.approx(default.lr)
     assert tuned.augment == default.augment  # the same other-lab augmentation as the parent's training
     assert config_from_recipe("se-cnn", 28, "finetune", init="runs/parent", epochs=50).epochs == 50  # options still win

@@ -146,7 +146,7 @@ def test_ema_mixup_bf16_options_run(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(optimizer="lion"), dict(schedule="step"), dict(epochs=0), dict(precision="fp8"), dict(keep="median"),
-                                 dict(keep="last", early_stopping=3)])
+                                 dict(keep="last", early_stopping=3), dict(recipe="finetune")])
 def test_invalid_config_is_one_clear_error(tmp_path, bad):
     with pytest.raises(EdgebloodError):
         train(_cfg(tmp_path, **bad))
@@ -375,4 +375,5 @@ def test_keep_last_saves_the_final_epochs_weights(tmp_path):
     changed = [k for k in final if not torch.equal(final[k], last[k])]
     assert len(changed) <= 2 and all(k.startswith(changed[0].rsplit(".", 1)[0]) for k in changed), \
         f"only the head differs (the fitted temperature is folded into it): {changed}"
-    assert open_run(tmp_path / "r").metadata["training"]["config"]["keep"] == "last"
+    training = open_run(tmp_path / "r").metadata["training"]
+    assert training["config"]["keep"] == "last" and training["kept_epoch"] == 3

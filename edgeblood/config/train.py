@@ -104,6 +104,7 @@ class TrainConfig:
             (self.early_stopping >= 0, f"--early-stopping is a patience in epochs >= 0 (0 = off), got {self.early_stopping}"),
             (self.keep in ("best", "last"), f"--keep is best (val-selected weights) or last (the final epoch's), got '{self.keep}'"),
             (not (self.keep == "last" and self.early_stopping), "--early-stopping restores the best weights; it does not combine with --keep last"),
+            (self.recipe != "finetune" or self.init, "--recipe finetune fine-tunes a trained run on a few labelled images; it needs --init RUN"),
             (self.threads >= 0, f"--threads must be >= 0 (0 = PyTorch's default), got {self.threads}"),
             (self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),

@@ -1,8 +1,8 @@
 """The trainer's entry point: ``train(TrainConfig)`` -> a run directory, new or resumed.
 
 Guarantees a user can rely on:
-* ``checkpoint.pt`` holds the best weights so far (selected on the val split only; the last with --keep last), written
-  atomically after every epoch that improves; ``train_state.pt`` holds everything needed to resume.
+* ``checkpoint.pt`` holds the best weights so far (selected on the val split only), written atomically after every
+  epoch that improves - or, with --keep last, after every epoch; ``train_state.pt`` holds everything needed to resume.
 * Ctrl-C loses at most the current epoch: ``edgeblood train --resume runs/<name>`` continues.
 * The same code runs under ``torchrun`` (DDP); only rank 0 writes and reports.
 * The trainer prints nothing itself: what it has to say goes to callbacks (edgeblood.training.callbacks;
@@ -134,7 +134,9 @@ def _finish(job: Job, standing: Standing, outcome: Outcome, evaluate: bool) -> P
 
 def _report_done(job: Job, standing: Standing, outcome: Outcome, calibration: dict, domain: dict | None) -> None:
     say = job.events.on_message
-    say(f"done in {outcome.wall_time_s / 60:.1f} min; best val accuracy {standing.best.accuracy:.4f} at epoch {standing.best.epoch}", "success")
+    kept = (f"; kept the last epoch's weights (--keep last, val accuracy {standing.history[-1]['val_acc']:.4f})"
+            if job.cfg.keep == "last" and standing.history else "")
+    say(f"done in {outcome.wall_time_s / 60:.1f} min; best val accuracy {standing.best.accuracy:.4f} at epoch {standing.best.epoch}{kept}", "success")
     say(f"calibration: temperature {calibration['temperature']:.3f} fitted on val and folded into the head; val ECE "
         f"{calibration['val_ece_before']:.4f} -> {calibration['val_ece_after']:.4f} (accuracy unchanged)")
     say(f"domain check: {domain['val_flagged']:.1%} of val flagged as unlike training (target <= {domain['flag_rate_target']:.0%}); "

@@ -161,7 +161,9 @@ def _save_epoch(job: Job, standing: Standing, eval_model: nn.Module, improved: b
     """The best weights when this epoch improved (every epoch's with --keep last), history.csv and train_state.pt;
     a failed write stops with one line."""
     best = standing.best
+    kept = (standing.epoch, standing.history[-1]["val_acc"]) if job.cfg.keep == "last" else (best.epoch, best.accuracy)
     job.metadata["training"].update(epochs_run=standing.epoch, best_epoch=best.epoch, best_val_accuracy=best.accuracy,
+                                    kept_epoch=kept[0], kept_val_accuracy=kept[1],
                                     wall_time_s=round(standing.wall_time_s, 1), status="running")
     with stop_cleanly_on_write_failure(job.run_dir, f"epoch {standing.epoch}"):
         if improved or job.cfg.keep == "last":
