@@ -62,7 +62,7 @@ def card(name: str, meta: dict, metrics: dict) -> str:
     dom = meta.get("domain") or {}
     if dom:
         lines += ["", f"- **Domain check:** {dom.get('val_flagged', 0):.1%} of held-in val images flagged as unlike training "
-                  "(target at most 4 %); exports carry it as the `domain` output. It flags every image of another lab's set "
+                  "(thresholds set on val for about 4 %); exports carry it as the `domain` output. It flags every image of another lab's set "
                   "(JTSC, 297 cells) for the 28 px default model: use `edgeblood adapt` or fine-tune for another lab."]
     lines += ["", f"- **Licence:** {meta.get('license')}", f"- **Credit:** {meta.get('credit')}", ""]
     return "\n".join(lines)

@@ -436,8 +436,8 @@ def main() -> None:
     ap.add_argument("--baseline", default="", help="compare against this candidate instead of the engine before #18")
     ap.add_argument("--rounds", type=int, default=6, help="counted rounds per comparison (one more warms up)")
     ap.add_argument("--images", type=int, default=0, help="images per variant per round (default 1280 at 28 px, 512 at 64 px)")
-    ap.add_argument("--data-dir", default=os.environ.get("EDGEBLOOD_DATA", "/work/shared/data"))
-    ap.add_argument("--results", default="/work/logs/h18-train-throughput.jsonl")
+    ap.add_argument("--data-dir", default=os.environ.get("EDGEBLOOD_DATA", "../shared/data"), help="default: $EDGEBLOOD_DATA, else ../shared/data")
+    ap.add_argument("--results", default="logs/h18-train-throughput.jsonl")
     ap.add_argument("--force", action="store_true", help="measure again what --results already holds")
     ap.add_argument("--profile", action="store_true", help="profile one epoch-equivalent of the baseline instead")
     ap.add_argument("--profile-variant", default="", help="profile this candidate instead of the baseline")
@@ -457,6 +457,7 @@ def main() -> None:
         variant = CANDIDATES[args.profile_variant] if args.profile_variant else Variant()
         row = profile_epoch(model, size, threads[0], load_train(size, args.data_dir), variant, console, ghz=args.ghz)
         row["profile"] = args.profile_variant or "baseline"
+        results.parent.mkdir(parents=True, exist_ok=True)
         with results.with_name(results.stem + "-profile.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
         return
@@ -484,6 +485,7 @@ def main() -> None:
                     console.print(f"[red]{model} {size}px {t}t {name} failed[/]: {type(exc).__name__}: {str(exc)[:300]}")
                     continue
                 rows.append(row)
+                results.parent.mkdir(parents=True, exist_ok=True)
                 with results.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
                 versus = f" vs {args.baseline}" if args.baseline else ""
