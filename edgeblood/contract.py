@@ -46,7 +46,7 @@ def artifact_metadata(run_metadata: RunMetadata | Mapping[str, Any], *, precisio
                       run_name: str = "", domain: bool = True) -> dict[str, str]:
     """The flat string map stored in an artifact, built from a run's metadata (``Run.meta``)."""
     run_meta = as_run_metadata(run_metadata)
-    if not domain:  # an artifact built without the domain output (ExecuTorch int8)
+    if not domain:  # an artifact built without the domain output
         run_meta = replace(run_meta, domain=None)
     inp, ds = run_meta.input, run_meta.dataset
     counts = list(ds.train_class_counts or [])

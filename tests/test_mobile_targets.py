@@ -92,8 +92,8 @@ def test_int8_variants_are_remeasured_by_their_own_runtime(int8_reports):
         path = run_dir / "export" / rel
         from test_compress import _domain_float_bytes
 
-        fp32_size = (run_dir / "export" / rel.replace("-int8", "")).stat().st_size  # LiteRT int8 keeps the domain check in float
-        allowance = 100 * _domain_float_bytes(run_dir) / fp32_size if runtime == "litert" else 0
+        fp32_size = (run_dir / "export" / rel.replace("-int8", "")).stat().st_size  # both int8 programs keep the domain check in float
+        allowance = 100 * _domain_float_bytes(run_dir) / fp32_size
         assert row.path == rel and row.size_pct < 45 + allowance, f"{rel} is {row.size_pct:.0f} % of fp32"
         loaded = get_runtime(runtime).load(path)
         probs = loaded.predict(images)
@@ -106,6 +106,26 @@ def test_int8_variants_are_remeasured_by_their_own_runtime(int8_reports):
         assert entry["precision"] == "int8" and entry["runtime"] == runtime and entry["compression"]["calibration"]["images"] == 64
         assert loaded.metadata()["precision"] == "int8"
     assert rows["litert int8 full-integer"].measured["parity"]["thresholds"]["min_agreement"] == 0.90  # the one judge's "quantized" row
+
+
+@pytest.mark.parametrize("rel", ["model-int8.tflite", "model-int8.pte"])
+def test_int8_mobile_programs_carry_the_domain_check_in_float(int8_reports, rel):
+    """The int8 .tflite and .pte keep the domain output (computed in float on int8 features): an app on the phone
+    still learns that an image is unlike training, and it flags what the fp32 program flags."""
+    from edgeblood.data.bloodmnist import load_sample
+    from edgeblood.runtimes import to_model_input
+
+    run_dir = int8_reports[0]
+    int8 = runtime_for_artifact(run_dir / "export" / rel).load(run_dir / "export" / rel)
+    fp32 = runtime_for_artifact(run_dir / "export" / rel.replace("-int8", "")).load(run_dir / "export" / rel.replace("-int8", ""))
+    domain = int8.metadata()["domain"]
+    assert int8.has_domain and (json.loads(domain) if isinstance(domain, str) else domain)["thresholds"]
+    images = load_sample(28).images("test")
+    x = to_model_input(np.concatenate([images, images[:, :, :, ::-1]]))  # BGR-swapped copies: another "lab"
+    flags_int8, flags_fp32 = (int8.domain(x) > 1).any(1), (fp32.domain(x) > 1).any(1)
+    assert np.mean(flags_int8 == flags_fp32) >= 0.9
+    half = len(images)  # the swapped copies are as foreign to the int8 program as to the fp32 one
+    assert flags_int8[half:].mean() >= flags_fp32[half:].mean() - 0.05 and flags_int8[:half].mean() <= flags_fp32[:half].mean() + 0.1
 
 
 def test_litert_int8_keeps_float_io_and_int8_kernels(int8_reports):
