@@ -328,7 +328,8 @@ def predict_files(
     option = "model" if framing == model.framing else framing.short()
     warnings = [] if model.framing_recorded else [
         f"{model.path.name} predates the framing contract; assumed BloodMNIST's ({model.framing.describe()}) - re-export it to record it"]
-    warnings += collapse_warnings(rows, model, option, rescaled=is_rescaled(framing))
+    rescaled_now = option != "model" and is_rescaled(framing)  # an adapted run's own window is not a choice made in this call
+    warnings += collapse_warnings(rows, model, option, rescaled=rescaled_now)
     warnings += domain_warnings(rows, model)
     return PredictionReport(
         model=str(model.path), runtime=model.runtime, device=model.device, input_size=model.input_size,

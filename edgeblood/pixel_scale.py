@@ -66,8 +66,8 @@ def estimate_red_cell_px(files: list, size: int, framing: Framing, training_dark
 
     The share of stained pixels in the window falls as the window grows; where the images' median share
     crosses the training images' (``_crossing``) is the estimate. A rough guide (±15 % on the other-lab
-    set here), which is why it is offered, not applied silently. Each file is decoded once; every
-    candidate window is cut from the decoded pixels.
+    set here), which is why it is offered, not applied silently. At most ``max_files`` files, spread evenly
+    over the list; each is decoded once and every candidate window is cut from the decoded pixels.
     """
     import torch
 
@@ -76,7 +76,15 @@ def estimate_red_cell_px(files: list, size: int, framing: Framing, training_dark
 
     if candidates is None:
         candidates = np.round(np.geomspace(25, 200, 22), 1)
-    captures = [to_rgb_uint8(read_pixels(f), f) for f in list(files)[:max_files]]
+    files = list(files)
+    captures = []
+    for f in files[:: max(1, -(-len(files) // max_files))]:  # spread over the folder: class folders come sorted
+        try:
+            captures.append(to_rgb_uint8(read_pixels(f), f))
+        except EdgebloodError:  # an unreadable file is predict's to report; the estimate uses the rest
+            continue
+    if not captures:
+        raise EdgebloodError(f"none of the {len(files)} files could be read to estimate the pixel scale; give --red-cell-px N")
     dark = IMAGE_STATS.index("dark_share")
     shares: dict[float, float] = {}
     for px in candidates:

@@ -228,8 +228,11 @@ def _load() -> None:
 
 
 def list_runtimes() -> list[str]:
+    """Runtime names in BUILTIN_MODULES order (then any others), whichever adapter happened to be imported first:
+    bench plans its rows from this list, so its order must not depend on import order."""
     _load()
-    return list(_RUNTIMES)
+    rank = {module: i for i, module in enumerate(BUILTIN_MODULES)}
+    return sorted(_RUNTIMES, key=lambda name: rank.get(_RUNTIMES[name].__module__, len(rank)))
 
 
 def get_runtime(name: str) -> Runtime:

@@ -167,3 +167,10 @@ def test_errors_are_catchable_by_kind(tmp_path, home):
         pretrained.bench(out=tmp_path / "bench", batches=[1], threads=[1])
     err = missing_extra("openvino", "openvino")
     assert isinstance(err, MissingExtraError) and err.extra == "openvino" and 'edgeblood[openvino]' in str(err)
+
+
+def test_the_first_releases_quiet_switch_still_works_with_a_deprecation_warning(tmp_path, capsys):
+    with pytest.warns(DeprecationWarning, match="progress=True"):
+        run = edgeblood.train(sample=True, epochs=1, batch_size=64, model_cfg={"widths": WIDTHS}, precision="fp32", threads=1,
+                              evaluate=False, out_dir=str(tmp_path), name="quiet", quiet=True)
+    assert (run.dir / "checkpoint.pt").is_file() and "epoch" not in capsys.readouterr().out

@@ -184,6 +184,28 @@ def test_auto_scale_with_a_pixel_size_too_is_one_line(sample_run, tmp_path, comm
     assert isinstance(result.exception, EdgebloodError) and "not both" in str(result.exception)
 
 
+def test_a_pixel_scale_without_images_is_one_line(sample_run):
+    result = CliRunner().invoke(app, ["evaluate", str(sample_run), "--red-cell-px", "40", "--no-plots"])
+    assert isinstance(result.exception, EdgebloodError) and "--images" in str(result.exception)
+
+
+def test_the_scale_estimate_skips_unreadable_files_and_samples_the_whole_folder(sample_run, tmp_path):
+    """A broken file among the captures does not stop `--red-cell-px auto`; with more files than it reads, the
+    estimate takes them spread over the folder (class folders come sorted), not the first class only."""
+    run = open_run(sample_run)
+    lab = tmp_path / "lab"
+    _write(lab, np.repeat(np.repeat(load_sample(28).images("test")[:20], 10, axis=1), 10, axis=2))
+    (lab / "broken.png").write_bytes(b"")
+    files = sorted(lab.iterdir())
+    dark = training_dark_share(run.meta.domain)
+    whole = choose_scale("auto", None, files=files, size=28, framing=run.framing, dark_share=dark).red_cell_px
+    assert whole == pytest.approx(73 * 280 / 200, rel=0.2)
+    spread, _ = estimate_red_cell_px(files, 28, rescale(run.framing, TRAINING_RED_CELL_PX), dark, max_files=7)
+    assert spread == pytest.approx(whole, rel=0.2)
+    with pytest.raises(EdgebloodError, match="none of the 1 files"):
+        estimate_red_cell_px([lab / "broken.png"], 28, run.framing, dark)
+
+
 @pytest.mark.realdata
 def test_predict_estimates_the_other_labs_scale_and_still_flags_its_cells():
     """The JTSC originals (red cells ~40 px, as shipped): --red-cell-px auto frames them at about that scale,

@@ -86,13 +86,12 @@ def test_se_cnn_28_on_the_val_captures_with_no_training(home):
     assert entry["accuracy"] >= 0.96
 
 
-def test_the_readme_lists_every_shipped_model_with_its_cards_figures():
+def test_the_readme_lists_every_shipped_model_with_its_cards_figures(monkeypatch):
     import importlib.util
-    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "scripts"))
+    monkeypatch.syspath_prepend(str(root / "scripts"))
     spec = importlib.util.spec_from_file_location("package_pretrained", root / "scripts" / "package_pretrained.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

@@ -32,6 +32,17 @@ def test_registry_names_aliases_and_unknown():
         get_runtime("tensorrt")
 
 
+def test_runtimes_are_listed_in_a_fixed_order_whatever_was_imported_first():
+    """bench plans its rows from list_runtimes(): an adapter imported early (an app importing OpenVINO's) must not reorder them."""
+    import subprocess
+    import sys
+
+    code = ("import edgeblood.exporters.executorch.runtime, edgeblood.exporters.openvino.runtime\n"
+            "from edgeblood.runtimes import list_runtimes\nprint(list_runtimes())")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    assert shown == str(list_runtimes()) and list_runtimes()[:3] == ["pytorch", "onnxruntime", "openvino"]
+
+
 def test_runtime_for_artifact_by_extension(report, tmp_path):
     exp = report.export_dir
     assert runtime_for_artifact(exp / "model.onnx").name == "onnxruntime"

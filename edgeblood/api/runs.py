@@ -149,6 +149,7 @@ def train(
     evaluate: bool = True,
     progress: bool = False,
     callbacks: Sequence[Callback] = (),
+    quiet: bool | None = None,
     **options: Any,
 ) -> Run:
     """Train ``model`` at ``size`` px with ``recipe`` and return the finished run.
@@ -159,7 +160,7 @@ def train(
     Args:
         model: a registry name (``edgeblood models`` lists them).
         size: input size in px (28, 64, 128 or 224 for BloodMNIST).
-        recipe: ``default``, ``best`` or ``published`` (edgeblood.config.recipes).
+        recipe: ``default``, ``best``, ``published`` or ``finetune`` (with ``init``; edgeblood.config.recipes).
         model_cfg: model options (the CLI's ``--model-opt``), e.g. ``{"width_mult": 0.5}``.
         augment: AugmentConfig fields over the recipe's, e.g. ``{"jpeg_prob": 0.0}``.
         evaluate: evaluate on val and test at the end (metrics.json, plots).
@@ -167,6 +168,7 @@ def train(
             notebook stays clean (history.csv keeps the curves either way).
         callbacks: :class:`edgeblood.Callback` objects that receive the run's events (epoch ends with
             val accuracy, batches with loss and images/s, messages); they cannot change the weights.
+        quiet: deprecated (the first API release's switch); ``quiet=False`` is ``progress=True``.
         **options: TrainConfig fields (``epochs``, ``lr``, ``seed``, ``sample``, ``out_dir``, ``name``, ...).
 
     Raises:
@@ -176,6 +178,12 @@ def train(
     from edgeblood.config.recipes import config_from_recipe
     from edgeblood.training import train as run_training
 
+    if quiet is not None:
+        import warnings
+
+        warnings.warn("edgeblood.train(quiet=...) is deprecated: the display is off by default; pass progress=True to show it",
+                      DeprecationWarning, stacklevel=2)
+        progress = not quiet
     cfg = config_from_recipe(model, size, recipe, model_cfg=model_cfg, augment=augment, **options)
     hooks = list(callbacks)
     if progress:

@@ -66,6 +66,8 @@ def evaluate(
         check_output_dir(opened.plots_dir, "plots folder")
     if images is not None and calibrate:
         raise EdgebloodError("--calibrate fits the temperature on the run's own val split; run `edgeblood evaluate RUN --calibrate` first, then --images")
+    if images is None and (red_cell_px is not None or um_per_px is not None):
+        raise EdgebloodError("--red-cell-px / --um-per-px frame your own captures; BloodMNIST splits are framed already - add --images DIR")
     if images is not None:
         _evaluate_images(opened, images, framing, device=device, batch_size=batch_size, plots=plots, scale=(red_cell_px, um_per_px))
         return
