@@ -72,7 +72,10 @@ def test_predict_and_export_take_a_pretrained_name(home, tmp_path):
 def test_models_marks_the_pretrained_ones():
     result = CliRunner().invoke(app, ["models", "--json"])
     rows = {r["name"]: r for r in json.loads(result.output)}
-    assert [p["name"] for p in rows["se-cnn"]["pretrained"]] == ["se-cnn-28"] and rows["vgg15"]["pretrained"] == []
+    shipped = {m["name"]: m["model"] for m in json.loads((pretrained.PACKAGE_DIR / pretrained.INDEX).read_text())["models"]}
+    for model in set(shipped.values()):
+        assert sorted(p["name"] for p in rows[model]["pretrained"]) == sorted(n for n, m in shipped.items() if m == model)
+    assert {"se-cnn-28", "se-cnn-64"} <= set(shipped) and rows["vgg15"]["pretrained"] == []
 
 
 @pytest.mark.realdata
