@@ -298,7 +298,7 @@ def test_help_text_has_no_raw_markup_and_says_the_defaults():
     assert "``" not in _help("models")
     assert "28, 64, 128 or 224" in next(ln for ln in _help("pipeline").splitlines() if "--size" in ln)
     train = {ln.split()[1]: ln for ln in _help("train").splitlines() if ln.startswith("│ --")}
-    assert "[default: from --recipe; 30 in the default recipe]" in train["--epochs"]
+    assert "[default: from --recipe; 60 in the default recipe]" in train["--epochs"]
     assert "[default: from --recipe; 0.003 in the default recipe]" in train["--lr"]
     assert "[default: from --recipe; 128 in the default recipe]" in train["--batch-size"]
     assert "[default: 0.7]" in train["--kd-alpha"] and "[default: 2]" in train["--kd-temperature"]

@@ -16,7 +16,7 @@ from edgeblood.errors import EdgebloodError
 #: Written out rather than derived so that each reads as a person would say it ("0 (5 for autoclassifier)");
 #: tests/test_cli_faults.py checks it against the recipe itself.
 DEFAULT_RECIPE_VALUES = {
-    "epochs": "30", "batch_size": "128", "lr": "0.003", "optimizer": "adamw", "schedule": "onecycle", "weight_decay": "0.0005",
+    "epochs": "60", "batch_size": "128", "lr": "0.003", "optimizer": "adamw", "schedule": "onecycle", "weight_decay": "0.0005",
     "label_smoothing": "0.1", "class_weights": "none", "weighted_sampler": "off", "oversample": "off", "mixup": "0", "cutmix": "0",
     "ema": "0", "grad_clip": "0", "early_stopping": "0", "keep": "best", "rot90": "on", "flips": "on", "crop_area": "0.9,1.1", "color_jitter": "0",
     "crop_shift": "0.03", "stain_jitter": "0.05", "jpeg_aug": "0.5", "hed_scale": "0.3", "hed_shift": "0.1", "white_balance": "0.2",
