@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import real_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -79,10 +80,8 @@ def test_the_quickstart_runs_as_written(tmp_path):
 
 
 def _data_dir() -> Path | None:
-    for base in (os.environ.get("EDGEBLOOD_DATA"), ROOT.parent / "shared" / "data"):
-        if base and (Path(base) / ORIGINALS).is_dir():
-            return Path(base)
-    return None
+    """The data folder ($EDGEBLOOD_DATA, then ../shared/data) that holds the val captures, via conftest's resolver."""
+    return real_data_path(*ORIGINALS.split("/"), parent=True)
 
 
 def test_the_quickstarts_capture_blocks_run_on_a_subset_of_the_pbc_originals(tmp_path):
@@ -157,7 +156,7 @@ def test_no_machine_specific_paths_in_the_docs():
 def test_the_machine_path_check_catches_what_it_is_for():
     for line in ("--out /work/runs/s9", "cd /home/alice/edgeblood", "see /root/.cache", "C:\\Users\\bob"):
         assert MACHINE_PATH.search(line), line
-    for line in ("../shared/data/pbc-originals/val", "runs/se-cnn-28/export", "~/.cache/edgeblood", "https://x.org/work/y"):
+    for line in ("../lab-data/captures/val", "runs/se-cnn-28/export", "~/.cache/edgeblood", "https://x.org/work/y"):
         assert not MACHINE_PATH.search(line), line
 
 
