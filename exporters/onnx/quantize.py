@@ -153,6 +153,7 @@ def _bound_drop(make, ranges: dict, fp32: Path, first: Path, graph, validation, 
     record["float_nodes"] = [{"node": n.name, "op": n.op_type, "val_accuracy_with_only_this_float": alone[n.name],
                               "why": f"val accuracy {100 * alone[n.name]:.2f} % with only this layer in float vs {100 * first_acc:.2f} % all int8"}
                              for n in kept]
+    record["first_pass_float"] = k
     if returned:
         record["returned_to_int8"] = [n.name for n in returned]
     return path, record | {"fell_back": True, "val_accuracy_int8": acc, "drop_pt": round(100 * (fp32_acc - acc), 3), "met": met,
