@@ -339,6 +339,7 @@ class TrainingInfo(_Section):
     seed: int | None = _spec(INT)
     device: str | None = _spec(TEXT)
     precision: str | None = _spec(TEXT)
+    cpu: dict[str, Any] | None = _spec(MAPPING)  # edgeblood.cpu.cpu_info() of the machine that trained
     started: str | None = _spec(TEXT)
     teacher: TeacherInfo | None = _spec(TeacherInfo)
     parent: ParentInfo | None = _spec(ParentInfo)

@@ -2,6 +2,7 @@
 tables rendered from it: the full one in docs/results.md, a 10-row headline in README.md.
 
     python scripts/results_table.py add runs/se-cnn-28px [RUN ...]   # (re)collect rows from finished runs
+    python scripts/results_table.py add --cpu "Intel Xeon, AMX" RUN   # a run whose run.json predates training.cpu
     python scripts/results_table.py seeds runs/a runs/a-seed1 runs/a-seed2  # mean and spread of one recipe over seeds (row of the first)
     python scripts/results_table.py render                            # rewrite both tables from bench/results.json
 
@@ -16,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from edgeblood.config.recipes import get_recipe
+from edgeblood.cpu import cpu_label
 from edgeblood.manifest import load_manifest
 from edgeblood.runs import read_metrics
 
@@ -96,6 +99,7 @@ def collect(run_dir: Path) -> dict:
         "train_minutes": round(run["training"].get("wall_time_s", 0) / 60, 1),
         "train_device": run["training"].get("device"),
         "train_precision": run["training"].get("precision"),
+        "train_cpu": cpu_label(run["training"].get("cpu")),
         "command": run["training"].get("command"),
         "derived": None,
         "int8": _int8(run_dir),
@@ -112,6 +116,11 @@ def collect(run_dir: Path) -> dict:
         row["recipe_note"] = "recipe before real-pixel augmentation"
     elif not any(augment.get(k) for k in ("jpeg_prob", "stain", "crop_shift")) and run["training"].get("recipe") != "published":
         row["recipe_note"] = "real-pixel augmentation off"
+    if run["training"].get("recipe") == "published":
+        planned = get_recipe("published", run["model"]["name"], run["input"]["size"]).get("epochs")
+        given = run["training"].get("config", {}).get("epochs")
+        if planned and given and given < planned:
+            row["recipe_note"] = f"{given} of the published recipe's {planned} epochs"
     comp = run.get("compression")
     if comp:  # a pruned/sparse child run: its cost is the fine-tune, its command the compress call
         row["derived"] = f"{comp['method']} of {Path(comp['parent_run']).name}"
@@ -234,10 +243,10 @@ def _latency(run_dir: Path) -> dict | None:
 def render(rows: list[dict]) -> str:
     out = ["Official BloodMNIST test split (3,421 images); model selection on val only. fp32 accuracy: PyTorch; int8: the best "
            "int8 artifact re-measured with its own runtime on the full test split; latency: fastest variant, 1 thread, batch 1 "
-           "(`edgeblood bench`, 2-core AMD EPYC with AVX-512/VNNI/BF16; ratios within one report are what to compare; the "
-           "rows with a val-originals figure were trained on a 2-core AMD EPYC with AVX2 only, in fp32). Train "
-           "times are wall-clock on that 2-core machine while several trainings and test suites shared it (expect them "
-           "2-4x shorter on an idle one); a pruned row's time is its fine-tune. Commands are shown without the machine's own "
+           "(`edgeblood bench` on a 2-core cloud VM; ratios within one report are what to compare). Train "
+           "times are wall-clock on a 2-core VM, often while other trainings and test suites shared it (expect them "
+           "2-4x shorter on an idle one), with the CPU that trained where the run recorded it (bf16 on AVX-512 BF16 or "
+           "AMX trains about 5x faster than fp32 on AVX2); a pruned row's time is its fine-tune. Commands are shown without the machine's own "
            "`--out` and `--data-dir`. Regenerate: "
            "`python scripts/results_table.py add RUN && python scripts/results_table.py render`.", "",
            "TTA x8: mean logits over 4 rotations x 2 flips (8x compute), reported apart from single-pass accuracy. "
@@ -265,6 +274,7 @@ def render(rows: list[dict]) -> str:
         ece = r.get("ece")
         ece_s = (f"{ece['calibrated']:.3f}" + (f" ({ece['uncalibrated']:.3f})" if ece.get("uncalibrated") is not None else "")) if ece else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
+        cpu = f", {r['train_cpu']}" if r.get("train_cpu") else ""
         # Escaped brackets: "[a] [b]" would read as a Markdown reference link on the docs site.
         derived = f" \\[{r['derived']}\\]" if r.get("derived") else ""
         derived += f" \\[{r['recipe_note']}\\]" if r.get("recipe_note") else ""
@@ -272,7 +282,7 @@ def render(rows: list[dict]) -> str:
         out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M "
                    f"| {acc} | {tta} | {int8} | {orig_s} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {ece_s} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
-                   f"{r['train_precision']}) | {r.get('published') or _published(r['model']) or '-'} | `{portable_command(r['command'] or '')}` |")
+                   f"{r['train_precision']}{cpu}) | {r.get('published') or _published(r['model']) or '-'} | `{portable_command(r['command'] or '')}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",
             "| model | input | params | test acc | source |", "| --- | --- | ---: | ---: | --- |"]
     for a in ANCHORS:
@@ -318,8 +328,10 @@ def main(argv: list[str]) -> None:
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"schema": "edgeblood.results/1", "rows": []}
     if argv[:1] == ["add"]:
         by_run = {r["run"]: r for r in data["rows"]}
-        for arg in argv[1:]:
+        cpu = argv[argv.index("--cpu") + 1] if "--cpu" in argv[:-1] else None
+        for arg in [a for i, a in enumerate(argv[1:], 1) if a != "--cpu" and argv[i - 1] != "--cpu"]:
             row = collect(Path(arg))
+            row["train_cpu"] = row["train_cpu"] or cpu
             row["seeds"] = by_run.get(row["run"], {}).get("seeds")
             by_run[row["run"]] = row
             print(f"collected {row['run']}: {100 * row['fp32_accuracy']:.2f} %")

@@ -468,3 +468,14 @@ def test_the_html_report_fits_a_laptop_screen(cli_report, tmp_path):
     overflow = re.search(r'data-overflow="(-?\d+)"', out.stdout)
     assert overflow, out.stderr[-2000:]
     assert int(overflow.group(1)) <= 0, f"the page is {overflow.group(1)} px wider than a 1366 px window"
+
+
+def test_cpu_label_names_the_widest_isa_tier_a_training_or_int8_kernel_can_use():
+    from edgeblood.cpu import cpu_label
+
+    assert cpu_label({"model": "AMD EPYC", "isa": ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]}) == "AMD EPYC, AVX-512 BF16"
+    assert cpu_label({"model": "Intel Xeon", "isa": ["avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"]}) == "Intel Xeon, AMX"
+    assert cpu_label({"model": "AMD EPYC", "isa": ["avx2", "fma"]}) == "AMD EPYC, AVX2"
+    assert cpu_label({"model": "Apple M2", "isa": ["neon", "asimddp"]}) == "Apple M2, NEON dot"
+    assert cpu_label({"model": "riscv", "isa": []}) == "riscv"
+    assert cpu_label(None) is None and cpu_label({"isa": ["avx2"]}) is None  # a run from before training.cpu

@@ -66,6 +66,12 @@ def test_a_real_training_run_json_round_trips_byte_for_byte(sample_run):
     assert meta.input.framing == bloodmnist_framing(28) and meta.input.framing_recorded
     assert meta.dataset.source == "sample" and not meta.dataset.is_folder
     assert isinstance(meta.training, TrainingInfo) and meta.training.status == "complete" and meta.training.epochs_run == 6
+    # the CPU that trained it, as the bench reads it (a bf16 run's weights and time depend on it)
+    from edgeblood.cpu import cpu_info, cpu_label
+
+    here = cpu_info()
+    assert meta.training.cpu["model"] == here["model"] and meta.training.cpu["isa"] == here["isa"]
+    assert cpu_label(meta.training.cpu).startswith(here["model"])
     assert isinstance(meta.calibration, CalibrationInfo) and meta.temperature == meta.calibration.temperature != 1.0
     assert meta.review_thresholds[0].review_rate == 0.0
     assert meta.metric("test", "accuracy") == d["metrics"]["test"]["accuracy"]

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from edgeblood import __version__
 from edgeblood.config.train import TrainConfig
+from edgeblood.cpu import cpu_info
 from edgeblood.errors import EdgebloodError
 from edgeblood.info import CREDIT, LICENSE
 from edgeblood.provenance import command_line, git_commit, library_versions, utc_now
@@ -29,7 +30,7 @@ def run_metadata(cfg: TrainConfig, model: nn.Module, data, mean, std, params: in
                   "framing": data.framing().to_dict()},
         "dataset": data.metadata(),
         "training": {"command": command_line(), "recipe": cfg.recipe, "config": cfg.to_dict(), "seed": cfg.seed,
-                     "device": str(device), "precision": cfg.precision, "started": utc_now()},
+                     "device": str(device), "precision": cfg.precision, "cpu": cpu_info(), "started": utc_now()},
         "versions": library_versions(),
         "edgeblood_version": __version__,
         "git_commit": git_commit(),
