@@ -28,8 +28,7 @@ PROB_NAME = "probabilities"
 LABEL_NAME = "label"
 DOMAIN_NAME = "domain"
 #: Targets whose graphs carry the ``domain`` output when the run has a domain profile (edgeblood.domain).
-#: Core ML's classifier spec has one probability output and the class label; its check is left to a later version.
-DOMAIN_TARGETS = frozenset({"onnx", "openvino", "litert", "executorch", "pytorch"})
+DOMAIN_TARGETS = frozenset({"onnx", "openvino", "coreml", "litert", "executorch", "pytorch"})
 
 # Keys whose values are JSON (everything else is a plain string).
 JSON_KEYS = frozenset({"domain", "classes", "class_names_full", "model_config", "input_range", "input_shape", "normalization", "outputs",

@@ -5,11 +5,16 @@
 //     let classifier = try CellClassifier(modelURL: Bundle.main.url(forResource: "model", withExtension: "mlmodelc")!)
 //     let result = try classifier.classify(cgImage)            // a whole capture: framed as in training, then scaled
 //     print(result.label, result.probability, result.needsReview)
+//     let checked = try classifier.classifyWithoutVision(cgImage)  // the same, plus the domain check
+//     if checked.outside == true { /* unlike the training data: another lab, stain or scale; do not trust the label */ }
 //
 // The model's contract (written by `edgeblood export --target coreml`, checked against this file by
 // tests/test_examples.py): one image input "image" (RGB, the model's size, pixels 0-255 - the
-// normalisation is inside the model, so the app adds no scaling), outputs "classLabel" (String) and
-// "probabilities" ([String: Double] over the 8 cell types). Class names and input size are also in the
+// normalisation is inside the model, so the app adds no scaling), outputs "classLabel" (String),
+// "probabilities" ([String: Double] over the 8 cell types) and "domain" (2 numbers: how far the image's
+// features and pixel statistics lie from the training data, each over its threshold; above 1 = unlike what
+// the model was trained on, e.g. another lab's stain or microscope). Vision's classification observations
+// do not carry "domain"; `classifyWithoutVision` reads it. Class names and input size are also in the
 // model's creator-defined metadata ("classes" as a JSON list, "input_size").
 //
 // Framing: the model was trained on windows cut from captures, described by the "framing" metadata
@@ -30,6 +35,7 @@ enum EdgebloodCoreML {
     static let inputName = "image"
     static let labelOutput = "classLabel"
     static let probabilitiesOutput = "probabilities"
+    static let domainOutput = "domain"
     static let classesKey = "classes"
     static let inputSizeKey = "input_size"
     static let framingKey = "framing"
@@ -64,6 +70,9 @@ struct CellPrediction {
     let topK: [(label: String, probability: Double)]
     /// True when the top probability is below the review threshold: send this cell to a person.
     let needsReview: Bool
+    /// The domain check: true when the image is unlike the training data (its label is not to be trusted), nil
+    /// where it was not read (the Vision path, or a model exported without a domain profile).
+    let outside: Bool?
 }
 
 enum CellClassifierError: Error {
@@ -113,7 +122,7 @@ final class CellClassifier {
         }
         let top = observations.prefix(topK).map { (label: $0.identifier, probability: Double($0.confidence)) }
         return CellPrediction(label: best.identifier, probability: Double(best.confidence), topK: Array(top),
-                              needsReview: Double(best.confidence) < rejectBelow)
+                              needsReview: Double(best.confidence) < rejectBelow, outside: nil)
     }
 
     /// Core ML alone (no Vision): the same window cut with CGImage.cropping, scaled through MLFeatureValue.
@@ -137,7 +146,10 @@ final class CellClassifier {
             .compactMap { key, value in (key.base as? String).map { (label: $0, probability: value.doubleValue) } }
             .sorted { $0.probability > $1.probability }
         let probability = ranked.first?.probability ?? 0
+        // [features, image] distances over their thresholds: either above 1 = outside what training saw
+        let domain: MLMultiArray? = output.featureValue(for: EdgebloodCoreML.domainOutput)?.multiArrayValue
+        let outside = domain.map { scores in (0..<scores.count).contains { scores[$0].doubleValue > 1 } }
         return CellPrediction(label: label, probability: probability, topK: Array(ranked.prefix(topK)),
-                              needsReview: probability < rejectBelow)
+                              needsReview: probability < rejectBelow || outside == true, outside: outside)
     }
 }

@@ -289,3 +289,49 @@ def test_int8_onnx_keeps_the_domain_check_in_float(sample_run, copy_run):
     int8 = runtime_for_artifact(run_dir / "export" / "model-int8.onnx").load(run_dir / "export" / "model-int8.onnx").domain(x)
     assert np.mean((fp32 > 1).any(1) == (int8 > 1).any(1)) >= 0.95
     np.testing.assert_allclose(int8[:, 1], fp32[:, 1], rtol=1e-3, atol=1e-3)  # the image score never passes through int8
+
+
+def test_coreml_carries_the_domain_check_in_float_through_fp16_and_weight_compression(sample_run, copy_run):
+    """Core ML gets the `domain` output too; its ops stay float32 in the fp16 model and its weights stay
+    uncompressed in the int8 and palettized ones (as the other formats' int8 paths keep it in float). Core ML
+    cannot predict off macOS, so this reads the converted programs: what runs in which precision."""
+    from collections import Counter
+
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+    from coremltools.converters.mil.frontend.milproto import load as milproto_load
+    from coremltools.converters.mil.mil import types
+    from coremltools.models.utils import _convert_model_spec_to_pymil_prog
+
+    from edgeblood.exporters.coreml.export import domain_only_ops
+
+    run_dir = copy_run(sample_run)
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--target", "coreml", "--precision", "fp32,fp16"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["compress", str(run_dir), "--quantize", "int8", "--target", "coreml"])
+    assert result.exit_code == 0, result.output
+    export = run_dir / "export"
+
+    def program(name: str):
+        model = ct.models.MLModel(str(export / name), skip_model_load=True)
+        assert [o.name for o in model.get_spec().description.output] == ["classLabel", "probabilities", "domain"]
+        return model, _convert_model_spec_to_pymil_prog(model, model.get_spec().specificationVersion, milproto_load.load)
+
+    _, fp16 = program("model-fp16.mlpackage")
+    domain_ops = domain_only_ops(fp16)
+    dtypes = {side: Counter(types.builtin_to_string(op.outputs[0].dtype) for op in fp16.functions["main"].operations
+                            if op.op_type not in ("const", "classify") and (op.name in domain_ops) == side) for side in (True, False)}
+    assert set(dtypes[True]) == {"fp32"} and dtypes[True]["fp32"] >= 20  # the check: float32 throughout
+    assert dtypes[False]["fp16"] > dtypes[False]["fp32"]  # the network: fp16
+
+    _, fp32 = program("model.mlpackage")
+    domain_weights = {op.name for op in fp32.functions["main"].operations if op.name in domain_only_ops(fp32) and op.op_type == "const"
+                      and getattr(op.outputs[0].val, "size", 0) >= 256}
+    conv_weights = {op.inputs["weight"].op.name for op in fp32.functions["main"].operations
+                    if op.op_type == "conv" and op.inputs["weight"].op is not None and op.inputs["weight"].val.size > 256}
+    assert domain_weights and conv_weights  # the whitening matrix (and the class means in its space); the network's convs
+    for name in ("model-int8.mlpackage", "model-palettized4.mlpackage"):
+        model, _ = program(name)
+        plain = set(cto.get_weights_metadata(model, weight_threshold=256))  # weights still stored as float
+        assert domain_weights <= plain, f"{name} compressed the domain check's weights"
+        assert not conv_weights & plain, f"{name} left conv weights uncompressed"

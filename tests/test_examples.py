@@ -137,9 +137,11 @@ def test_swift_snippet_matches_exported_coreml_spec(run_dir, tmp_path_factory):
     # the input the app feeds: one RGB image of the model's size, under the name the snippet uses
     assert [i["name"] for i in spec["inputs"]] == [names["inputName"]]
     assert spec["inputs"][0]["type"] == "imageType" and spec["inputs"][0]["color_space"] == "RGB"
-    # the outputs it reads: classLabel (string) and the probabilities dictionary (what Vision turns into observations)
+    # the outputs it reads: classLabel (string), the probabilities dictionary (what Vision turns into observations)
+    # and the domain check (an array; the sample run has a domain profile)
     outputs = {o["name"]: o["type"] for o in spec["outputs"]}
-    assert outputs == {names["labelOutput"]: "stringType", names["probabilitiesOutput"]: "dictionaryType"}
+    assert outputs == {names["labelOutput"]: "stringType", names["probabilitiesOutput"]: "dictionaryType",
+                       names["domainOutput"]: "multiArrayType"}
     assert spec["predicted_feature"] == names["labelOutput"]
     assert spec["predicted_probabilities"] == names["probabilitiesOutput"]
     # the metadata it reads: class names (JSON list equal to the classifier's labels) and input size

@@ -155,13 +155,16 @@ def test_coreml_spec_is_a_vision_ready_classifier(report):
         info = validate_coreml(report.export_dir / name, run.classes, 28)
         assert info["type"] == "mlProgram"
         assert info["inputs"] == [{"name": "image", "type": "imageType", "width": 28, "height": 28, "color_space": "RGB"}]
-        assert {o["name"]: o["type"] for o in info["outputs"]} == {"classLabel": "stringType", "probabilities": "dictionaryType"}
+        # the domain check rides along (issue #26), as in the other formats' graphs
+        assert {o["name"]: o["type"] for o in info["outputs"]} == {"classLabel": "stringType", "probabilities": "dictionaryType",
+                                                                  "domain": "multiArrayType"}
         assert (info["predicted_feature"], info["predicted_probabilities"]) == ("classLabel", "probabilities")
         assert info["labels"] == run.classes
         assert info["author"].startswith("edgeblood") and "CC BY 4.0" in info["license"]
         assert "not a diagnostic device" in info["description"] and info["version"].startswith("se-cnn")
         udm = info["user_defined_metadata"]
         assert json.loads(udm["classes"]) == run.classes and udm["input_size"] == "28"
+        assert json.loads(udm["outputs"])[-1] == "domain" and json.loads(udm["domain"])["thresholds"] == run.meta.domain["thresholds"]
         infos[name] = info
     assert infos["model-fp16.mlpackage"]["user_defined_metadata"]["precision"] == "fp16"
     sizes = {a["path"]: a["size_bytes"] for a in report.artifacts}

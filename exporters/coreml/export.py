@@ -8,8 +8,11 @@ whole normalisation in the graph (the same RawPixelClassifier as ONNX/OpenVINO) 
 normalised twice. Apps must not add their own scaling.
 
 Outputs (ClassifierConfig with the run's 8 labels): ``classLabel`` (string) and ``probabilities``
-(dictionary label -> probability). Contract metadata goes to ``user_defined_metadata``; author,
-licence, description and version to the model's standard metadata fields.
+(dictionary label -> probability), plus ``domain`` ([1, 2] floats, > 1 = unlike training) where the run
+has a domain profile (edgeblood.domain). The domain check's ops stay in float32 in an fp16 model and
+keep uncompressed weights in a compressed one (``domain_only_ops``): its distances are sums of squares
+that fp16 rounds away. Contract metadata goes to ``user_defined_metadata``; author, licence,
+description and version to the model's standard metadata fields.
 
 On Linux coremltools converts and we validate the spec; predictions need macOS.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import logging
 import os
 import platform
@@ -27,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeblood.contract import INPUT_NAME, PROB_NAME
+from edgeblood.contract import DOMAIN_NAME, INPUT_NAME, PROB_NAME
 from edgeblood.errors import EdgebloodError, missing_extra
 from edgeblood.exporters.coreml.metadata import write_metadata
 from edgeblood.targets import ExportJob, ExportOptions, Target, register
@@ -120,18 +124,32 @@ def export_coreml(
             dialect = "torch.export"
         except Exception:  # coremltools' TorchScript frontend is the older, broader path
             source, dialect = torch.jit.trace(model.eval(), example), "TorchScript"
-        mlmodel = ct.convert(
+        # Two steps: to a MIL program in float32, then to the classifier. With a second output (domain) a one-step
+        # convert fails (coremltools indexes the frontend's output types by the classifier's outputs, one more than
+        # the model's: IndexError in load.py get_func_output); the program, once its output types are cleared, converts.
+        prog = ct.convert(
             source,
             inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, 3, in_size, in_size), scale=1.0, bias=[0.0, 0.0, 0.0], color_layout=ct.colorlayout.RGB)],
-            classifier_config=ct.ClassifierConfig(list(classes), predicted_feature_name=LABEL_OUTPUT),
+            convert_to="milinternal", compute_precision=ct.precision.FLOAT32, minimum_deployment_target=target,
+        )
+        main = prog.functions["main"]
+        outputs = [v.name for v in main.outputs]  # (probabilities[, domain]), as RawPixelClassifier returns them
+        in_float = domain_only_ops(prog, outputs[1]) if len(outputs) > 1 else set()
+        main.output_types = None
+        mlmodel = ct.convert(
+            prog,
+            classifier_config=ct.ClassifierConfig(list(classes), predicted_feature_name=LABEL_OUTPUT, predicted_probabilities_output=outputs[0]),
             convert_to="mlprogram",
-            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+            compute_precision=(ct.transform.FP16ComputePrecision(op_selector=lambda op: op.name not in in_float) if precision == "fp16"
+                               else ct.precision.FLOAT32),
             minimum_deployment_target=target,
         )
         spec = mlmodel.get_spec()
         probs_name = spec.description.predictedProbabilitiesName
         if probs_name != PROB_NAME:
             ct.utils.rename_feature(spec, probs_name, PROB_NAME)
+        if len(outputs) > 1:
+            ct.utils.rename_feature(spec, outputs[1], DOMAIN_NAME)
         mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
         _describe(mlmodel, metadata, classes, in_size, precision)
         mlmodel.save(str(out_path))
@@ -140,8 +158,29 @@ def export_coreml(
         "format": "mlprogram",
         "minimum_deployment_target": target.name,
         "compute_precision": precision,
+        **({"domain_check": "float32 ops" + (" in the fp16 model" if precision == "fp16" else "")} if in_float else {}),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def domain_only_ops(prog, domain_output: str = DOMAIN_NAME) -> set[str]:
+    """Names of the ops (consts included) of a MIL program's main function that only the ``domain_output`` needs."""
+    block = prog.functions["main"]
+
+    def needed_by(names: set[str]) -> set[str]:
+        seen: set[str] = set()
+        stack = [v.op for v in block.outputs if v.name in names and v.op is not None]
+        while stack:
+            op = stack.pop()
+            if op.name in seen:
+                continue
+            seen.add(op.name)
+            for value in op.inputs.values():
+                stack.extend(v.op for v in (value if isinstance(value, (list, tuple)) else [value]) if v.op is not None)
+        return seen
+
+    others = {v.name for v in block.outputs} - {domain_output}
+    return needed_by({domain_output}) - needed_by(others)
 
 
 def _describe(mlmodel, metadata: dict[str, str], classes: list[str], in_size: int, precision: str) -> None:
@@ -152,6 +191,9 @@ def _describe(mlmodel, metadata: dict[str, str], classes: list[str], in_size: in
     mlmodel.input_description[INPUT_NAME] = f"RGB cell image, {in_size}x{in_size} px, pixels 0-255 (normalisation is inside the model; pass the image as it is)"
     mlmodel.output_description[LABEL_OUTPUT] = "most likely cell type"
     mlmodel.output_description[PROB_NAME] = "probability of each of the 8 cell types (softmax)"
+    if DOMAIN_NAME in {o.name for o in mlmodel.get_spec().description.output}:
+        mlmodel.output_description[DOMAIN_NAME] = ("domain check [features, image]: distance to the training data over its threshold; "
+                                                   "above 1 = unlike what the model was trained on (see the 'domain' metadata)")
     write_metadata(mlmodel, {**metadata, "precision": precision, "target": "coreml"})
 
 
@@ -212,8 +254,11 @@ def validate_coreml(path: str | Path, classes: list[str], in_size: int, metadata
     elif (inp[0]["width"], inp[0]["height"], inp[0]["color_space"]) != (in_size, in_size, "RGB"):
         problems.append(f"input should be RGB {in_size}x{in_size}, found {inp[0]['color_space']} {inp[0]['width']}x{inp[0]['height']}")
     outs = {o["name"]: o["type"] for o in info["outputs"]}
-    if outs != {LABEL_OUTPUT: "stringType", PROB_NAME: "dictionaryType"}:
-        problems.append(f"outputs should be {LABEL_OUTPUT} (string) and {PROB_NAME} (dictionary), found {outs}")
+    expected = {LABEL_OUTPUT: "stringType", PROB_NAME: "dictionaryType"}
+    with_domain = DOMAIN_NAME in json.loads(info["user_defined_metadata"].get("outputs") or "[]")
+    if outs != expected | ({DOMAIN_NAME: "multiArrayType"} if with_domain else {}):
+        problems.append(f"outputs should be {LABEL_OUTPUT} (string) and {PROB_NAME} (dictionary)"
+                        f"{f' and {DOMAIN_NAME} (array)' if with_domain else ''}, found {outs}")
     if info["labels"] != list(classes):
         problems.append(f"labels should be {list(classes)}, found {info['labels']}")
     if metadata:
@@ -229,10 +274,10 @@ def validate_coreml(path: str | Path, classes: list[str], in_size: int, metadata
 # ----------------------------------------------------------------------------------- the target
 
 def _export_target(job: ExportJob) -> dict:
-    from edgeblood.preprocess import wrap_for_deployment
+    from edgeblood.preprocess import wrap_run
 
     run = job.run
-    model = wrap_for_deployment(run.model, run.meta, with_label=False)  # Core ML adds classLabel itself
+    model = wrap_run(run, with_label=False)  # Core ML adds classLabel itself; the domain output where the run has a profile
     return export_coreml(model, job.metadata, run.classes, job.out, in_size=run.in_size, precision=job.precision,
                          min_target=job.options.min_target)
 

@@ -40,7 +40,8 @@ def quantize_weights_int8(src: str | os.PathLike, dest: str | os.PathLike) -> Pa
         import coremltools.optimize.coreml as cto
 
         config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-            mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD))
+            mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD),
+            op_name_configs=domain_weights_uncompressed(mlmodel))
         return cto.linear_quantize_weights(mlmodel, config=config)
 
     return _transform(src, dest, apply, "int8-weights")
@@ -54,10 +55,27 @@ def palettize(src: str | os.PathLike, dest: str | os.PathLike, nbits: int) -> Pa
     def apply(mlmodel):
         import coremltools.optimize.coreml as cto
 
-        config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(nbits=nbits, mode="kmeans", weight_threshold=WEIGHT_THRESHOLD))
+        config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(nbits=nbits, mode="kmeans", weight_threshold=WEIGHT_THRESHOLD),
+                                        op_name_configs=domain_weights_uncompressed(mlmodel))
         return cto.palettize_weights(mlmodel, config=config)
 
     return _transform(src, dest, apply, f"palettized-{nbits}bit")
+
+
+def domain_weights_uncompressed(mlmodel) -> dict[str, None]:
+    """``op_name_configs`` that leave the domain check's weights as they are (the other int8 paths keep it in float too:
+    its whitening matrix in 4 or 8 bits moves the distances that the threshold of 1 was fitted on)."""
+    from coremltools.converters.mil.frontend.milproto import load as milproto_load
+    from coremltools.models.utils import _convert_model_spec_to_pymil_prog  # what coremltools.optimize itself reads
+
+    from edgeblood.contract import DOMAIN_NAME
+    from edgeblood.exporters.coreml.export import domain_only_ops
+
+    if DOMAIN_NAME not in {o.name for o in mlmodel.get_spec().description.output}:
+        return {}
+    prog = _convert_model_spec_to_pymil_prog(mlmodel, mlmodel.get_spec().specificationVersion, milproto_load.load)
+    kinds = {op.name: op.op_type for op in prog.functions["main"].operations}
+    return {name: None for name in domain_only_ops(prog) if kinds.get(name) == "const"}
 
 
 def _transform(src, dest, fn, precision: str) -> Path:

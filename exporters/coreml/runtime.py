@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeblood.contract import DOMAIN_NAME
 from edgeblood.exporters.coreml.metadata import read_coreml_metadata
 from edgeblood.runtimes import LoadedModel, Runtime, import_ok, register_runtime, timed
 
@@ -51,10 +52,13 @@ class CoreMLRuntime(Runtime):
         meta = read_coreml_metadata(mlmodel)
         classes = list(meta.get("classes") or [])
 
+        def outputs(x: np.ndarray):
+            for img in np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1):
+                yield mlmodel.predict({input_name: Image.fromarray(img, "RGB")})
+
         def predict(x: np.ndarray) -> np.ndarray:
             rows = []
-            for img in np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1):
-                out = mlmodel.predict({input_name: Image.fromarray(img, "RGB")})
+            for out in outputs(x):
                 probs = out[prob_name]
                 if isinstance(probs, dict):  # classifier output: {label: probability}, ordered as the metadata's classes
                     rows.append([probs[c] for c in (classes or list(probs))])
@@ -62,8 +66,12 @@ class CoreMLRuntime(Runtime):
                     rows.append(np.ravel(probs))
             return np.asarray(rows, dtype=np.float32)
 
+        def domain(x: np.ndarray) -> np.ndarray:
+            return np.asarray([np.ravel(out[DOMAIN_NAME]) for out in outputs(x)], dtype=np.float32)
+
         size = spec.description.input[0].type.imageType.width or None
         return LoadedModel(
             runtime=self.name, device=device, threads=None, artifact=artifact,
             load_seconds=seconds, run=predict, metadata=meta, input_size=size, handle=mlmodel,
+            domain_run=domain if DOMAIN_NAME in {o.name for o in spec.description.output} else None,
         )
