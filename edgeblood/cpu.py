@@ -18,6 +18,7 @@ from typing import Any
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve")
 
+
 def cpu_info() -> dict[str, Any]:
     """CPU model, logical/physical cores, ISA flags and clock (with where the clock figure came from)."""
     import psutil

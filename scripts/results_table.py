@@ -100,7 +100,7 @@ def collect(run_dir: Path) -> dict:
         "train_device": run["training"].get("device"),
         "train_precision": run["training"].get("precision"),
         "train_cpu": cpu_label(run["training"].get("cpu")),
-        "command": run["training"].get("command"),
+        "command": portable_command(run["training"].get("command") or ""),
         "derived": None,
         "int8": _int8(run_dir),
         "latency": _latency(run_dir),

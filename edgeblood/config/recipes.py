@@ -6,7 +6,8 @@ A recipe is a set of TrainConfig overrides; explicit command-line options win ov
 augmentation) to 96.56 % test (seeds 0/1/2: 96.61 / 96.64 / 96.43 %; bf16, 1 thread, Intel Xeon AMX, 17-26 min per
 run on a shared 2-core machine, about 9.3 s per epoch when it was least loaded). Again on a 2-core AMD EPYC with
 AVX-512 BF16: seeds 0/1/2 96.84 / 96.49 / 96.38 %, mean 96.57 %; seed 0 alone on the idle machine at the default
-threads took 5.9 min to train, 6.2 min end to end. ``best`` spends more compute for the headline results; ``finetune`` fine-tunes a trained run (--init) on a lab's few labelled images;
+threads took 5.9 min to train, 6.2 min end to end. ``best`` spends more compute for the headline results;
+``finetune`` fine-tunes a trained run (--init) on a lab's few labelled images;
 ``published`` reproduces a reference study's own settings where the study gives them.
 """
 
