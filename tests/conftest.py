@@ -37,6 +37,16 @@ def external_data_dir(name: str) -> Path | None:
     return real_data_path("external", name)
 
 
+def script_module(name: str):
+    """scripts/NAME.py loaded as a module (the scripts folder is not a package), for tests of its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def pytest_collection_modifyitems(config, items):
     if real_data_dir() is None:
         skip = pytest.mark.skip(reason="real BloodMNIST data not found (../shared/data or $EDGEBLOOD_DATA)")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import real_data_path
+from conftest import real_data_path, script_module
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -104,10 +104,7 @@ def test_the_quickstarts_capture_blocks_run_on_a_subset_of_the_pbc_originals(tmp
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module(name)
 
 
 def test_the_cli_reference_is_what_the_app_says():

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import pbc_originals_dir
+from conftest import pbc_originals_dir, script_module
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -90,14 +90,11 @@ def test_se_cnn_28_on_the_val_captures_with_no_training(home):
 
 
 def test_the_readme_lists_every_shipped_model_with_its_cards_figures(monkeypatch):
-    import importlib.util
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.syspath_prepend(str(root / "scripts"))
-    spec = importlib.util.spec_from_file_location("package_pretrained", root / "scripts" / "package_pretrained.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = script_module("package_pretrained")
     models = json.loads((pretrained.PACKAGE_DIR / pretrained.INDEX).read_text())["models"]
     readme = (root / "README.md").read_text()
     assert script.pretrained_table(models) in readme, "README is stale: python scripts/package_pretrained.py --render"

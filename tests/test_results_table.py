@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import script_module
 
 from edgeblood.evaluation.evaluate import evaluate_run
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_table.py"
 
 
 @pytest.fixture(scope="module")
 def table():
-    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("results_table")
 
 
 def test_row_and_seed_summary_come_from_the_runs(table, sample_run, copy_run):
