@@ -45,16 +45,17 @@ ANCHORS = [
     {"model": "skip-connection CNN", "size": 128, "params": 310_000, "accuracy": 96.78, "source": "Padova skip-connection CNN study"},
 ]
 
-# Systems of the cited studies without a trained row here yet (#18 part 3), and why. Time estimates come from
-# this session's training speed at 1 thread in fp32 on a 2-core AVX2 EPYC with a second training running
-# (about 1.9 s per million MACs per epoch plus ~3 s: tiny 11-14 s, se-cnn-compact 45-57 s, se-cnn 64 px 108-128 s).
+# Systems of the cited studies without a trained row here yet (#18 part 3, #28 item 2), and why. Entries leave the
+# table by themselves once a row of that model exists. The VGG estimate scales 2026-12-06's epoch times at 1 thread
+# in bf16 on a 2-core AVX-512 BF16 EPYC with a second training running (sa-cnn 60 M MACs 47-60 s, inception 170 M 131 s).
 PENDING = [
     {"model": "Padova U-Net encoder (2.19 M), Inception (0.04 M), Inception+Skip (0.05 M)", "study": "Padova skip-connection CNN study",
      "why": "not registered: the study's layer tables are not available offline here, and param counts could not be checked "
             "against the paper; the registry's unet-encoder / inception / inception-skip are the attention study's models"},
     *({"model": name, "study": "attention-CNN BloodMNIST study" + (" (98.33 % @ 64 px)" if name == "cbam-vgg15" else ""),
-       "why": "registered, not trained: 7.3 M params, 219 M MACs at 28 px, est. 7 min per epoch here, 3.5 h for 30 epochs "
-              "(5.8 h for the recipe's 50); at 64 px (310 M MACs) about 8 h"}
+       "why": "registered, not trained: 7.3 M params, 310 M MACs at 64 px; est. 4 min per epoch at 1 thread in bf16 on a 2-core "
+              "AMD EPYC with AVX-512 BF16 (inception, 170 M MACs, took 131 s there), 3.3 h for the published recipe's 50 epochs "
+              "(less if early stopping ends it); queued in scripts/queues/cited-systems.txt (python scripts/train_queue.py)"}
       for name in ("vgg15", "se-vgg15", "sa-vgg15", "cbam-vgg15")),
     {"model": "inception", "study": "attention-CNN BloodMNIST study",
      "why": "registered (the attention study's, 0.95 M), not trained: 130 M MACs at 28 px, est. 2.1 h for 30 epochs here"},

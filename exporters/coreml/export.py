@@ -10,9 +10,11 @@ normalised twice. Apps must not add their own scaling.
 Outputs (ClassifierConfig with the run's 8 labels): ``classLabel`` (string) and ``probabilities``
 (dictionary label -> probability), plus ``domain`` ([1, 2] floats, > 1 = unlike training) where the run
 has a domain profile (edgeblood.domain). The domain check's ops stay in float32 in an fp16 model and
-keep uncompressed weights in a compressed one (``domain_only_ops``): its distances are sums of squares
-that fp16 rounds away. Contract metadata goes to ``user_defined_metadata``; author, licence,
-description and version to the model's standard metadata fields.
+keep uncompressed weights in a compressed one (``domain_only_ops``), as every int8 path keeps it in float:
+its squared distance is computed in expanded form, which cancels in fp16 (emulated in PyTorch on the
+shipped se-cnn-28's val split: median relative error 1.3 %, up to 8x on small distances, the flag changed
+on 0.2 % of images), while float32 costs a few hundred kB. Contract metadata goes to
+``user_defined_metadata``; author, licence, description and version to the model's standard metadata fields.
 
 On Linux coremltools converts and we validate the spec; predictions need macOS.
 """
