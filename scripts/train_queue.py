@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from edgeblood.runs import METRICS_FILE, TRAIN_STATE
+
 DONE, RESUME, START, BLOCKED = "done", "resume", "start", "blocked"
 
 
@@ -43,9 +45,9 @@ def plan(options: list[str], out: Path, data_dir: str | None = None) -> Step:
         return Step("?", BLOCKED, [], f"no --name in '{shlex.join(options)}': a queued run needs a name to be found again")
     name = options[options.index("--name") + 1]
     run_dir = out / name
-    if (run_dir / "metrics.json").is_file():
+    if (run_dir / METRICS_FILE).is_file():
         return Step(name, DONE, [])
-    if (run_dir / "train_state.pt").is_file():
+    if (run_dir / TRAIN_STATE).is_file():
         return Step(name, RESUME, ["train", "--resume", str(run_dir)])
     if run_dir.exists() and any(run_dir.iterdir()):
         return Step(name, BLOCKED, [], f"{run_dir} has neither metrics.json nor train_state.pt (it finished without "
@@ -68,7 +70,7 @@ def run_queue(queue: Path, out: Path, log_dir: Path, data_dir: str | None = None
         print(f"{step.name}: {step.action} ({time.strftime('%H:%M:%S')}) - log {log_dir / (step.name + '.log')}", flush=True)
         with open(log_dir / f"{step.name}.log", "a", encoding="utf-8") as log:
             rc = subprocess.run([sys.executable, "-m", "edgeblood", *step.argv], stdout=log, stderr=subprocess.STDOUT).returncode
-        ok = rc == 0 and (out / step.name / "metrics.json").is_file()
+        ok = rc == 0 and (out / step.name / METRICS_FILE).is_file()
         open_runs += not ok
         print(f"{step.name}: {'finished' if ok else f'stopped (exit {rc}); run this again to continue'} after "
               f"{(time.monotonic() - t0) / 60:.1f} min", flush=True)
