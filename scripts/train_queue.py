@@ -34,9 +34,19 @@ class Step(NamedTuple):
 
 
 def read_queue(path: Path) -> list[list[str]]:
-    """The option lists of the queue file, one per non-empty line (comments dropped)."""
-    lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    return [shlex.split(line) for line in lines if line]
+    """The option lists of the queue file, one per non-empty line (comments dropped).
+
+    Raises ValueError naming the line whose quoting shlex cannot read."""
+    queue = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        try:
+            options = shlex.split(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: {exc} in '{line}'; fix the quoting of that line") from None
+        if options:
+            queue.append(options)
+    return queue
 
 
 def plan(options: list[str], out: Path, data_dir: str | None = None) -> Step:
@@ -88,7 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.queue.is_file():
         sys.exit(f"no queue file {args.queue}; write one `edgeblood train` option list per line, each with --name")
-    sys.exit(1 if run_queue(args.queue, args.out, args.log_dir or args.out / "logs", args.data_dir) else 0)
+    try:
+        open_runs = run_queue(args.queue, args.out, args.log_dir or args.out / "logs", args.data_dir)
+    except ValueError as exc:
+        sys.exit(str(exc))
+    sys.exit(1 if open_runs else 0)
 
 
 if __name__ == "__main__":

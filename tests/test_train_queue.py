@@ -78,3 +78,10 @@ def test_a_run_folder_the_queue_cannot_judge_is_named_not_overwritten(queue_tool
     (tmp_path / "half" / "run.json").write_text("{}", encoding="utf-8")
     step = queue_tool.plan(["--model", "se-cnn", "--name", "half"], tmp_path)
     assert step.action == "blocked" and "remove it" in step.why and (tmp_path / "half" / "run.json").is_file()
+
+
+def test_a_queue_line_with_broken_quoting_is_one_line_naming_it(queue_tool, tmp_path):
+    queue = tmp_path / "queue.txt"
+    queue.write_text('--model se-cnn --name ok\n--model se-cnn --name "half\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"queue.txt:2: No closing quotation .*fix the quoting"):
+        queue_tool.read_queue(queue)
