@@ -299,12 +299,14 @@ def predict_files(
     def flush() -> None:
         if not pending:
             return
-        probs = _probabilities(model, np.stack([img for _, img in pending]))
+        batch = np.stack([img for _, img in pending])
+        probs, domain = _probabilities(model, batch)
         if probs.ndim != 2 or probs.shape[1] != len(model.classes):
             raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")
         for (row, _), p in zip(pending, probs):
             _fill(row, p, model.classes, top_k, reject_below)
-        _check_domain(model, [row for row, _ in pending], np.stack([img for _, img in pending]))
+        if domain is not None:
+            _check_domain(model, [row for row, _ in pending], batch, domain)
         if progress is not None:
             progress(len(pending))
         pending.clear()
@@ -362,19 +364,21 @@ def _model_input(model: PredictModel, file: Path, framing: Framing) -> np.ndarra
     return rgb
 
 
-def _probabilities(model: PredictModel, batch: np.ndarray) -> np.ndarray:
-    """uint8 NHWC batch -> probabilities, through the call this kind of artifact takes."""
+def _probabilities(model: PredictModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 NHWC batch -> (probabilities, the domain output or None), through the call this kind of artifact takes:
+    one pass for both where the runtime allows (LoadedModel.predict_with_domain)."""
     if model.takes_captures:
-        return model.loaded.predict_frames(batch)
+        return model.loaded.predict_frames(batch), None
     from edgeblood.runtimes import to_model_input
 
-    return model.loaded.predict(to_model_input(batch))
+    x = to_model_input(batch)
+    if model.loaded.has_domain:
+        return model.loaded.predict_with_domain(x)
+    return model.loaded.predict(x), None
 
 
-def _check_domain(model: PredictModel, rows: list[Prediction], batch: np.ndarray) -> None:
-    """Fill each row's outside flag, scores and cause from the artifact's domain output (if it has one)."""
-    if not model.loaded.has_domain or model.takes_captures:
-        return
+def _check_domain(model: PredictModel, rows: list[Prediction], batch: np.ndarray, domain: np.ndarray) -> None:
+    """Fill each row's outside flag, scores and cause from the artifact's ``domain`` output for ``batch``."""
     from edgeblood.domain.verdict import check_images
     from edgeblood.runtimes import to_model_input
 
@@ -386,7 +390,7 @@ def _check_domain(model: PredictModel, rows: list[Prediction], batch: np.ndarray
         from edgeblood.domain.scorer import image_statistics
 
         stats = image_statistics(torch.from_numpy(x)).numpy()
-    check = check_images(model.loaded.domain(x), stats, model.domain_info)
+    check = check_images(domain, stats, model.domain_info)
     for row, scores, out, cause in zip(rows, check.scores, check.outside, check.causes):
         row.domain, row.outside, row.cause = (float(scores[0]), float(scores[1])), bool(out), cause
 

@@ -69,9 +69,13 @@ class PyTorchRuntime(Runtime):
         def domain(x: np.ndarray) -> np.ndarray:
             return outputs(x)[1].float().cpu().numpy()
 
+        def both(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            probabilities, checked = outputs(x)[:2]
+            return probabilities.float().cpu().numpy(), checked.float().cpu().numpy()
+
         meta = decode_metadata(artifact_metadata(run.meta, target="pytorch", run_name=run.name))
         return LoadedModel(
             runtime=self.name, device=device, threads=threads or torch.get_num_threads(), artifact=artifact,
             load_seconds=seconds, run=predict, metadata=meta, input_size=run.in_size, handle=module,
-            domain_run=domain if module.domain is not None else None,
+            domain_run=domain if module.domain is not None else None, joint_run=both,
         )

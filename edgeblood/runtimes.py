@@ -72,6 +72,7 @@ class LoadedModel:
         fixed_batch_call: Callable[[int], Callable[[np.ndarray], np.ndarray] | None] | None = None,
         kernels: Callable[[], dict[str, int]] | None = None,
         domain_run: Callable[[np.ndarray], np.ndarray] | None = None,
+        joint_run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
         takes_frames: bool = False,
     ):
         self.runtime = runtime
@@ -86,6 +87,7 @@ class LoadedModel:
         self._fixed_batch_call = fixed_batch_call
         self._kernels = kernels
         self._domain_run = domain_run
+        self._joint_run = joint_run if domain_run is not None else None  # (probabilities, domain) of one call
         # A capture variant (exporters/capture.py): whole uint8 NHWC frames in, the framing inside its graph.
         self.takes_frames = takes_frames
 
@@ -100,6 +102,17 @@ class LoadedModel:
         if self._domain_run is None:
             raise EdgebloodError(f"{self.artifact.name} has no domain output; re-export the run with a current edgeblood")
         return self._chunked(self._domain_run, self._checked(images), chunk)
+
+    def predict_with_domain(self, images: np.ndarray, chunk: int = DEFAULT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities [N, C] and the ``domain`` output [N, 2] of the same images. Where the runtime can fetch
+        both outputs of one call (PyTorch, ONNX Runtime, OpenVINO) the graph runs once, not twice: predict with its
+        check would otherwise cost two inferences per image. Elsewhere it is ``predict`` then ``domain``."""
+        if self._joint_run is None:
+            return self.predict(images, chunk), self.domain(images, chunk)
+        images = self._checked(images)
+        parts = [self._joint_run(images[i : i + chunk]) for i in range(0, len(images), chunk)]
+        return (np.concatenate([np.asarray(p, dtype=np.float32) for p, _ in parts]),
+                np.concatenate([np.asarray(d, dtype=np.float32) for _, d in parts]))
 
     def kernels(self) -> dict[str, int] | None:
         """The kernels the runtime chose, by implementation name and count, where it can tell (OpenVINO's

@@ -104,11 +104,16 @@ def test_every_runtime_reads_the_same_domain_output(sample_run, copy_run):
     from edgeblood.runtimes import runtime_for_artifact, to_model_input
 
     x = to_model_input(np.concatenate([load_sample(28).images("test")[:16], _other_lab(load_sample(28).images("test")[:16])]))
-    outs = {a: runtime_for_artifact(run_dir / a).load(run_dir / a).domain(x) for a in (".", "export/model.onnx", "export/openvino/model.xml")}
+    loaded = {a: runtime_for_artifact(run_dir / a).load(run_dir / a) for a in (".", "export/model.onnx", "export/openvino/model.xml")}
+    outs = {a: model.domain(x) for a, model in loaded.items()}
     ref = outs["."]
     assert ref.shape == (32, 2) and (ref[16:] > 1).any(1).all()
     for artifact, out in outs.items():
         np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3, err_msg=artifact)
+        # predict's one pass (both outputs of one call, in chunks) gives what the two separate passes give
+        probabilities, domain = loaded[artifact].predict_with_domain(x, chunk=10)
+        np.testing.assert_allclose(probabilities, loaded[artifact].predict(x), rtol=1e-5, atol=1e-6, err_msg=artifact)
+        np.testing.assert_allclose(domain, out, rtol=1e-5, atol=1e-6, err_msg=artifact)
 
 
 def test_adapt_reestimates_batchnorm_and_colour_and_keeps_the_contract(sample_run, copy_run, tmp_path):

@@ -57,9 +57,13 @@ class OnnxRuntime(Runtime):
         def output(name: str) -> Callable[[np.ndarray], np.ndarray]:
             return lambda x: sess.run([name], {inp.name: x.astype(in_dtype, copy=False)})[0]
 
+        def both(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            probabilities, checked = sess.run([prob, DOMAIN_NAME], {inp.name: x.astype(in_dtype, copy=False)})
+            return probabilities, checked
+
         meta = decode_metadata(dict(sess.get_modelmeta().custom_metadata_map))
         return LoadedModel(
             runtime=self.name, device=device, threads=threads, artifact=artifact,
             load_seconds=seconds, run=output(prob), metadata=meta, input_size=size, handle=sess, takes_frames=frames,
-            domain_run=output(DOMAIN_NAME) if DOMAIN_NAME in out_names else None,
+            domain_run=output(DOMAIN_NAME) if DOMAIN_NAME in out_names else None, joint_run=both,
         )

@@ -78,6 +78,7 @@ class OpenVinoRuntime(Runtime):
             runtime=self.name, device=device, threads=threads, artifact=artifact,
             load_seconds=seconds, run=predict, metadata=read_openvino_metadata(model), input_size=size, handle=compiled,
             kernels=lambda: openvino_kernels(compiled), domain_run=_named_output_call(compiled, "domain"), takes_frames=frames,
+            joint_run=_probabilities_and_domain_call(compiled),
             fixed_batch_call=fixed_batch_call if shape.rank.is_static and all(d.is_static for d in list(shape)[1:]) else None,
         )
 
@@ -106,6 +107,20 @@ def _named_output_call(compiled: Any, name: str) -> Callable[[np.ndarray], np.nd
         return None
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x}, share_inputs=True)[port].copy()
+
+
+def _probabilities_and_domain_call(compiled: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """One infer request returning both the probabilities and the ``domain`` output; None when there is no domain output."""
+    domain = next((p for p in compiled.outputs if "domain" in p.get_names()), None)
+    if domain is None:
+        return None
+    probabilities, request = probabilities_port(compiled), compiled.create_infer_request()
+
+    def both(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = request.infer({0: x}, share_inputs=True)
+        return result[probabilities].copy(), result[domain].copy()
+
+    return both
 
 
 def _probabilities_call(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
