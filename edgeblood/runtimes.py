@@ -105,8 +105,9 @@ class LoadedModel:
 
     def predict_with_domain(self, images: np.ndarray, chunk: int = DEFAULT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities [N, C] and the ``domain`` output [N, 2] of the same images. Where the runtime can fetch
-        both outputs of one call (PyTorch, ONNX Runtime, OpenVINO) the graph runs once, not twice: predict with its
-        check would otherwise cost two inferences per image. Elsewhere it is ``predict`` then ``domain``."""
+        both outputs of one call (PyTorch, ONNX Runtime, OpenVINO, LiteRT, ExecuTorch) the graph runs once, not twice:
+        predict with its check would otherwise cost two inferences per image. Elsewhere (Core ML, untested off macOS)
+        it is ``predict`` then ``domain``."""
         if self._joint_run is None:
             return self.predict(images, chunk), self.domain(images, chunk)
         images = self._checked(images)
@@ -289,16 +290,19 @@ def import_ok(module: str, extra: str, package: str | None = None) -> tuple[bool
     return True, ""
 
 
-def fixed_batch_predict(calls: dict[int, Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
-    """Any number of images through fixed-batch entry points: whole chunks of the largest batch, the rest one by one."""
+def fixed_batch_predict(calls: dict[int, Callable[[np.ndarray], Any]]) -> Callable[[np.ndarray], Any]:
+    """Any number of images through fixed-batch entry points: whole chunks of the largest batch, the rest one by one.
+    An entry point returning a tuple of outputs (a joint_run) gives the tuple of their concatenations."""
     largest = max(calls)
 
-    def predict(x: np.ndarray) -> np.ndarray:
+    def predict(x: np.ndarray) -> Any:
         out, i = [], 0
         while largest > 1 and len(x) - i >= largest:
             out.append(calls[largest](x[i : i + largest]))
             i += largest
         out += [calls[1](x[j : j + 1]) for j in range(i, len(x))]
+        if isinstance(out[0], tuple):
+            return tuple(np.concatenate(parts) for parts in zip(*out))
         return np.concatenate(out)
 
     return predict

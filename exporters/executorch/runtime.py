@@ -54,6 +54,13 @@ class ExecuTorchRuntime(Runtime):
         def call(method: Any, index: int = 0) -> Callable[[np.ndarray], np.ndarray]:
             return lambda x: method.execute([torch.from_numpy(x)])[index].numpy()
 
+        def call_both(method: Any, domain_index: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+            def both(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                outputs = method.execute([torch.from_numpy(x)])
+                return outputs[0].numpy(), outputs[domain_index].numpy()
+
+            return both
+
         calls = {int(m.metadata.input_tensor_meta(0).sizes()[0]): call(m) for m in methods}  # the batch each method was exported for
         if 1 not in calls:
             raise EdgebloodError(f"{artifact} has no batch-1 forward method (found batches {sorted(calls)}); re-export it with `edgeblood export`")
@@ -61,10 +68,12 @@ class ExecuTorchRuntime(Runtime):
         meta = read_executorch_metadata(program)
         size = int(meta["input_size"]) if str(meta.get("input_size", "")).isdigit() else None
         outputs = list(meta.get("outputs") or [])
-        domain = None
+        domain = joint = None
         if "domain" in outputs:  # (probabilities, label, domain): the index the contract lists it at
-            domain = fixed_batch_predict({int(m.metadata.input_tensor_meta(0).sizes()[0]): call(m, outputs.index("domain")) for m in methods})
-        return LoadedModel(domain_run=domain,
+            batches = {int(m.metadata.input_tensor_meta(0).sizes()[0]): m for m in methods}
+            domain = fixed_batch_predict({b: call(m, outputs.index("domain")) for b, m in batches.items()})
+            joint = fixed_batch_predict({b: call_both(m, outputs.index("domain")) for b, m in batches.items()})
+        return LoadedModel(domain_run=domain, joint_run=joint,
             runtime=self.name, device=device, threads=threads, artifact=artifact, load_seconds=seconds, run=predict,
             metadata=meta, input_size=size, handle=program, fixed_batch_call=calls.get,
         )

@@ -58,12 +58,16 @@ class LiteRTRuntime(Runtime):
         predict = fixed_batch_predict(calls)
         has_domain = DOMAIN_NAME in runners[1].get_output_details()
         domain = fixed_batch_predict({b: _signature_call(r, INPUT_NAME, DOMAIN_NAME) for b, r in runners.items()}) if has_domain else None
-        return LoadedModel(domain_run=domain,
+        joint = fixed_batch_predict({b: _signature_call(r, INPUT_NAME, PROB_NAME, DOMAIN_NAME) for b, r in runners.items()}) if has_domain else None
+        return LoadedModel(domain_run=domain, joint_run=joint,
             runtime=self.name, device=device, threads=threads, artifact=artifact, load_seconds=seconds, run=predict,
             metadata=read_litert_metadata(artifact), input_size=int(shape[2]) if len(shape) == 4 else None, handle=interpreter,
             fixed_batch_call=calls.get,
         )
 
 
-def _signature_call(runner: Any, input_name: str, output_name: str) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda x: runner(**{input_name: x})[output_name]
+def _signature_call(runner: Any, input_name: str, *output_names: str) -> Callable[[np.ndarray], Any]:
+    """One output of the signature, or the tuple of several from the same invoke."""
+    if len(output_names) == 1:
+        return lambda x: runner(**{input_name: x})[output_names[0]]
+    return lambda x: tuple(outputs[name] for outputs in [runner(**{input_name: x})] for name in output_names)
