@@ -299,14 +299,7 @@ def predict_files(
     def flush() -> None:
         if not pending:
             return
-        batch = np.stack([img for _, img in pending])
-        probs, domain = _probabilities(model, batch)
-        if probs.ndim != 2 or probs.shape[1] != len(model.classes):
-            raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")
-        for (row, _), p in zip(pending, probs):
-            _fill(row, p, model.classes, top_k, reject_below)
-        if domain is not None:
-            _check_domain(model, [row for row, _ in pending], batch, domain)
+        classify_batch(model, [row for row, _ in pending], np.stack([img for _, img in pending]), top_k, reject_below)
         if progress is not None:
             progress(len(pending))
         pending.clear()
@@ -362,6 +355,18 @@ def _model_input(model: PredictModel, file: Path, framing: Framing) -> np.ndarra
     except EdgebloodError as exc:
         raise EdgebloodError(f"{file}: {exc}") from None
     return rgb
+
+
+def classify_batch(model: PredictModel, rows: list[Prediction], batch: np.ndarray, top_k: int, reject_below: float | None) -> None:
+    """Fill ``rows`` from their uint8 NHWC ``batch``: probabilities, top-k, review flag and the domain check, the last
+    two outputs from one pass where the runtime allows. The one place `predict` and the Python API classify."""
+    probs, domain = _probabilities(model, batch)
+    if probs.ndim != 2 or probs.shape[1] != len(model.classes):
+        raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")
+    for row, p in zip(rows, probs):
+        _fill(row, p, model.classes, top_k, reject_below)
+    if domain is not None:
+        _check_domain(model, rows, batch, domain)
 
 
 def _probabilities(model: PredictModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -24,7 +24,7 @@ import numpy as np
 from edgeblood.errors import DataError, EdgebloodError
 from edgeblood.framing import Framing
 from edgeblood.imageio import iter_image_files, read_pixels, to_rgb_uint8
-from edgeblood.inference import DEFAULT_BATCH, Prediction, PredictModel, _check_domain, _fill, _probabilities, open_model
+from edgeblood.inference import DEFAULT_BATCH, Prediction, PredictModel, classify_batch, open_model
 
 #: One image as ``predict`` takes it: a file path, a PIL image, or an H x W x 3 (or H x W) array.
 ImageLike = Union[str, os.PathLike, np.ndarray, Any]
@@ -115,11 +115,7 @@ class Classifier:
     def _run(self, pending: list[tuple[Prediction, np.ndarray]]) -> None:
         if not pending:
             return
-        batch = np.stack([img for _, img in pending])
-        probs = _probabilities(self.model, batch)
-        for (row, _), p in zip(pending, probs):
-            _fill(row, p, self.model.classes, self.top_k, None)
-        _check_domain(self.model, [row for row, _ in pending], batch)
+        classify_batch(self.model, [row for row, _ in pending], np.stack([img for _, img in pending]), self.top_k, None)
         pending.clear()
 
 
