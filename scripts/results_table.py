@@ -96,6 +96,7 @@ def collect(run_dir: Path) -> dict:
         "worst_class_recall": worst[1],
         "val_accuracy": metrics.get("val", {}).get("accuracy"),
         "val_originals": _val_originals(metrics),
+        "other_lab": _other_lab(metrics),
         "epochs": run["training"].get("epochs_run"),
         "train_minutes": round(run["training"].get("wall_time_s", 0) / 60, 1),
         "train_device": run["training"].get("device"),
@@ -141,6 +142,17 @@ def _val_originals(metrics: dict) -> dict | None:
             worst = max(deltas, key=lambda c: abs(deltas[c])) if deltas else None
             return {"accuracy": entry["accuracy"], "npz_val_accuracy": val.get("accuracy"), "framing": (data.get("framing") or {}).get("description"),
                     "largest_recall_change": {"class": worst, "delta": deltas[worst]} if worst else None}
+    return None
+
+
+def _other_lab(metrics: dict) -> dict | None:
+    """`edgeblood evaluate RUN --images .../external/jtsc`: another lab's 297 white cells (issue #26), zero-shot balanced
+    accuracy over the classes present and how many the run's domain check flags as unlike its training data."""
+    for key, entry in metrics.items():
+        data = entry.get("data") or {} if isinstance(entry, dict) else {}
+        if key.startswith("images-") and str(data.get("path", "")).rstrip("/").endswith("external/jtsc"):
+            check = entry.get("domain_check") or {}
+            return {"balanced_accuracy": entry["balanced_accuracy"], "images": entry["num_samples"], "flagged": check.get("flagged")}
     return None
 
 
@@ -256,12 +268,16 @@ def render(rows: list[dict]) -> str:
            "Val originals: the 1,712 original PBC captures behind the val split, framed with the model's framing "
            "(`edgeblood evaluate RUN --images ../shared/data/pbc-originals/val`), beside the npz val accuracy; "
            "'-' where the run was not evaluated on them.", "",
+           "Other lab: the 297 white cells of another lab, microscope and stain (JTSC, `../shared/data/external/jtsc`; "
+           "`edgeblood evaluate RUN --images ../shared/data/external/jtsc`), zero-shot balanced accuracy over the 5 classes "
+           "present, and how many of them the run's domain check flags as unlike its training data (what an app is told; "
+           "about 4 % of held-in val images are flagged). '-' where the run was not evaluated on them.", "",
            "ECE: expected calibration error on the test split (15 bins) of the saved model, whose logits are divided by a "
            "temperature fitted on val (training does this), and in brackets the same model before that scaling; '-' where the "
            "run has no temperature scaling or its row was collected before this column existed.", "",
-           "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | val originals (npz val) | macro-F1 | worst-class recall "
-           "| ECE (before T) | latency p50 (variant) | train time | published | command |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- |"]
+           "| model | data | params | MACs | test acc fp32 | TTA x8 | int8 acc | val originals (npz val) | other lab: bal. acc, flagged "
+           "| macro-F1 | worst-class recall | ECE (before T) | latency p50 (variant) | train time | published | command |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["size"], -r["fp32_accuracy"])):
         int8 = f"{100 * r['int8']['accuracy']:.2f} % ({r['int8']['runtime']})" if r.get("int8") else "-"
         lat = r.get("latency")
@@ -272,6 +288,9 @@ def render(rows: list[dict]) -> str:
         worst = f"{r['worst_class']} {100 * r['worst_class_recall']:.1f} %" if r.get("worst_class") else "-"
         orig = r.get("val_originals")
         orig_s = f"{100 * orig['accuracy']:.2f} % ({100 * orig['npz_val_accuracy']:.2f} %)" if orig and orig.get("npz_val_accuracy") else "-"
+        lab = r.get("other_lab")
+        lab_s = (f"{100 * lab['balanced_accuracy']:.1f} %, " + (f"{lab['flagged']}/{lab['images']} flagged" if lab.get("flagged") is not None
+                                                               else "no check")) if lab else "-"
         ece = r.get("ece")
         ece_s = (f"{ece['calibrated']:.3f}" + (f" ({ece['uncalibrated']:.3f})" if ece.get("uncalibrated") is not None else "")) if ece else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())
@@ -281,7 +300,7 @@ def render(rows: list[dict]) -> str:
         derived += f" \\[{r['recipe_note']}\\]" if r.get("recipe_note") else ""
         derived += f" \\[distilled from {r['teacher']}\\]" if r.get("teacher") else ""
         out.append(f"| {r['model']}{f' ({cfg})' if cfg else ''}{derived} | {r['data']} | {r['params'] / 1e3:,.0f} K | {r['macs'] / 1e6:.1f} M "
-                   f"| {acc} | {tta} | {int8} | {orig_s} | "
+                   f"| {acc} | {tta} | {int8} | {orig_s} | {lab_s} | "
                    f"{100 * r['macro_f1']:.2f} % | {worst} | {ece_s} | {lat_s} | {r['train_minutes']} min ({r['epochs']} ep, {r['train_device']}, "
                    f"{r['train_precision']}{cpu}) | {r.get('published') or _published(r['model']) or '-'} | `{portable_command(r['command'] or '')}` |")
     out += ["", "Published anchors (official test split; their numbers, not re-run here unless a row above says so):", "",
@@ -332,7 +351,7 @@ def main(argv: list[str]) -> None:
         cpu = argv[argv.index("--cpu") + 1] if "--cpu" in argv[:-1] else None
         for arg in [a for i, a in enumerate(argv[1:], 1) if a != "--cpu" and argv[i - 1] != "--cpu"]:
             row = collect(Path(arg))
-            row["train_cpu"] = row["train_cpu"] or cpu
+            row["train_cpu"] = row["train_cpu"] or cpu or by_run.get(row["run"], {}).get("train_cpu")  # re-collecting keeps what --cpu said once
             row["seeds"] = by_run.get(row["run"], {}).get("seeds")
             by_run[row["run"]] = row
             print(f"collected {row['run']}: {100 * row['fp32_accuracy']:.2f} %")

@@ -340,3 +340,31 @@ def test_coreml_carries_the_domain_check_in_float_through_fp16_and_weight_compre
         plain = set(cto.get_weights_metadata(model, weight_threshold=256))  # weights still stored as float
         assert domain_weights <= plain, f"{name} compressed the domain check's weights"
         assert not conv_weights & plain, f"{name} left conv weights uncompressed"
+
+
+def test_evaluate_on_another_labs_folder_says_how_many_the_check_flags_as_predict_does(sample_run, copy_run, tmp_path):
+    """`evaluate --images` records the domain check beside the accuracy (issue #28: the other lab beside each
+    results row); its count is the one `predict` gives on the same files, and the results table carries it."""
+    from conftest import script_module
+
+    from edgeblood.evaluation.evaluate import evaluate_images
+
+    run_dir = copy_run(sample_run)
+    sample = load_sample(28)
+    classes = open_run(run_dir).classes
+    lab = tmp_path / "external" / "jtsc"  # where the results table looks for the other lab's evaluation
+    images, labels = _other_lab(sample.images("test")), sample.labels("test")
+    for c in np.unique(labels):
+        _write(lab / classes[c], images[labels == c])
+    entry = evaluate_images(run_dir, lab, framing=Framing.parse("cell-crop", open_run(run_dir).framing), plots=False)
+    check = entry["domain_check"]
+    assert check["images"] == len(images) and check["flagged"] >= 0.8 * len(images), "another lab's colour is flagged"
+    assert check["flagged"] <= check["flagged_by_features"] + check["flagged_by_image_statistics"]
+
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(lab), "--framing", "cell-crop", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout[result.stdout.index("{"):])["predictions"]
+    assert sum(r["outside"] for r in rows) == check["flagged"]
+
+    row = script_module("results_table").collect(run_dir)
+    assert row["other_lab"] == {"balanced_accuracy": entry["balanced_accuracy"], "images": len(images), "flagged": check["flagged"]}

@@ -117,12 +117,34 @@ def evaluate_images(
     }
     label = f"{run.name} ({run.model_name}) · {items.name} · {len(labels)} images · {RUNTIME} {device}"
     return _evaluate_arrays(run, key, images, labels, data_block, label=label, device=device, batch_size=batch_size, plots=plots,
-                            console=console, progress=progress)
+                            console=console, progress=progress, domain_check=domain_flags(run, images, batch_size=batch_size))
+
+
+def domain_flags(run: Run, images: np.ndarray, batch_size: int = 512) -> dict | None:
+    """How many of a lab's images the run's domain check calls unlike training: the ``domain`` output every
+    export carries (> 1 = outside), computed here by the same PyTorch wrapper the exports are traced from.
+    A folder is where this matters: on another lab's cells accuracy can fall to chance while the softmax
+    stays confident (issue #26), so the share flagged is reported beside the accuracy. None without a profile."""
+    if not run.meta.domain:
+        return None
+    from edgeblood.preprocess import wrap_run
+    from edgeblood.runtimes import to_model_input
+
+    module = wrap_run(run, with_label=False)
+    with torch.inference_mode():
+        scores = torch.cat([module(torch.from_numpy(to_model_input(images[i : i + batch_size])))[1]
+                            for i in range(0, len(images), batch_size)]).float().numpy()
+    outside = (scores > 1).any(1)
+    return {"images": int(len(scores)), "flagged": int(outside.sum()), "share_flagged": float(outside.mean()) if len(scores) else 0.0,
+            "flagged_by_features": int((scores[:, 0] > 1).sum()), "flagged_by_image_statistics": int((scores[:, 1] > 1).sum()),
+            "val_flagged": run.meta.domain.get("val_flagged"),
+            "meaning": "the run's domain check (its exports' 'domain' output): an image is flagged when either distance "
+                       "exceeds its threshold, fitted so that a small share of the held-in val images (val_flagged) is"}
 
 
 def _evaluate_arrays(run: Run, split: str, images: np.ndarray, labels: np.ndarray, data_block: dict, *, label: str, device: str,
                      batch_size: int, plots: bool, explain: bool = False, gradcam_layer: str | None = None, tta: bool = False,
-                     console=None, progress=None) -> dict:
+                     console=None, progress=None, domain_check: dict | None = None) -> dict:
     """Predict, score, plot and record one evaluation (an official split or a folder of images)."""
     model = run.model
     t0 = time.perf_counter()
@@ -141,6 +163,8 @@ def _evaluate_arrays(run: Run, split: str, images: np.ndarray, labels: np.ndarra
         **compute_metrics(labels, probs, run.classes),
     }
     entry["calibration"] = _calibration_block(run, labels, probs, entry["ece"])
+    if domain_check is not None:
+        entry["domain_check"] = domain_check
 
     files: list[Path] = []
     if plots:
@@ -277,6 +301,12 @@ def print_evaluation(entry: dict, run: Run | Path, console) -> None:
         t = entry["tta"]
         console.print(f"test-time augmentation ({t['views']} views, {t['views']}x compute; reported apart from the single-pass figures): "
                       f"accuracy {100 * t['accuracy']:.2f}%  macro F1 {100 * t['macro_f1']:.2f}%", highlight=False, soft_wrap=True)
+    if "domain_check" in entry:
+        d = entry["domain_check"]
+        console.print(f"domain check: {d['flagged']} of {d['images']} images ({100 * d['share_flagged']:.1f} %) flagged as unlike the "
+                      f"training data ({d['flagged_by_features']} by their features, {d['flagged_by_image_statistics']} by pixel statistics)"
+                      + (f"; of the held-in val split, {100 * d['val_flagged']:.1f} % are" if d.get("val_flagged") is not None else ""),
+                      highlight=False, soft_wrap=True)
     if "gradcam" in entry:
         s = entry["gradcam"]["sanity"]
         verdict = "[green]passed[/]" if s["passed"] else "[red]FAILED[/]"
