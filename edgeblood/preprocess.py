@@ -24,7 +24,8 @@ __all__ = ["INPUT_NAME", "LABEL_NAME", "PROB_NAME", "RawPixelClassifier", "wrap_
 
 
 class RawPixelClassifier(nn.Module):
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float], with_label: bool = True, domain: nn.Module | None = None):
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float], with_label: bool = True, domain: nn.Module | None = None,
+                 num_classes: int | None = None):
         super().__init__()
         self.model = model
         self.with_label = with_label
@@ -34,7 +35,10 @@ class RawPixelClassifier(nn.Module):
         if domain is not None:
             from edgeblood.domain.scorer import split_at_head
 
-            self.split = split_at_head(model, domain.feature_means.shape[0])
+            # The head is found by its output width, the run's class count: not the profile's rows, which are the
+            # classes present where it was fitted (an adapted run's pseudo-labels can miss one).
+            classes = num_classes or getattr(model, "edgeblood_config", {}).get("num_classes") or domain.feature_means.shape[0]
+            self.split = split_at_head(model, classes)
             if self.split is None:
                 raise ValueError("a domain profile needs a model whose classifier head is its last operation")
         std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
@@ -74,5 +78,6 @@ def wrap_for_deployment(model: nn.Module, metadata: RunMetadata | Mapping[str, A
                         domain: nn.Module | None = None) -> RawPixelClassifier:
     """Wrap a run's model (eval mode, fp32, CPU) with the preprocessing stored in its metadata (``Run.meta``);
     with ``domain`` (the run's DomainScorer) the wrapper also returns the ``domain`` output."""
-    inp = as_run_metadata(metadata).input
-    return RawPixelClassifier(model, list(inp.mean), list(inp.std), with_label=with_label, domain=domain).eval()
+    meta = as_run_metadata(metadata)
+    return RawPixelClassifier(model, list(meta.input.mean), list(meta.input.std), with_label=with_label, domain=domain,
+                              num_classes=len(meta.classes)).eval()

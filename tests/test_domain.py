@@ -368,3 +368,21 @@ def test_evaluate_on_another_labs_folder_says_how_many_the_check_flags_as_predic
 
     row = script_module("results_table").collect(run_dir)
     assert row["other_lab"] == {"balanced_accuracy": entry["balanced_accuracy"], "images": len(images), "flagged": check["flagged"]}
+
+
+def test_an_adapted_run_whose_lab_shows_few_classes_still_predicts_with_its_check(sample_run, copy_run, tmp_path):
+    """adapt fits the domain profile on the lab's pseudo-labels, so classes the lab never shows have no mean there;
+    the run must still open with its check (the head is found by the run's class count, not the profile's rows)."""
+    run_dir = copy_run(sample_run)
+    sample = load_sample(28)
+    images, labels = sample.images("test"), sample.labels("test")
+    lab = tmp_path / "lab"
+    _write(lab, np.concatenate([images[labels == c] for c in np.unique(labels)[:2]] * 3))  # two classes only
+    out = tmp_path / "adapted"
+    result = CliRunner().invoke(app, ["adapt", str(run_dir), "--images", str(lab), "--framing", "cell-crop", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_profile(out).feature_means.shape[0] < len(open_run(out).classes)
+    result = CliRunner().invoke(app, ["predict", str(out), str(lab), "--framing", "cell-crop", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout[result.stdout.index("{"):])["predictions"]
+    assert rows and all(r["outside"] is not None for r in rows)
