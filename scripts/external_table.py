@@ -29,7 +29,6 @@ from edgeblood.data.labelled_images import read_labelled_images
 from edgeblood.domain.adapt import adapt_run
 from edgeblood.evaluation.evaluate import evaluate_images
 from edgeblood.imageio import load_images
-from edgeblood.inference import open_model, predict_files
 from edgeblood.runs import open_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helpers
@@ -39,17 +38,13 @@ SECTION = "external-table"  # <!-- external-table:begin/end --> in docs/results.
 MIN_PER_CLASS = 5
 
 
-def outside_share(run_dir: Path, folder: Path) -> float | None:
-    rows = predict_files(open_model(run_dir), [folder]).rows
-    checked = [r.outside for r in rows if r.outside is not None]
-    return float(np.mean(checked)) if checked else None
-
-
 def scores(run_dir: Path, folder: Path) -> dict:
+    """Accuracy on the folder and the share the domain check flags (None: the run has no check), from one evaluation."""
     entry = evaluate_images(run_dir, folder, plots=False)
     recall = {c: round(v["recall"], 4) for c, v in entry["per_class"].items() if v["support"]}
+    check = entry.get("domain_check")
     return {"accuracy": entry["accuracy"], "balanced_accuracy": entry["balanced_accuracy"], "recall": recall,
-            "images": entry["data"]["files"]}
+            "images": entry["data"]["files"], "flagged": check["share_flagged"] if check else None}
 
 
 def adapted(run_dir: Path, folder: Path, work: Path) -> Path:
@@ -123,10 +118,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             adapted_dir = adapted(run_dir, args.external, work)
+            zero_shot = scores(run_dir, args.external)
             rows.append({
                 "run": run_dir.name, "test_accuracy": open_run(run_dir).meta.metric("test", "accuracy"),
-                "val_flagged": outside_share(run_dir, args.originals), "external_flagged": outside_share(run_dir, args.external),
-                "zero_shot": scores(run_dir, args.external), "adapted": scores(adapted_dir, args.external),
+                "val_flagged": scores(run_dir, args.originals)["flagged"], "external_flagged": zero_shot["flagged"],
+                "zero_shot": zero_shot, "adapted": scores(adapted_dir, args.external),
                 "shots": [k_shot(run_dir, args.external, k, args.folds, work, args.recipe) for k in shots],
             })
         console.print(table(rows))
