@@ -37,7 +37,7 @@ def evaluate(
     explain: bool = typer.Option(False, "--explain", help="Also write Grad-CAM grids per class (correct vs misclassified) and a Grad-CAM sanity check."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Grad-CAM layer (module name); default: the last conv stage with a spatial map."),
     tta: bool = typer.Option(False, "--tta", help="Also report test-time augmentation (mean over 8 rotations/flips, 8x compute), apart from the single-pass figures."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Evaluate on your own labelled images instead of a BloodMNIST split: a folder of class sub-folders (ImageFolder layout) or a CSV of path,label."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Evaluate on your own labelled images instead of a BloodMNIST split: a folder of class sub-folders (ImageFolder layout) or a CSV of path,label. Also says how many of them the run's domain check flags as unlike its training data."),
     framing: str = typer.Option("model", "--framing", help=FRAMING_OPTION_HELP + " Used with --images."),
     red_cell_px: Optional[str] = typer.Option(None, "--red-cell-px", help=RED_CELL_HELP),
     um_per_px: Optional[float] = typer.Option(None, "--um-per-px", help=UM_PER_PX_HELP),
