@@ -102,7 +102,7 @@ def collect(run_dir: Path) -> dict:
         "train_device": run["training"].get("device"),
         "train_precision": run["training"].get("precision"),
         "train_cpu": cpu_label(run["training"].get("cpu")),
-        "command": portable_command(run["training"].get("command") or ""),
+        "command": _command(run["training"]),
         "derived": None,
         "int8": _int8(run_dir),
         "latency": _latency(run_dir),
@@ -143,6 +143,13 @@ def _val_originals(metrics: dict) -> dict | None:
             return {"accuracy": entry["accuracy"], "npz_val_accuracy": val.get("accuracy"), "framing": (data.get("framing") or {}).get("description"),
                     "largest_recall_change": {"class": worst, "delta": deltas[worst]} if worst else None}
     return None
+
+
+def _command(training: dict) -> str:
+    """The command that trained the run; a run trained on later (`--resume RUN --epochs N`) shows both steps."""
+    command = portable_command(training.get("command") or "")
+    resumed = training.get("resumed_with") or ""
+    return f"{command} && {portable_command(resumed)}" if "--epochs" in resumed else command
 
 
 def _other_lab(metrics: dict) -> dict | None:

@@ -14,6 +14,7 @@ output goes to LOG_DIR/NAME.log, and this script prints one line per run.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def plan(options: list[str], out: Path, data_dir: str | None = None) -> Step:
         return Step("?", BLOCKED, [], f"no --name in '{shlex.join(options)}': a queued run needs a name to be found again")
     name = options[options.index("--name") + 1]
     run_dir = out / name
+    more = _more_epochs(options, run_dir)  # the line asks more epochs than a run that kept its state was given
+    if more:
+        return Step(name, RESUME, ["train", "--resume", str(run_dir), "--epochs", more])
     if (run_dir / METRICS_FILE).is_file():
         return Step(name, DONE, [])
     if (run_dir / TRAIN_STATE).is_file():
@@ -64,6 +68,16 @@ def plan(options: list[str], out: Path, data_dir: str | None = None) -> Step:
                                          "evaluation, or failed before its first epoch): evaluate it or remove it")
     extra = ["--data-dir", data_dir] if data_dir and "--data-dir" not in options else []
     return Step(name, START, ["train", *options, "--out", str(out), *extra])
+
+
+def _more_epochs(options: list[str], run_dir: Path) -> str | None:
+    """The line's --epochs when it is more than the run's own and the run kept train_state.pt (--keep-state): raising
+    a line's --epochs then trains that run on (`train --resume RUN --epochs N`), e.g. a published recipe cut short."""
+    if "--epochs" not in options[:-1] or not (run_dir / TRAIN_STATE).is_file() or not (run_dir / "run.json").is_file():
+        return None
+    wanted = options[options.index("--epochs") + 1]
+    config = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["training"]["config"]
+    return wanted if wanted.isdigit() and int(wanted) > int(config["epochs"]) else None
 
 
 def run_queue(queue: Path, out: Path, log_dir: Path, data_dir: str | None = None) -> int:

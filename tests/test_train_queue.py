@@ -8,6 +8,7 @@ interrupted one by `--resume`; running it again trains nothing.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,29 @@ def test_a_queue_line_with_broken_quoting_is_one_line_naming_it(queue_tool, tmp_
     queue.write_text('--model se-cnn --name ok\n--model se-cnn --name "half\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"queue.txt:2: No closing quotation .*fix the quoting"):
         queue_tool.read_queue(queue)
+
+
+def test_raising_a_lines_epochs_trains_a_run_that_kept_its_state_on(queue_tool, tmp_path, capsys):
+    """A published recipe cut short to fit a session (plateau schedule) is trained on later, not started again:
+    --keep-state keeps train_state.pt, and the queue line's larger --epochs becomes `train --resume RUN --epochs N`."""
+    out, queue = tmp_path / "runs", tmp_path / "queue.txt"
+    line = "--model se-cnn-compact-tiny --size 28 --sample --schedule plateau --keep-state --seed 0 --threads 1 --name cut-short --epochs {}\n"
+    queue.write_text(line.format(1), encoding="utf-8")
+    assert queue_tool.run_queue(queue, out, tmp_path / "logs") == 0
+    run_dir = out / "cut-short"
+    assert (run_dir / TRAIN_STATE).is_file() and queue_tool.plan(queue_tool.read_queue(queue)[0], out).action == "done"
+    first_test = json.loads((run_dir / "metrics.json").read_text())["test"]
+
+    queue.write_text(line.format(2), encoding="utf-8")
+    step = queue_tool.plan(queue_tool.read_queue(queue)[0], out)
+    assert (step.action, step.argv) == ("resume", ["train", "--resume", str(run_dir), "--epochs", "2"])
+    assert queue_tool.run_queue(queue, out, tmp_path / "logs") == 0
+    with open(run_dir / "history.csv", encoding="utf-8") as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2]
+    run = open_run(run_dir)
+    assert run.metadata["training"]["config"]["epochs"] == 2 and run.metadata["training"]["epochs_run"] == 2
+    assert "--epochs 2" in run.metadata["training"]["resumed_with"]
+    assert json.loads((run_dir / "metrics-epoch1.json").read_text())["test"] == first_test  # the earlier weights' figures, set aside
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["evaluated_at"] > first_test["evaluated_at"]
+    capsys.readouterr()
+    assert queue_tool.run_queue(queue, out, tmp_path / "logs") == 0 and "cut-short: done" in capsys.readouterr().out

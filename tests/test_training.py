@@ -133,6 +133,30 @@ def test_resume_errors(tmp_path, sample_run):
         train(TrainConfig(), resume=tmp_path)
 
 
+@pytest.mark.parametrize("saved, state, epochs, message", [
+    (dict(schedule="cosine"), dict(epoch=2, stale=0), 4, "shaped by the epoch count"),  # the lr already applied would differ
+    (dict(schedule="onecycle"), dict(epoch=1, stale=0), 4, "shaped by the epoch count"),
+    (dict(schedule="plateau", early_stopping=2), dict(epoch=2, stale=2), 4, "early stopping"),
+    (dict(schedule="plateau"), dict(epoch=2, stale=0), None, "add --epochs N"),  # finished: nothing left without more epochs
+    (dict(schedule="plateau", early_stopping=2), dict(epoch=1, stale=2), None, "ended by early stopping"),
+    (dict(schedule="plateau"), dict(epoch=2, stale=0), 2, "more than that"),
+])
+def test_training_on_is_refused_where_it_would_not_continue_the_same_run(tmp_path, saved, state, epochs, message):
+    from edgeblood.training.checkpointing import extend_epochs
+
+    with pytest.raises(EdgebloodError, match=message):
+        extend_epochs(tmp_path, state, _cfg(tmp_path, **saved), epochs)
+
+
+def test_training_on_sets_the_epochs_and_sets_the_old_metrics_aside(tmp_path):
+    from edgeblood.training.checkpointing import extend_epochs
+
+    (tmp_path / "metrics.json").write_text("{}")
+    cfg = extend_epochs(tmp_path, dict(epoch=2, stale=1), _cfg(tmp_path, schedule="constant", early_stopping=3), 5)
+    assert cfg.epochs == 5 and (tmp_path / "metrics-epoch2.json").is_file() and not (tmp_path / "metrics.json").exists()
+    assert extend_epochs(tmp_path, dict(epoch=1, stale=0), _cfg(tmp_path, schedule="cosine"), None).epochs == 2  # interrupted: as saved
+
+
 def test_existing_named_run_is_refused(tmp_path, sample_run):
     cfg = _cfg(sample_run.parent, name=sample_run.name)
     with pytest.raises(EdgebloodError, match="already exists"):

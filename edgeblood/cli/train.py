@@ -68,6 +68,7 @@ def train(
     grad_clip: Optional[float] = typer.Option(None, help=_recipe_help("Clip gradient norm (0 = off).", "grad_clip")),
     early_stopping: Optional[int] = typer.Option(None, help=_recipe_help("Patience in epochs on val accuracy (0 = off); best weights are kept.", "early_stopping")),
     keep: Optional[str] = typer.Option(None, help=_recipe_help("Weights to keep: best (selected on val) or last (the final epoch's; for a val split that is not independent, e.g. few-shot).", "keep")),
+    keep_state: bool = typer.Option(False, "--keep-state", help="Keep train_state.pt (weights, optimizer, schedule) after the last epoch, so `--resume RUN --epochs N` can train on later: for plateau and constant schedules. About 3x the weights on disk."),
     rot90: Optional[bool] = typer.Option(None, "--rot90/--no-rot90", help=_recipe_help("Random 90-degree rotations.", "rot90")),
     flips: Optional[bool] = typer.Option(None, "--flips/--no-flips", help=_recipe_help("Random flips.", "flips")),
     crop_area: Optional[str] = typer.Option(None, help=_recipe_help("Random resized crop: LOW or LOW,HIGH share of the window's area (above 1 zooms out); LOW alone keeps the recipe's HIGH; 1,1 = off.", "crop_area")),
@@ -104,7 +105,7 @@ def train(
     sample: bool = typer.Option(False, "--sample", help="Use the embedded 512-image sample (offline smoke test)."),
     out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run directories."),
     name: Optional[str] = typer.Option(None, help="Run directory name (default: <model>-<size>px)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory; with --epochs N, train a run that kept its state (--keep-state) on to N epochs."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate on val and test when training ends."),
 ) -> None:
     """Train a model; writes runs/<name>/ (checkpoint.pt, run.json, history.csv, metrics.json, plots/).
@@ -117,7 +118,7 @@ def train(
 
     if resume is not None:
         _refuse_options_with_resume(ctx)
-        run_dir = run_training(TrainConfig(), resume=resume, callbacks=[RichProgress(console)], evaluate=evaluate)
+        run_dir = run_training(TrainConfig(), resume=resume, callbacks=[RichProgress(console)], evaluate=evaluate, epochs=epochs)
         console.print(f"run directory: {run_dir}")
         return
     if teacher is None and (kd_alpha is not None or kd_temperature is not None):
@@ -130,7 +131,8 @@ def train(
         overrides=dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
                        weight_decay=weight_decay, label_smoothing=label_smoothing, class_weights=class_weights,
                        weighted_sampler=weighted_sampler, oversample_minority=oversample, mixup=mixup, cutmix=cutmix,
-                       ema_decay=ema, grad_clip=grad_clip, early_stopping=early_stopping, keep=keep, pretrain_epochs=pretrain_epochs,
+                       ema_decay=ema, grad_clip=grad_clip, early_stopping=early_stopping, keep=keep, keep_state=keep_state or None,
+                       pretrain_epochs=pretrain_epochs,
                        teacher=str(teacher.resolve()) if teacher else None, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
                        channels_last=channels_last, progressive=parse_stages(progressive_resize) if progressive_resize else None),
         augment_overrides=dict(rot90=rot90, flips=flips, color_jitter=color_jitter, stain=stain_jitter, jpeg_prob=jpeg_aug, crop_shift=crop_shift,
@@ -197,7 +199,7 @@ def _zoom_range(text: str) -> tuple[float, float]:
 
 def _refuse_options_with_resume(ctx: typer.Context) -> None:
     """--resume continues a run exactly as configured; any other option given would be silently ignored."""
-    given = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in ("resume", "evaluate") and _on_command_line(ctx, name)]
+    given = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in ("resume", "evaluate", "epochs") and _on_command_line(ctx, name)]
     if given:
         raise EdgebloodError(f"--resume continues the run with the settings it was started with, so {', '.join(given)} would be "
-                             "ignored; drop them, or start a new run (--name) with the settings you want")
+                             "ignored; drop them (--epochs N alone trains on), or start a new run (--name) with the settings you want")

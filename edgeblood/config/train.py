@@ -51,6 +51,9 @@ class TrainConfig:
     # which weights checkpoint.pt keeps: "best" (val-selected) or "last" (the final epoch's: for a val split that is
     # not independent of training, e.g. a few-shot fine-tune whose few labelled images serve as both)
     keep: str = "best"
+    # keep train_state.pt after the last epoch, so `train --resume RUN --epochs N` can train on (plateau and
+    # constant schedules: their learning rate does not depend on the epoch count); costs ~3x the weights on disk
+    keep_state: bool = False
     seed: int = 0
     device: str = "auto"
     # "auto": bf16 autocast where the hardware computes bf16 natively (CPU with AMX or AVX512-BF16, CUDA

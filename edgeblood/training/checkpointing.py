@@ -26,7 +26,7 @@ import torch.nn as nn
 from edgeblood.atomic import atomic_path
 from edgeblood.config.train import TrainConfig
 from edgeblood.errors import EdgebloodError
-from edgeblood.runs import CHECKPOINT, TRAIN_STATE
+from edgeblood.runs import CHECKPOINT, METRICS_FILE, TRAIN_STATE
 from edgeblood.training.loop import BestOnVal
 
 # What torch.save's zip writer raises when the disk fills up mid-file (it reports no errno):
@@ -132,6 +132,38 @@ def load_train_state(run_dir: Path) -> tuple[dict, TrainConfig]:
     except Exception as exc:
         raise EdgebloodError(f"{path} is unreadable ({type(exc).__name__}); the run cannot be resumed, start a new one") from None
     return state, TrainConfig.from_dict(state["config"])
+
+
+EXTENDABLE_SCHEDULES = ("plateau", "constant")  # their learning rate does not depend on the run's epoch count
+
+
+def extend_epochs(run_dir: Path, state: dict, cfg: TrainConfig, epochs: int | None, is_main: bool = True) -> TrainConfig:
+    """The config a resumed run goes on with: as saved, or trained on to ``epochs``.
+
+    Training on is refused where it would not be the same training continued: a schedule shaped by the epoch
+    count (onecycle, cosine: the learning rate already applied would have been another), or a run that early
+    stopping ended (it would stop again at once). A finished run's evaluations belong to its earlier weights, so
+    metrics.json is set aside (metrics-epoch<E>.json) and val and test are evaluated again at the end."""
+    done = int(state["epoch"])
+    stopped_early = bool(cfg.early_stopping) and int(state["stale"]) >= cfg.early_stopping
+    if epochs is None:
+        if done >= cfg.epochs or stopped_early:
+            more = "" if stopped_early else f"; to train on, add --epochs N (more than {done}) to --resume"
+            raise EdgebloodError(f"{run_dir} finished training ({done} epochs{', ended by early stopping' if stopped_early else ''}){more}")
+        return cfg
+    if epochs <= done:
+        raise EdgebloodError(f"{run_dir} has trained {done} epochs already; --epochs must be more than that to train on")
+    if cfg.schedule not in EXTENDABLE_SCHEDULES:
+        raise EdgebloodError(f"{run_dir} uses the {cfg.schedule} schedule, whose learning rate is shaped by the epoch count, so training "
+                             f"on would not continue the same run; start a new run with --epochs {epochs} (or use --schedule plateau)")
+    if stopped_early:
+        raise EdgebloodError(f"{run_dir} was ended by early stopping (no val gain for {state['stale']} epochs): more epochs would "
+                             f"stop again at once; start a new run without --early-stopping to train longer")
+    metrics = run_dir / METRICS_FILE
+    if is_main and metrics.is_file():
+        metrics.replace(run_dir / f"metrics-epoch{done}.json")
+    cfg.epochs = epochs
+    return cfg
 
 
 def _why_nothing_to_resume(run_dir: Path) -> str:

@@ -34,20 +34,22 @@ from edgeblood.models import get_entry
 from edgeblood.provenance import utc_now
 from edgeblood.runs import CHECKPOINT, TRAIN_STATE, open_run
 from edgeblood.training.callbacks import Callback, Callbacks, Evaluation
-from edgeblood.training.checkpointing import Standing, load_train_state, save_train_state, seed_everything, stop_cleanly_on_write_failure
+from edgeblood.training.checkpointing import Standing, extend_epochs, load_train_state, save_train_state, seed_everything, stop_cleanly_on_write_failure
 from edgeblood.training.distributed import DistContext, resolve_precision
 from edgeblood.training.epochs import Outcome, fit, starting_standing
 from edgeblood.training.job import Job, prepare
 from edgeblood.training.run_record import update_run_json
 
 
-def train(cfg: TrainConfig, *, resume: str | Path | None = None, callbacks: Sequence[Callback] = (), evaluate: bool = True) -> Path:
+def train(cfg: TrainConfig, *, resume: str | Path | None = None, callbacks: Sequence[Callback] = (), evaluate: bool = True,
+          epochs: int | None = None) -> Path:
     """Train a model as described by ``cfg`` (or resume the run at ``resume``); returns the run directory.
 
     ``callbacks`` receive the run's messages and progress (nothing is printed without one; the CLI
     passes ``edgeblood.training.display.RichProgress``). With ``resume``, ``cfg`` is ignored: the run
     continues as its train_state.pt was configured. ``evaluate`` runs the val and test evaluations
-    at the end (metrics.json, plots).
+    at the end (metrics.json, plots). ``epochs`` with ``resume`` trains on to that many epochs: a run that kept its
+    train_state.pt (``keep_state``), finished or not, with a schedule that does not depend on the epoch count.
 
     A new run that fails or is interrupted before its first checkpoint leaves no empty run directory
     behind (which would also push the next run's default name to ``-2``). Ctrl-C raises
@@ -56,7 +58,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, callbacks: Sequ
     """
     created: list[Path] = []  # the run folder this call makes (never another training's, even in the same --out)
     try:
-        return _train(cfg, resume=resume, callbacks=callbacks, evaluate=evaluate, created=created)
+        return _train(cfg, resume=resume, callbacks=callbacks, evaluate=evaluate, created=created, epochs=epochs)
     except BaseException:
         for folder in created:
             if not (folder / CHECKPOINT).exists():
@@ -64,13 +66,17 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, callbacks: Sequ
         raise
 
 
-def _train(cfg: TrainConfig, *, resume: str | Path | None, callbacks: Sequence[Callback], evaluate: bool, created: list[Path]) -> Path:
+def _train(cfg: TrainConfig, *, resume: str | Path | None, callbacks: Sequence[Callback], evaluate: bool, created: list[Path],
+           epochs: int | None = None) -> Path:
     ctx = DistContext.from_env()
     events = Callbacks(callbacks if ctx.is_main else ())  # one process reports
     run_dir, state = None, None
+    if epochs is not None and resume is None:
+        raise EdgebloodError("epochs to train on are given with --resume RUN; a new run takes --epochs as usual")
     if resume is not None:
         run_dir = Path(resume)
         state, cfg = load_train_state(run_dir)
+        cfg = extend_epochs(run_dir, state, cfg, epochs, ctx.is_main)
     device = _start_process(cfg, ctx)
     job, pretrain_s = prepare(cfg, ctx, device, events, run_dir, state is not None, created)
     standing = starting_standing(job, state, pretrain_s)
@@ -124,7 +130,8 @@ def _finish(job: Job, standing: Standing, outcome: Outcome, evaluate: bool) -> P
         update_run_json(run_dir, job.metadata)
         calibration = calibrate_run(open_run(run_dir), job.data, device=str(job.device))
         domain = fit_run_profile(open_run(run_dir), job.data)
-    (run_dir / TRAIN_STATE).unlink(missing_ok=True)
+    if not job.cfg.keep_state:
+        (run_dir / TRAIN_STATE).unlink(missing_ok=True)
     ctx.shutdown()
     _report_done(job, standing, outcome, calibration, domain)
     if evaluate:  # evaluate_run is imported with the module, see the note at the top
