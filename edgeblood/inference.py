@@ -358,8 +358,9 @@ def _model_input(model: PredictModel, file: Path, framing: Framing) -> np.ndarra
 
 
 def classify_batch(model: PredictModel, rows: list[Prediction], batch: np.ndarray, top_k: int, reject_below: float | None) -> None:
-    """Fill ``rows`` from their uint8 NHWC ``batch``: probabilities, top-k, review flag and the domain check, the last
-    two outputs from one pass where the runtime allows. The one place `predict` and the Python API classify."""
+    """Fill ``rows`` from their uint8 NHWC ``batch``: probabilities, top-k, review flag and the domain check, the
+    probabilities and the domain output from one pass where the runtime allows (LoadedModel.predict_with_domain).
+    The one place `predict` and the Python API classify."""
     probs, domain = _probabilities(model, batch)
     if probs.ndim != 2 or probs.shape[1] != len(model.classes):
         raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from edgeblood.contract import INPUT_NAME, LABEL_NAME, PROB_NAME
+from edgeblood.errors import EdgebloodError
 from edgeblood.run_metadata import RunMetadata, as_run_metadata
 
 __all__ = ["INPUT_NAME", "LABEL_NAME", "PROB_NAME", "RawPixelClassifier", "wrap_for_deployment", "wrap_run"]
@@ -40,7 +41,8 @@ class RawPixelClassifier(nn.Module):
             classes = num_classes or getattr(model, "edgeblood_config", {}).get("num_classes") or domain.feature_means.shape[0]
             self.split = split_at_head(model, classes)
             if self.split is None:
-                raise ValueError("a domain profile needs a model whose classifier head is its last operation")
+                raise EdgebloodError(f"{type(model).__name__}: a domain profile needs a model whose classifier head is its last operation "
+                                     f"(one Linear layer with {classes} outputs); refit it with the run's own model or delete domain.pt")
         std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         # (x/255 - mean)/std == x * scale + shift
@@ -65,7 +67,6 @@ class RawPixelClassifier(nn.Module):
 def wrap_run(run, with_label: bool = True) -> RawPixelClassifier:
     """``wrap_for_deployment`` of a Run, with its domain profile (domain.pt) when run.json says it has one."""
     from edgeblood.domain.profile import DOMAIN_FILE, load_profile
-    from edgeblood.errors import EdgebloodError
 
     domain = load_profile(run.dir) if run.meta.domain else None
     if run.meta.domain and domain is None:

@@ -27,7 +27,7 @@ from edgeblood.atomic import write_json, write_text
 from edgeblood.cli.app import console
 from edgeblood.data.labelled_images import read_labelled_images
 from edgeblood.domain.adapt import adapt_run
-from edgeblood.evaluation.evaluate import evaluate_images
+from edgeblood.evaluation.evaluate import domain_flags, evaluate_images
 from edgeblood.imageio import load_images
 from edgeblood.runs import open_run
 
@@ -45,6 +45,14 @@ def scores(run_dir: Path, folder: Path) -> dict:
     check = entry.get("domain_check")
     return {"accuracy": entry["accuracy"], "balanced_accuracy": entry["balanced_accuracy"], "recall": recall,
             "images": entry["data"]["files"], "flagged": check["share_flagged"] if check else None}
+
+
+def flagged_share(run_dir: Path, folder: Path) -> float | None:
+    """The share of a folder (labelled or not) the run's domain check flags; reads the run, writes nothing to it."""
+    run = open_run(run_dir)
+    images, _ = load_images([folder], run.in_size, framing=run.framing)
+    check = domain_flags(run, images)
+    return check["share_flagged"] if check else None
 
 
 def adapted(run_dir: Path, folder: Path, work: Path) -> Path:
@@ -121,7 +129,7 @@ def main() -> None:
             zero_shot = scores(run_dir, args.external)
             rows.append({
                 "run": run_dir.name, "test_accuracy": open_run(run_dir).meta.metric("test", "accuracy"),
-                "val_flagged": scores(run_dir, args.originals)["flagged"], "external_flagged": zero_shot["flagged"],
+                "val_flagged": flagged_share(run_dir, args.originals), "external_flagged": zero_shot["flagged"],
                 "zero_shot": zero_shot, "adapted": scores(adapted_dir, args.external),
                 "shots": [k_shot(run_dir, args.external, k, args.folds, work, args.recipe) for k in shots],
             })

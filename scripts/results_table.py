@@ -158,7 +158,7 @@ def _other_lab(metrics: dict) -> dict | None:
     for key, entry in metrics.items():
         data = entry.get("data") or {} if isinstance(entry, dict) else {}
         if key.startswith("images-") and str(data.get("path", "")).rstrip("/").endswith("external/jtsc"):
-            check = entry.get("domain_check") or {}
+            check = entry.get("domain_check") or {}  # absent: evaluated before the count was recorded
             return {"balanced_accuracy": entry["balanced_accuracy"], "images": entry["num_samples"], "flagged": check.get("flagged")}
     return None
 
@@ -297,7 +297,7 @@ def render(rows: list[dict]) -> str:
         orig_s = f"{100 * orig['accuracy']:.2f} % ({100 * orig['npz_val_accuracy']:.2f} %)" if orig and orig.get("npz_val_accuracy") else "-"
         lab = r.get("other_lab")
         lab_s = (f"{100 * lab['balanced_accuracy']:.1f} %, " + (f"{lab['flagged']}/{lab['images']} flagged" if lab.get("flagged") is not None
-                                                               else "no check")) if lab else "-"
+                                                               else "flags not recorded")) if lab else "-"
         ece = r.get("ece")
         ece_s = (f"{ece['calibrated']:.3f}" + (f" ({ece['uncalibrated']:.3f})" if ece.get("uncalibrated") is not None else "")) if ece else "-"
         cfg = ", ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("model_config") or {}).items())

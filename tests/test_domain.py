@@ -110,10 +110,11 @@ def test_every_runtime_reads_the_same_domain_output(sample_run, copy_run):
     assert ref.shape == (32, 2) and (ref[16:] > 1).any(1).all()
     for artifact, out in outs.items():
         np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3, err_msg=artifact)
-        # predict's one pass (both outputs of one call, in chunks) gives what the two separate passes give
+        # predict's one pass (both outputs of one call) gives what the two separate passes give, chunk for chunk
+        assert loaded[artifact]._joint_run is not None, f"{artifact}: its runtime fetches both outputs of one call"
         probabilities, domain = loaded[artifact].predict_with_domain(x, chunk=10)
-        np.testing.assert_allclose(probabilities, loaded[artifact].predict(x), rtol=1e-5, atol=1e-6, err_msg=artifact)
-        np.testing.assert_allclose(domain, out, rtol=1e-5, atol=1e-6, err_msg=artifact)
+        np.testing.assert_allclose(probabilities, loaded[artifact].predict(x, chunk=10), rtol=1e-5, atol=1e-6, err_msg=artifact)
+        np.testing.assert_allclose(domain, loaded[artifact].domain(x, chunk=10), rtol=1e-5, atol=1e-6, err_msg=artifact)
 
 
 def test_adapt_reestimates_batchnorm_and_colour_and_keeps_the_contract(sample_run, copy_run, tmp_path):
@@ -359,6 +360,7 @@ def test_evaluate_on_another_labs_folder_says_how_many_the_check_flags_as_predic
     entry = evaluate_images(run_dir, lab, framing=Framing.parse("cell-crop", open_run(run_dir).framing), plots=False)
     check = entry["domain_check"]
     assert check["images"] == len(images) and check["flagged"] >= 0.8 * len(images), "another lab's colour is flagged"
+    assert max(check["flagged_by_features"], check["flagged_by_image_statistics"]) <= check["flagged"]
     assert check["flagged"] <= check["flagged_by_features"] + check["flagged_by_image_statistics"]
 
     result = CliRunner().invoke(app, ["predict", str(run_dir), str(lab), "--framing", "cell-crop", "-f", "json"])
@@ -386,3 +388,20 @@ def test_an_adapted_run_whose_lab_shows_few_classes_still_predicts_with_its_chec
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout[result.stdout.index("{"):])["predictions"]
     assert rows and all(r["outside"] is not None for r in rows)
+
+
+def test_evaluate_on_a_folder_still_scores_a_run_whose_profile_file_is_missing(sample_run, copy_run, tmp_path):
+    """A run copied without domain.pt: the accuracy is still recorded, the check says why it could not run."""
+    run_dir = copy_run(sample_run)
+    (run_dir / DOMAIN_FILE).unlink()
+    lab = tmp_path / "lab"
+    sample = load_sample(28)
+    classes = open_run(run_dir).classes
+    images, labels = sample.images("test")[:40], sample.labels("test")[:40]
+    for c in np.unique(labels):
+        _write(lab / classes[c], images[labels == c])
+    result = CliRunner().invoke(app, ["evaluate", str(run_dir), "--images", str(lab), "--framing", "cell-crop", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert "domain check: not computed" in result.output and DOMAIN_FILE in result.output
+    entry = json.loads((run_dir / "metrics.json").read_text())["images-lab"]
+    assert entry["num_samples"] == 40 and DOMAIN_FILE in entry["domain_check"]["error"]

@@ -124,6 +124,7 @@ def test_int8_mobile_programs_carry_the_domain_check_in_float(int8_reports, rel)
     x = to_model_input(np.concatenate([images, images[:, :, :, ::-1]]))  # BGR-swapped copies: another "lab"
     flags_int8, flags_fp32 = (int8.domain(x) > 1).any(1), (fp32.domain(x) > 1).any(1)
     assert np.mean(flags_int8 == flags_fp32) >= 0.9
+    assert int8._joint_run is not None, "the runtime fetches both outputs of one invoke"
     probabilities, domain = int8.predict_with_domain(x[:67])  # predict's one invoke for both: a batch-64 call, 3 single ones
     np.testing.assert_allclose(probabilities, int8.predict(x[:67]), atol=1e-6)
     np.testing.assert_allclose(domain, int8.domain(x[:67]), atol=1e-6)

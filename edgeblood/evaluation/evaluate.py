@@ -117,10 +117,18 @@ def evaluate_images(
     }
     label = f"{run.name} ({run.model_name}) · {items.name} · {len(labels)} images · {RUNTIME} {device}"
     return _evaluate_arrays(run, key, images, labels, data_block, label=label, device=device, batch_size=batch_size, plots=plots,
-                            console=console, progress=progress, domain_check=domain_flags(run, images, batch_size=batch_size))
+                            console=console, progress=progress, domain_check=_domain_check(run, images, device, batch_size))
 
 
-def domain_flags(run: Run, images: np.ndarray, batch_size: int = 512) -> dict | None:
+def _domain_check(run: Run, images: np.ndarray, device: str, batch_size: int) -> dict | None:
+    """domain_flags, or why it could not run: the accuracy is still worth recording without it."""
+    try:
+        return domain_flags(run, images, device=device, batch_size=batch_size)
+    except EdgebloodError as exc:
+        return {"error": str(exc)}
+
+
+def domain_flags(run: Run, images: np.ndarray, device: str = "cpu", batch_size: int = 512) -> dict | None:
     """How many of a lab's images the run's domain check calls unlike training: the ``domain`` output every
     export carries (> 1 = outside), computed here by the same PyTorch wrapper the exports are traced from.
     A folder is where this matters: on another lab's cells accuracy can fall to chance while the softmax
@@ -130,10 +138,11 @@ def domain_flags(run: Run, images: np.ndarray, batch_size: int = 512) -> dict | 
     from edgeblood.preprocess import wrap_run
     from edgeblood.runtimes import to_model_input
 
-    module = wrap_run(run, with_label=False)
+    module = wrap_run(run, with_label=False).to(device)
     with torch.inference_mode():
-        scores = torch.cat([module(torch.from_numpy(to_model_input(images[i : i + batch_size])))[1]
-                            for i in range(0, len(images), batch_size)]).float().numpy()
+        scores = torch.cat([module(torch.from_numpy(to_model_input(images[i : i + batch_size])).to(device))[1].float().cpu()
+                            for i in range(0, len(images), batch_size)]).numpy()
+    run.model.cpu()
     outside = (scores > 1).any(1)
     return {"images": int(len(scores)), "flagged": int(outside.sum()), "share_flagged": float(outside.mean()) if len(scores) else 0.0,
             "flagged_by_features": int((scores[:, 0] > 1).sum()), "flagged_by_image_statistics": int((scores[:, 1] > 1).sum()),
@@ -301,7 +310,9 @@ def print_evaluation(entry: dict, run: Run | Path, console) -> None:
         t = entry["tta"]
         console.print(f"test-time augmentation ({t['views']} views, {t['views']}x compute; reported apart from the single-pass figures): "
                       f"accuracy {100 * t['accuracy']:.2f}%  macro F1 {100 * t['macro_f1']:.2f}%", highlight=False, soft_wrap=True)
-    if "domain_check" in entry:
+    if "domain_check" in entry and "error" in entry["domain_check"]:
+        console.print(f"[yellow]domain check: not computed[/] ({entry['domain_check']['error']})", highlight=False, soft_wrap=True)
+    elif "domain_check" in entry:
         d = entry["domain_check"]
         console.print(f"domain check: {d['flagged']} of {d['images']} images ({100 * d['share_flagged']:.1f} %) flagged as unlike the "
                       f"training data ({d['flagged_by_features']} by their features, {d['flagged_by_image_statistics']} by pixel statistics)"
