@@ -45,10 +45,11 @@ def test_ctrl_c_before_the_first_epoch_exits_130_and_leaves_no_empty_run_dir(tmp
 
 
 def test_resume_refuses_options_it_would_ignore(tmp_path):
-    """D10: `train --resume RUN --epochs 5 --model resnet18 --lr 0.5` silently ignored the three options."""
+    """D10: `train --resume RUN --epochs 5 --model resnet18 --lr 0.5` silently ignored the three options. --epochs
+    now trains a run on (--keep-state), so only the other two are refused."""
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "some-run"), "--epochs", "5", "--model", "resnet18", "--lr", "0.5"])
     assert isinstance(result.exception, EdgebloodError)
-    assert "so --epochs, --model, --lr would be ignored" in str(result.exception)
+    assert "so --model, --lr would be ignored" in str(result.exception) and "--epochs N alone trains on" in str(result.exception)
 
 
 def test_version_and_short_help():
