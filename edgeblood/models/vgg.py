@@ -74,4 +74,4 @@ def _variant(name: str, attention: str, label: str, published: dict | None = Non
 _variant("vgg15", "none", "")
 _variant("se-vgg15", "se", " with squeeze-excitation after every stage")
 _variant("sa-vgg15", "sa", " with spatial attention after every stage")
-_variant("cbam-vgg15", "cbam", " with CBAM after every stage", {"params": 7_270_000, "in_size": 64})
+_variant("cbam-vgg15", "cbam", " with CBAM after every stage", {"params": 7_270_000, "in_size": 64, "accuracy": 98.33})
