@@ -31,6 +31,7 @@ README = ROOT / "README.md"
 PAGE = ROOT / "docs" / "results.md"
 SECTION, HEADLINE = "results", "results-headline"  # <!-- NAME:begin/end --> in docs/results.md and README.md
 HEADLINE_ROWS = 10
+OTHER_LAB_FOLDER = "external/jtsc"  # the other lab's cells under the data folder (../shared/data/external/README.md)
 
 # Published anchors on the official BloodMNIST test split (issue 6); sources as cited there.
 ANCHORS = [
@@ -157,7 +158,7 @@ def _other_lab(metrics: dict) -> dict | None:
     accuracy over the classes present and how many the run's domain check flags as unlike its training data."""
     for key, entry in metrics.items():
         data = entry.get("data") or {} if isinstance(entry, dict) else {}
-        if key.startswith("images-") and str(data.get("path", "")).rstrip("/").endswith("external/jtsc"):
+        if key.startswith("images-") and str(data.get("path", "")).rstrip("/").endswith(OTHER_LAB_FOLDER):
             check = entry.get("domain_check") or {}  # absent: evaluated before the count was recorded
             return {"balanced_accuracy": entry["balanced_accuracy"], "images": entry["num_samples"], "flagged": check.get("flagged")}
     return None

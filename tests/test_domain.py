@@ -350,10 +350,11 @@ def test_evaluate_on_another_labs_folder_says_how_many_the_check_flags_as_predic
 
     from edgeblood.evaluation.evaluate import evaluate_images
 
+    table = script_module("results_table")
     run_dir = copy_run(sample_run)
     sample = load_sample(28)
     classes = open_run(run_dir).classes
-    lab = tmp_path / "external" / "jtsc"  # where the results table looks for the other lab's evaluation
+    lab = tmp_path / table.OTHER_LAB_FOLDER  # where the results table looks for the other lab's evaluation
     images, labels = _other_lab(sample.images("test")), sample.labels("test")
     for c in np.unique(labels):
         _write(lab / classes[c], images[labels == c])
@@ -368,7 +369,7 @@ def test_evaluate_on_another_labs_folder_says_how_many_the_check_flags_as_predic
     rows = json.loads(result.stdout[result.stdout.index("{"):])["predictions"]
     assert sum(r["outside"] for r in rows) == check["flagged"]
 
-    row = script_module("results_table").collect(run_dir)
+    row = table.collect(run_dir)
     assert row["other_lab"] == {"balanced_accuracy": entry["balanced_accuracy"], "images": len(images), "flagged": check["flagged"]}
 
 
