@@ -361,34 +361,26 @@ def classify_batch(model: PredictModel, rows: list[Prediction], batch: np.ndarra
     """Fill ``rows`` from their uint8 NHWC ``batch``: probabilities, top-k, review flag and the domain check, the
     probabilities and the domain output from one pass where the runtime allows (LoadedModel.predict_with_domain).
     The one place `predict` and the Python API classify."""
-    probs, domain = _probabilities(model, batch)
+    from edgeblood.runtimes import to_model_input
+
+    x = domain = None
+    if model.takes_captures:  # whole frames, framed inside the graph: no domain output
+        probs = model.loaded.predict_frames(batch)
+    else:
+        x = to_model_input(batch)  # once: the model's input and the domain check's pixel statistics
+        probs, domain = model.loaded.predict_with_domain(x) if model.loaded.has_domain else (model.loaded.predict(x), None)
     if probs.ndim != 2 or probs.shape[1] != len(model.classes):
         raise EdgebloodError(f"{model.path} returned probabilities shaped {probs.shape} for {len(model.classes)} classes; re-export the model")
     for row, p in zip(rows, probs):
         _fill(row, p, model.classes, top_k, reject_below)
     if domain is not None:
-        _check_domain(model, rows, batch, domain)
+        _check_domain(model, rows, x, domain)
 
 
-def _probabilities(model: PredictModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 NHWC batch -> (probabilities, the domain output or None), through the call this kind of artifact takes:
-    one pass for both where the runtime allows (LoadedModel.predict_with_domain)."""
-    if model.takes_captures:
-        return model.loaded.predict_frames(batch), None
-    from edgeblood.runtimes import to_model_input
-
-    x = to_model_input(batch)
-    if model.loaded.has_domain:
-        return model.loaded.predict_with_domain(x)
-    return model.loaded.predict(x), None
-
-
-def _check_domain(model: PredictModel, rows: list[Prediction], batch: np.ndarray, domain: np.ndarray) -> None:
-    """Fill each row's outside flag, scores and cause from the artifact's ``domain`` output for ``batch``."""
+def _check_domain(model: PredictModel, rows: list[Prediction], x: np.ndarray, domain: np.ndarray) -> None:
+    """Fill each row's outside flag, scores and cause from the artifact's ``domain`` output for the model input ``x``."""
     from edgeblood.domain.verdict import check_images
-    from edgeblood.runtimes import to_model_input
 
-    x = to_model_input(batch)
     stats = None
     if model.domain_info.get("image_stats"):
         import torch
