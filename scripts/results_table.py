@@ -133,17 +133,25 @@ def collect(run_dir: Path) -> dict:
     return row
 
 
-def _val_originals(metrics: dict) -> dict | None:
-    """`edgeblood evaluate RUN --images .../pbc-originals/val` (the model's framing): accuracy on the 1,712 captures."""
+def _images_entry(metrics: dict, folder: str) -> dict | None:
+    """The `evaluate RUN --images DIR` entry of metrics.json whose DIR ends with ``folder`` (None: never evaluated there)."""
     for key, entry in metrics.items():
         data = entry.get("data") or {} if isinstance(entry, dict) else {}
-        if key.startswith("images-") and str(data.get("path", "")).rstrip("/").endswith("pbc-originals/val"):
-            val = metrics.get("val") or {}
-            deltas = {c: entry["per_class"][c]["recall"] - val["per_class"][c]["recall"] for c in entry.get("per_class", {}) if c in val.get("per_class", {})}
-            worst = max(deltas, key=lambda c: abs(deltas[c])) if deltas else None
-            return {"accuracy": entry["accuracy"], "npz_val_accuracy": val.get("accuracy"), "framing": (data.get("framing") or {}).get("description"),
-                    "largest_recall_change": {"class": worst, "delta": deltas[worst]} if worst else None}
+        if key.startswith("images-") and str(data.get("path", "")).rstrip("/").endswith(folder):
+            return entry
     return None
+
+
+def _val_originals(metrics: dict) -> dict | None:
+    """`edgeblood evaluate RUN --images .../pbc-originals/val` (the model's framing): accuracy on the 1,712 captures."""
+    entry = _images_entry(metrics, "pbc-originals/val")
+    if entry is None:
+        return None
+    val = metrics.get("val") or {}
+    deltas = {c: entry["per_class"][c]["recall"] - val["per_class"][c]["recall"] for c in entry.get("per_class", {}) if c in val.get("per_class", {})}
+    worst = max(deltas, key=lambda c: abs(deltas[c])) if deltas else None
+    return {"accuracy": entry["accuracy"], "npz_val_accuracy": val.get("accuracy"), "framing": (entry["data"].get("framing") or {}).get("description"),
+            "largest_recall_change": {"class": worst, "delta": deltas[worst]} if worst else None}
 
 
 def _command(training: dict) -> str:
@@ -156,12 +164,11 @@ def _command(training: dict) -> str:
 def _other_lab(metrics: dict) -> dict | None:
     """`edgeblood evaluate RUN --images .../external/jtsc`: another lab's 297 white cells (issue #26), zero-shot balanced
     accuracy over the classes present and how many the run's domain check flags as unlike its training data."""
-    for key, entry in metrics.items():
-        data = entry.get("data") or {} if isinstance(entry, dict) else {}
-        if key.startswith("images-") and str(data.get("path", "")).rstrip("/").endswith(OTHER_LAB_FOLDER):
-            check = entry.get("domain_check") or {}  # absent: evaluated before the count was recorded
-            return {"balanced_accuracy": entry["balanced_accuracy"], "images": entry["num_samples"], "flagged": check.get("flagged")}
-    return None
+    entry = _images_entry(metrics, OTHER_LAB_FOLDER)
+    if entry is None:
+        return None
+    check = entry.get("domain_check") or {}  # absent: evaluated before the count was recorded
+    return {"balanced_accuracy": entry["balanced_accuracy"], "images": entry["num_samples"], "flagged": check.get("flagged")}
 
 
 def _ece(test: dict) -> dict | None:

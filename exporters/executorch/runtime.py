@@ -61,7 +61,8 @@ class ExecuTorchRuntime(Runtime):
 
             return both
 
-        calls = {int(m.metadata.input_tensor_meta(0).sizes()[0]): call(m) for m in methods}  # the batch each method was exported for
+        batches = {int(m.metadata.input_tensor_meta(0).sizes()[0]): m for m in methods}  # the batch each method was exported for
+        calls = {b: call(m) for b, m in batches.items()}
         if 1 not in calls:
             raise EdgebloodError(f"{artifact} has no batch-1 forward method (found batches {sorted(calls)}); re-export it with `edgeblood export`")
         predict = fixed_batch_predict(calls)
@@ -70,7 +71,6 @@ class ExecuTorchRuntime(Runtime):
         outputs = list(meta.get("outputs") or [])
         domain = joint = None
         if "domain" in outputs:  # (probabilities, label, domain): the index the contract lists it at
-            batches = {int(m.metadata.input_tensor_meta(0).sizes()[0]): m for m in methods}
             domain = fixed_batch_predict({b: call(m, outputs.index("domain")) for b, m in batches.items()})
             joint = fixed_batch_predict({b: call_both(m, outputs.index("domain")) for b, m in batches.items()})
         return LoadedModel(domain_run=domain, joint_run=joint,

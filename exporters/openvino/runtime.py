@@ -100,9 +100,14 @@ def probabilities_port(compiled: Any) -> Any:
     return next((port for port in compiled.outputs if "probabilities" in port.get_names()), compiled.outputs[0])
 
 
+def _output_port(compiled: Any, name: str) -> Any | None:
+    """The compiled model's output called ``name``, None when it has none."""
+    return next((p for p in compiled.outputs if name in p.get_names()), None)
+
+
 def _named_output_call(compiled: Any, name: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """A reusable infer request returning the output called ``name``, None when the model has none."""
-    port = next((p for p in compiled.outputs if name in p.get_names()), None)
+    port = _output_port(compiled, name)
     if port is None:
         return None
     request = compiled.create_infer_request()
@@ -111,7 +116,7 @@ def _named_output_call(compiled: Any, name: str) -> Callable[[np.ndarray], np.nd
 
 def _probabilities_and_domain_call(compiled: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
     """One infer request returning both the probabilities and the ``domain`` output; None when there is no domain output."""
-    domain = next((p for p in compiled.outputs if "domain" in p.get_names()), None)
+    domain = _output_port(compiled, "domain")
     if domain is None:
         return None
     probabilities, request = probabilities_port(compiled), compiled.create_infer_request()
