@@ -54,6 +54,8 @@ def test_loading_the_registries_does_not_import_torch_or_the_converters():
 @pytest.fixture
 def onnx_copy_target(monkeypatch):
     """A contributor's new target, registered the way exporters/<format>/export.py modules register theirs: ONNX written to another folder."""
+    import edgeblood.cli  # noqa: F401  the commands build their help text at import: before the test target exists, not with it
+
     onnx = registry.get_target("onnx")
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     made = []
