@@ -316,7 +316,7 @@ def test_the_recipe_defaults_in_train_help_are_the_default_recipes():
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer, "schedule": cfg.schedule,
         "weight_decay": cfg.weight_decay, "label_smoothing": cfg.label_smoothing, "class_weights": cfg.class_weights,
         "weighted_sampler": on[cfg.weighted_sampler], "oversample": on[cfg.oversample_minority], "mixup": cfg.mixup, "cutmix": cfg.cutmix,
-        "ema": cfg.ema_decay, "grad_clip": cfg.grad_clip, "early_stopping": cfg.early_stopping, "keep": cfg.keep,
+        "ema": cfg.ema_decay, "swa": cfg.swa_epochs, "swa_lr": cfg.swa_lr, "grad_clip": cfg.grad_clip, "early_stopping": cfg.early_stopping, "keep": cfg.keep,
         "rot90": on[aug.rot90], "flips": on[aug.flips],
         "crop_area": ",".join(f"{v:g}" for v in aug.crop_area), "color_jitter": aug.color_jitter, "crop_shift": aug.crop_shift,
         "stain_jitter": aug.stain, "jpeg_aug": aug.jpeg_prob, "hed_scale": aug.hed_scale, "hed_shift": aug.hed_shift,

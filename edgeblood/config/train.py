@@ -15,6 +15,8 @@ from edgeblood.errors import ConfigError
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: ``--swa-lr`` left at 0: the constant rate of the averaged epochs (``--swa``) is the peak ``--lr`` times this.
+SWA_LR_FACTOR = 0.1
 
 
 @dataclass
@@ -46,6 +48,10 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) for mixup; 0 disables
     cutmix: float = 0.0  # Beta(alpha, alpha) for cutmix; 0 disables
     ema_decay: float = 0.0  # EMA of weights (0 disables); the EMA model is the one evaluated/saved
+    # stochastic weight averaging (edgeblood.training.swa): the last N epochs' weights averaged at a constant rate
+    # (swa_lr; 0 = lr x SWA_LR_FACTOR), the schedule laid over the epochs before them; 0 disables
+    swa_epochs: int = 0
+    swa_lr: float = 0.0
     grad_clip: float = 0.0  # max grad norm (0 disables)
     early_stopping: int = 0  # patience in epochs on val accuracy (0 disables); best weights restored
     # which weights checkpoint.pt keeps: "best" (val-selected) or "last" (the final epoch's: for a val split that is
@@ -100,6 +106,8 @@ class TrainConfig:
             (self.lr > 0, "--lr must be positive"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (0 <= self.ema_decay < 1, "--ema must be in [0, 1)"),
+            (0 <= self.swa_epochs < self.epochs, f"--swa is how many final epochs to average: 0 (off) to below --epochs {self.epochs}, got {self.swa_epochs}"),
+            (self.swa_lr >= 0, f"--swa-lr must be >= 0 (0 = --lr x {SWA_LR_FACTOR:g}), got {self.swa_lr}"),
             (0 <= self.kd_alpha <= 1, "--kd-alpha must be in [0, 1]"),
             (self.kd_temperature > 0, "--kd-temperature must be positive"),
             (self.mixup >= 0, f"--mixup is a Beta alpha >= 0 (0 = off), got {self.mixup}"),

@@ -28,6 +28,7 @@ from edgeblood.config.train import TrainConfig
 from edgeblood.errors import EdgebloodError
 from edgeblood.runs import CHECKPOINT, METRICS_FILE, TRAIN_STATE
 from edgeblood.training.loop import BestOnVal
+from edgeblood.training.swa import WeightAveraging
 
 # What torch.save's zip writer raises when the disk fills up mid-file (it reports no errno):
 # "[enforce fail at inline_container.cc:672] . unexpected pos 3804032 vs 3803920", "basic_ios::clear: iostream error".
@@ -43,11 +44,14 @@ class Trainables:
     optimizer: torch.optim.Optimizer
     scheduler: object  # an LRScheduler or ReduceLROnPlateau: both have state_dict()
     ema: nn.Module | None = None
+    swa: WeightAveraging | None = None
 
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.swa is not None:
+            state["swa"] = self.swa.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -56,6 +60,8 @@ class Trainables:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
+        if self.swa is not None and "swa" in state:
+            self.swa.load_state_dict(state["swa"])
 
 
 @dataclass
@@ -153,6 +159,9 @@ def extend_epochs(run_dir: Path, state: dict, cfg: TrainConfig, epochs: int | No
         return cfg
     if epochs <= done:
         raise EdgebloodError(f"{run_dir} has trained {done} epochs already; --epochs must be more than that to train on")
+    if cfg.swa_epochs:
+        raise EdgebloodError(f"{run_dir} averages its last {cfg.swa_epochs} epochs (--swa), which more epochs would move, so training "
+                             f"on would not continue the same run; start a new run with --epochs {epochs}")
     if cfg.schedule not in EXTENDABLE_SCHEDULES:
         raise EdgebloodError(f"{run_dir} uses the {cfg.schedule} schedule, whose learning rate is shaped by the epoch count, so training "
                              f"on would not continue the same run; start a new run with --epochs {epochs} (or use --schedule plateau)")

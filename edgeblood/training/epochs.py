@@ -117,9 +117,14 @@ def _run_epoch(job: Job, standing: Standing, epoch: int, clock: Clock) -> bool:
     job.events.on_epoch_start(EpochStart(epoch, cfg.epochs, len(job.stream), train_px or cfg.size, cfg.size))
     job.train_model.train()
     set_backbone_frozen(job.model, job.head, frozen=epoch <= cfg.freeze_backbone)
+    swa = job.parts.swa
+    if swa is not None:
+        swa.begin_epoch(epoch, job.update)
     sums = train_one_epoch(job.train_model, job.stream, job.feed, job.objective, job.update, on_batch=_batch_reporter(job, epoch, t0))
     loss_sum, correct, count = job.ctx.all_sum(sums.as_list(), job.device)
     eval_model = job.update.ema.module if job.update.ema is not None else job.model
+    if swa is not None and swa.averaging(epoch):
+        eval_model = swa.end_epoch(job.model, job.stream, job.feed)
     val_loss, val_acc = val_loss_and_accuracy(eval_model, *job.val, job.feed, cfg.eval_batch_size)
     if job.update.scheduler is None:  # reduce-on-plateau follows val accuracy once per epoch
         job.parts.scheduler.step(val_acc)

@@ -34,6 +34,7 @@ from edgeblood.training.pretrain import first_phase
 from edgeblood.training.progressive import check_model_takes
 from edgeblood.training.run_record import new_run_dir, run_metadata
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
+from edgeblood.training.swa import SWA_LR_FACTOR, WeightAveraging
 
 
 @dataclass
@@ -209,11 +210,16 @@ def _optimization(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int, ctx:
     """The (DDP-wrapped) model to call, the optimizer step with its schedule and EMA, and what train_state saves."""
     train_model = ctx.wrap(model, device)
     optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-    scheduler = build_scheduler(optimizer, cfg.schedule, lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+    # with --swa the run's schedule ends where the averaged epochs begin; they keep a constant rate of their own
+    scheduler = build_scheduler(optimizer, cfg.schedule, lr=cfg.lr, epochs=cfg.epochs - cfg.swa_epochs, steps_per_epoch=steps_per_epoch,
                                 warmup_epochs=cfg.warmup_epochs)
     ema = AveragedModel(model, multi_avg_fn=_warmup_ema(cfg.ema_decay), use_buffers=True) if cfg.ema_decay > 0 else None
+    swa = None
+    if cfg.swa_epochs:
+        swa = WeightAveraging(model, optimizer, epochs=cfg.swa_epochs, total=cfg.epochs, lr=cfg.swa_lr or cfg.lr * SWA_LR_FACTOR,
+                              steps_per_epoch=steps_per_epoch)
     update = Update(model, optimizer, scheduler if steps_per_batch(scheduler) else None, ema, cfg.grad_clip)
-    return train_model, update, Trainables(model, optimizer, scheduler, ema)
+    return train_model, update, Trainables(model, optimizer, scheduler, ema, swa)
 
 
 def _warmup_ema(decay: float):
