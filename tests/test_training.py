@@ -119,11 +119,15 @@ def test_interrupt_then_resume_loses_at_most_one_epoch(tmp_path, monkeypatch):
     assert state["epoch"] == 2  # the interrupted epoch 3 is the only one lost
 
     monkeypatch.setattr(epochs, "write_history", real_write)
+    started = open_run(run_dir).metadata["training"]["started"]
+    monkeypatch.setattr("edgeblood.training.run_record.utc_now", lambda: "2031-01-01T00:00:00+00:00")  # resumed later
     train(TrainConfig(), resume=run_dir, evaluate=False)
     rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     assert not (run_dir / TRAIN_STATE).exists()
-    assert open_run(run_dir).metadata["training"]["status"] == "complete"
+    training = open_run(run_dir).metadata["training"]
+    assert training["status"] == "complete" and training["resumed_with"]
+    assert training["started"] == started, "the run's start time is when it began, not when it was resumed"
 
 
 def test_resume_errors(tmp_path, sample_run):

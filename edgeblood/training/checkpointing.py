@@ -82,9 +82,11 @@ class Standing:
                    None if pretrain is None else float(pretrain))
 
 
-def save_train_state(run_dir: Path, cfg: TrainConfig, parts: Trainables, standing: Standing, command: str) -> None:
-    """Write train_state.pt atomically (the torch RNG state is taken now: call it between epochs)."""
-    state = {"config": cfg.to_dict(), "command": command, **parts.state_dict(), "epoch": standing.epoch,
+def save_train_state(run_dir: Path, cfg: TrainConfig, parts: Trainables, standing: Standing, training: dict) -> None:
+    """Write train_state.pt atomically (the torch RNG state is taken now: call it between epochs).
+
+    ``training`` is run.json's training section: the command and start time that a resumed run keeps as its own."""
+    state = {"config": cfg.to_dict(), "command": training["command"], "started": training["started"], **parts.state_dict(), "epoch": standing.epoch,
              "best_acc": standing.best.accuracy, "best_epoch": standing.best.epoch, "stale": standing.best.stale,
              "history": standing.history, "wall_time_s": standing.wall_time_s, "pretrain_seconds": standing.pretrain_seconds,
              "rng_torch": torch.get_rng_state(), **_host_rng_state()}

@@ -82,7 +82,7 @@ def _train(cfg: TrainConfig, *, resume: str | Path | None, callbacks: Sequence[C
     standing = starting_standing(job, state, pretrain_s)
     if state is None and ctx.is_main:  # so that a failure while saving epoch 1 (a full disk) still leaves a run to --resume
         with stop_cleanly_on_write_failure(job.run_dir, "the starting state"):
-            save_train_state(job.run_dir, cfg, job.parts, standing, job.metadata["training"]["command"])
+            save_train_state(job.run_dir, cfg, job.parts, standing, job.metadata["training"])
     outcome = fit(job, standing)
     return _finish(job, standing, outcome, evaluate)
 

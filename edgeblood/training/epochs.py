@@ -174,5 +174,5 @@ def _save_epoch(job: Job, standing: Standing, eval_model: nn.Module, improved: b
         if improved or job.cfg.keep == "last":
             save_checkpoint(job.run_dir, eval_model, job.metadata)
         write_history(job.run_dir, standing.history)
-        save_train_state(job.run_dir, job.cfg, job.parts, standing, job.metadata["training"]["command"])
+        save_train_state(job.run_dir, job.cfg, job.parts, standing, job.metadata["training"])
 

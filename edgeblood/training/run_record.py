@@ -78,5 +78,7 @@ def update_run_json(run_dir: Path, metadata: dict) -> None:
 
 
 def resumed_with(metadata: dict, state: dict) -> None:
-    """A resumed run keeps the command it started with and records the one that resumed it."""
-    metadata["training"].update(command=state.get("command", metadata["training"]["command"]), resumed_with=command_line())
+    """A resumed run keeps the command and start time it began with and records the command that resumed it."""
+    training = metadata["training"]
+    training.update(command=state.get("command", training["command"]), started=state.get("started", training["started"]),
+                    resumed_with=command_line())
