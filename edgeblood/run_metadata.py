@@ -348,7 +348,7 @@ class TrainingInfo(_Section):
     epochs_run: int | None = _spec(INT)
     best_epoch: int | None = _spec(INT)
     best_val_accuracy: float | None = _spec(NUMBER)
-    kept_epoch: int | None = _spec(INT)  # the epoch whose weights checkpoint.pt holds (best_epoch unless --keep last)
+    kept_epoch: int | None = _spec(INT)  # the epoch whose weights checkpoint.pt holds (best_epoch unless --keep last or --swa)
     kept_val_accuracy: float | None = _spec(NUMBER)
     wall_time_s: float | None = _spec(NUMBER)
     status: str | None = _spec(TEXT)  # "running" | "complete" | "interrupted"

@@ -38,7 +38,7 @@ def test_the_saved_model_is_the_average_of_the_last_epochs_with_its_own_batchnor
         return real_end(self, model, stream, feed)
 
     monkeypatch.setattr(swa.WeightAveraging, "end_epoch", recording_end)
-    run_dir = train(_cfg(tmp_path, keep="last", keep_state=True, lr=4e-3), evaluate=False)
+    run_dir = train(_cfg(tmp_path, keep_state=True, lr=4e-3), evaluate=False)
     assert len(snapshots) == 2, "epochs 3 and 4 join the average, epochs 1 and 2 do not"
     saved = torch.load(run_dir / CHECKPOINT, weights_only=True)["state_dict"]
     conv = next(k for k in saved if k.endswith("weight") and saved[k].ndim == 4)
@@ -52,14 +52,15 @@ def test_the_saved_model_is_the_average_of_the_last_epochs_with_its_own_batchnor
     lrs = [float(r["lr"]) for r in _rows(run_dir)]
     assert lrs[2] == lrs[3] == pytest.approx(4e-3 * 0.1), "the averaged epochs run at --lr x 0.1 once the one-epoch anneal is done"
     assert lrs[1] < 4e-3 * 0.1 < lrs[0], "the run's own schedule anneals over the two epochs before the average"
-    assert open_run(run_dir).metadata["training"]["config"]["swa_epochs"] == 2
+    training = open_run(run_dir).metadata["training"]
+    assert training["config"]["swa_epochs"] == 2 and training["kept_epoch"] == 4, "the final average is kept, whatever epoch val preferred"
 
 
 def test_a_run_interrupted_while_averaging_resumes_to_the_same_weights(tmp_path, monkeypatch):
     import edgeblood.training.epochs as epochs
 
     real_write = epochs.write_history
-    averaging = dict(epochs=5, swa_epochs=3, swa_lr=1e-3, keep="last")
+    averaging = dict(epochs=5, swa_epochs=3, swa_lr=1e-3)
 
     def write_then_interrupt(run_dir, history):
         real_write(run_dir, history)
@@ -80,6 +81,8 @@ def test_a_run_interrupted_while_averaging_resumes_to_the_same_weights(tmp_path,
 def test_swa_options_are_checked_and_a_swa_run_is_not_trained_on(tmp_path):
     with pytest.raises(ConfigError, match="--swa"):
         config_from_recipe("se-cnn", 28, "default", epochs=10, swa_epochs=10).validate()
+    with pytest.raises(ConfigError, match="--early-stopping"):
+        config_from_recipe("se-cnn", 28, "default", swa_epochs=2, early_stopping=5).validate()
     with pytest.raises(ConfigError, match="--swa-lr"):
         config_from_recipe("se-cnn", 28, "default", swa_epochs=2, swa_lr=-1.0).validate()
     run_dir = train(_cfg(tmp_path, epochs=3, swa_epochs=1, schedule="plateau", keep_state=True), evaluate=False)

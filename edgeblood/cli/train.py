@@ -65,7 +65,7 @@ def train(
     mixup: Optional[float] = typer.Option(None, help=_recipe_help("Mixup Beta alpha (0 = off).", "mixup")),
     cutmix: Optional[float] = typer.Option(None, help=_recipe_help("CutMix Beta alpha (0 = off).", "cutmix")),
     ema: Optional[float] = typer.Option(None, help=_recipe_help("EMA decay of weights, e.g. 0.999 (0 = off); the EMA model is saved.", "ema")),
-    swa: Optional[int] = typer.Option(None, "--swa", help=_recipe_help("Stochastic weight averaging: average the weights of the last N epochs, run at a constant --swa-lr after the schedule (0 = off); the average is validated and saved.", "swa")),
+    swa: Optional[int] = typer.Option(None, "--swa", help=_recipe_help("Stochastic weight averaging: average the weights of the last N epochs, run at a constant --swa-lr after the schedule (0 = off); the final average is the model kept.", "swa")),
     swa_lr: Optional[float] = typer.Option(None, "--swa-lr", help=_recipe_help("Constant learning rate of the --swa epochs (0 = --lr x 0.1).", "swa_lr")),
     grad_clip: Optional[float] = typer.Option(None, help=_recipe_help("Clip gradient norm (0 = off).", "grad_clip")),
     early_stopping: Optional[int] = typer.Option(None, help=_recipe_help("Patience in epochs on val accuracy (0 = off); best weights are kept.", "early_stopping")),

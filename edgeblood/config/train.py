@@ -115,6 +115,7 @@ class TrainConfig:
             (self.early_stopping >= 0, f"--early-stopping is a patience in epochs >= 0 (0 = off), got {self.early_stopping}"),
             (self.keep in ("best", "last"), f"--keep is best (val-selected weights) or last (the final epoch's), got '{self.keep}'"),
             (not (self.keep == "last" and self.early_stopping), "--early-stopping restores the best weights; it does not combine with --keep last"),
+            (not (self.swa_epochs and self.early_stopping), "--early-stopping restores the best weights; --swa keeps the final average: choose one"),
             (self.recipe != "finetune" or self.init, "--recipe finetune fine-tunes a trained run on a few labelled images; it needs --init RUN"),
             (self.threads >= 0, f"--threads must be >= 0 (0 = PyTorch's default), got {self.threads}"),
             (self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}"),
@@ -136,6 +137,13 @@ class TrainConfig:
             if problems:
                 raise ConfigError(problems[0])
         self.augment.validate()
+
+    @property
+    def keeps_last(self) -> bool:
+        """checkpoint.pt takes every epoch's weights, ending with the last: --keep last, or --swa, whose final average
+        is the model (val picking one epoch over the average would undo the averaging, and on a val split of 1,712
+        images a one-epoch spike of a few images is what it would pick)."""
+        return self.keep == "last" or self.swa_epochs > 0
 
     def to_dict(self) -> dict:
         """The fields as a JSON-able dict (run.json's ``training.config``)."""

@@ -141,8 +141,8 @@ def _finish(job: Job, standing: Standing, outcome: Outcome, evaluate: bool) -> P
 
 def _report_done(job: Job, standing: Standing, outcome: Outcome, calibration: dict, domain: dict | None) -> None:
     say = job.events.on_message
-    kept = (f"; kept the last epoch's weights (--keep last, val accuracy {standing.history[-1]['val_acc']:.4f})"
-            if job.cfg.keep == "last" and standing.history else "")
+    what = f"the average of the last {job.cfg.swa_epochs} epochs' weights (--swa" if job.cfg.swa_epochs else "the last epoch's weights (--keep last"
+    kept = f"; kept {what}, val accuracy {standing.history[-1]['val_acc']:.4f})" if job.cfg.keeps_last and standing.history else ""
     say(f"done in {outcome.wall_time_s / 60:.1f} min; best val accuracy {standing.best.accuracy:.4f} at epoch {standing.best.epoch}{kept}", "success")
     say(f"calibration: temperature {calibration['temperature']:.3f} fitted on val and folded into the head; val ECE "
         f"{calibration['val_ece_before']:.4f} -> {calibration['val_ece_after']:.4f} (accuracy unchanged)")

@@ -166,12 +166,12 @@ def _save_epoch(job: Job, standing: Standing, eval_model: nn.Module, improved: b
     """The best weights when this epoch improved (every epoch's with --keep last), history.csv and train_state.pt;
     a failed write stops with one line."""
     best = standing.best
-    kept = (standing.epoch, standing.history[-1]["val_acc"]) if job.cfg.keep == "last" else (best.epoch, best.accuracy)
+    kept = (standing.epoch, standing.history[-1]["val_acc"]) if job.cfg.keeps_last else (best.epoch, best.accuracy)
     job.metadata["training"].update(epochs_run=standing.epoch, best_epoch=best.epoch, best_val_accuracy=best.accuracy,
                                     kept_epoch=kept[0], kept_val_accuracy=kept[1],
                                     wall_time_s=round(standing.wall_time_s, 1), status="running")
     with stop_cleanly_on_write_failure(job.run_dir, f"epoch {standing.epoch}"):
-        if improved or job.cfg.keep == "last":
+        if improved or job.cfg.keeps_last:
             save_checkpoint(job.run_dir, eval_model, job.metadata)
         write_history(job.run_dir, standing.history)
         save_train_state(job.run_dir, job.cfg, job.parts, standing, job.metadata["training"])

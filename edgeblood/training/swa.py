@@ -6,7 +6,7 @@ is laid over the first ``epochs - N`` epochs; for the last N the learning rate a
 and stays there (torch's SWALR), the weights are averaged at the end of each of those epochs (torch's AveragedModel),
 and the average's BatchNorm statistics are measured again on the training batches (torch's ``update_bn``), because
 averaged weights do not match any model's running statistics. From the first averaged epoch on, the average is what
-is validated and, when val improves, saved.
+is validated and saved, and the final average is the run's model (``TrainConfig.keeps_last``).
 """
 
 from __future__ import annotations
