@@ -75,6 +75,8 @@ PENDING = [
 
 
 def collect(run_dir: Path) -> dict:
+    if not (run_dir / "run.json").is_file():
+        raise SystemExit(f"{run_dir} is not a run directory (no run.json there); pass finished runs, e.g. runs/se-cnn-28")
     run = json.loads((run_dir / "run.json").read_text())
     if run["dataset"].get("source") == "folder":
         raise SystemExit(f"{run_dir} was trained on the image folder {run['dataset'].get('file')}: this table lists BloodMNIST test-split "
@@ -361,7 +363,9 @@ def render_headline(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> None:
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"schema": "edgeblood.results/1", "rows": []}
-    if argv[:1] == ["add"]:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+    elif argv[:1] == ["add"]:
         by_run = {r["run"]: r for r in data["rows"]}
         cpu = argv[argv.index("--cpu") + 1] if "--cpu" in argv[:-1] else None
         for arg in [a for i, a in enumerate(argv[1:], 1) if a != "--cpu" and argv[i - 1] != "--cpu"]:

@@ -64,3 +64,10 @@ def test_a_pending_system_leaves_the_not_yet_trained_list_once_it_has_a_row(tabl
     after = table.render([row]).split(marker)[1]
     assert "| vgg15 |" in before and "| se-vgg15 |" in before
     assert "| vgg15 |" not in after and "| se-vgg15 |" in after and "| unet-encoder |" in after
+
+
+def test_a_path_that_is_no_run_and_help_get_a_line_not_a_traceback(table, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="not a run directory"):
+        table.main(["add", str(tmp_path)])
+    table.main(["add", "--help"])
+    assert "results_table.py add" in capsys.readouterr().out
