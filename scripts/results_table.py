@@ -114,8 +114,11 @@ def collect(run_dir: Path) -> dict:
         "teacher": _teacher(run["training"].get("teacher")),
         "published": _published(run["model"]["name"]),
     }
-    if run["training"].get("config", {}).get("oversample_minority"):
+    config = run["training"].get("config", {})
+    if config.get("oversample_minority"):
         row["derived"] = "minority classes oversampled (--oversample)"
+    if config.get("swa_epochs"):
+        row["derived"] = f"weights averaged over the last {config['swa_epochs']} epochs (--swa)"
     augment = run["training"].get("config", {}).get("augment", {})
     if "jpeg_prob" not in augment:
         row["recipe_note"] = "recipe before real-pixel augmentation"

@@ -9,6 +9,10 @@ Run the same command again after any interruption (Ctrl-C, a reboot, a session t
 metrics.json is done and skipped, one with train_state.pt continues with `edgeblood train --resume` (losing at
 most one epoch), a missing one starts. Runs live under --out, outside the source tree; each training's own
 output goes to LOG_DIR/NAME.log, and this script prints one line per run.
+
+A run survives exactly as long as its --out folder: a reboot or a new session on the same machine keeps it, a new
+machine does not (the paused 90-epoch se-cnn 64 px run and ResNet-34 of 2026-12-06 were lost that way). Copy --out
+somewhere that lasts, or plan a queue line to finish within one session.
 """
 
 from __future__ import annotations

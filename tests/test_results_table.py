@@ -71,3 +71,16 @@ def test_a_path_that_is_no_run_and_help_get_a_line_not_a_traceback(table, tmp_pa
         table.main(["add", str(tmp_path)])
     table.main(["add", "--help"])
     assert "results_table.py add" in capsys.readouterr().out
+
+
+def test_a_weight_averaged_run_is_labelled_and_kept_out_of_the_headline(table, sample_run, copy_run):
+    run_dir = copy_run(sample_run)
+    evaluate_run(run_dir, "test", plots=False)
+    run = json.loads((run_dir / "run.json").read_text())
+    run["training"]["config"]["swa_epochs"] = 3
+    (run_dir / "run.json").write_text(json.dumps(run))
+    row = table.collect(run_dir)
+    assert row["derived"] == "weights averaged over the last 3 epochs (--swa)"
+    assert "\\[weights averaged over the last 3 epochs (--swa)\\]" in table.render([row])
+    as_real = dict(row, data="28 px official")  # the sample's rows never reach the headline, whatever their label
+    assert table.headline_rows([as_real]) == [] and table.headline_rows([dict(as_real, derived=None)])
