@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgeblood.config import TrainConfig
 from edgeblood.config.recipes import get_recipe
 from edgeblood.cpu import cpu_label
 from edgeblood.manifest import load_manifest
@@ -203,7 +204,7 @@ def _published(model: str) -> str | None:
     return f"{pub['accuracy']:.2f} % @ {pub.get('in_size', '?')} px ({entry.reference.split(':')[0]})"
 
 
-SEED_FREE_KEYS = ("seed", "name", "threads", "channels_last", "data_dir", "out_dir", "device")  # may differ between seed runs
+SEED_FREE_KEYS = ("seed", "name", "threads", "channels_last", "data_dir", "out_dir", "device", "keep_state")  # may differ between seed runs
 
 
 def seed_summary(run_dirs: list[Path]) -> dict:
@@ -231,11 +232,19 @@ def seed_summary(run_dirs: list[Path]) -> dict:
 
 def _recipe_of(run: dict) -> dict:
     """What defines a training result: model config, data, training config (seed and plumbing excluded)."""
-    config = {k: v for k, v in run["training"]["config"].items() if k not in SEED_FREE_KEYS and k != "model_cfg"}
+    config = _with_defaults(run["training"]["config"])
+    config = {k: v for k, v in config.items() if k not in SEED_FREE_KEYS and k != "model_cfg"}
     teacher = (run["training"].get("teacher") or {}).get("weights_sha256")
     model = {k: v for k, v in run["model"]["config"].items() if k != "name"}
     return {"model_config": model, "data_md5": run["dataset"].get("md5"), "teacher_weights": teacher,
             **{k: v for k, v in config.items() if k not in ("teacher", "model")}}
+
+
+def _with_defaults(config: dict) -> dict:
+    """A run's training config with the options it predates at their defaults (off: --swa, --keep-state, ...), so a run
+    made before an option existed still compares equal to a new run that leaves it off."""
+    defaults = TrainConfig().to_dict()
+    return {**defaults, **config, "augment": {**defaults["augment"], **config.get("augment", {})}}
 
 
 def _per_class_recall(test: dict) -> dict:

@@ -41,6 +41,15 @@ def test_row_and_seed_summary_come_from_the_runs(table, sample_run, copy_run):
     assert summary["n"] == 2 and summary["mean"] == pytest.approx(row["fp32_accuracy"] - 0.01)
     assert summary["std"] == pytest.approx(0.02 / 2**0.5) and summary["runs"] == [run_dir.name, "other-seed"]
 
+    older = json.loads(json.dumps(meta))  # a run made before --swa existed: it trained without, like a new run that leaves it off
+    del older["training"]["config"]["swa_epochs"], older["training"]["config"]["swa_lr"]
+    (other / "run.json").write_text(json.dumps(older))
+    assert table.seed_summary([run_dir, other])["n"] == 2
+    older["training"]["config"]["swa_epochs"] = 5
+    (other / "run.json").write_text(json.dumps(older))
+    with pytest.raises(SystemExit, match="differs in: swa_epochs"):
+        table.seed_summary([run_dir, other])
+
     meta["training"]["config"]["lr"] *= 2
     (other / "run.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit, match="differs in: lr"):
