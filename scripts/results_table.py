@@ -116,10 +116,9 @@ def collect(run_dir: Path) -> dict:
         "published": _published(run["model"]["name"]),
     }
     config = run["training"].get("config", {})
-    if config.get("oversample_minority"):
-        row["derived"] = "minority classes oversampled (--oversample)"
-    if config.get("swa_epochs"):
-        row["derived"] = f"weights averaged over the last {config['swa_epochs']} epochs (--swa)"
+    derived = ["minority classes oversampled (--oversample)" if config.get("oversample_minority") else "",
+               f"weights averaged over the last {config['swa_epochs']} epochs (--swa)" if config.get("swa_epochs") else ""]
+    row["derived"] = "; ".join(d for d in derived if d) or None
     augment = run["training"].get("config", {}).get("augment", {})
     if "jpeg_prob" not in augment:
         row["recipe_note"] = "recipe before real-pixel augmentation"
@@ -243,7 +242,7 @@ def _recipe_of(run: dict) -> dict:
 def _with_defaults(config: dict) -> dict:
     """A run's training config with the options it predates at their defaults (off: --swa, --keep-state, ...), so a run
     made before an option existed still compares equal to a new run that leaves it off."""
-    defaults = TrainConfig().to_dict()
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))  # tuples as run.json stores them: lists
     return {**defaults, **config, "augment": {**defaults["augment"], **config.get("augment", {})}}
 
 

@@ -42,7 +42,7 @@ def test_row_and_seed_summary_come_from_the_runs(table, sample_run, copy_run):
     assert summary["std"] == pytest.approx(0.02 / 2**0.5) and summary["runs"] == [run_dir.name, "other-seed"]
 
     older = json.loads(json.dumps(meta))  # a run made before --swa existed: it trained without, like a new run that leaves it off
-    del older["training"]["config"]["swa_epochs"], older["training"]["config"]["swa_lr"]
+    del older["training"]["config"]["swa_epochs"], older["training"]["config"]["swa_lr"], older["training"]["config"]["augment"]["zoom"]
     (other / "run.json").write_text(json.dumps(older))
     assert table.seed_summary([run_dir, other])["n"] == 2
     older["training"]["config"]["swa_epochs"] = 5

@@ -83,8 +83,37 @@ def test_swa_options_are_checked_and_a_swa_run_is_not_trained_on(tmp_path):
         config_from_recipe("se-cnn", 28, "default", epochs=10, swa_epochs=10).validate()
     with pytest.raises(ConfigError, match="--early-stopping"):
         config_from_recipe("se-cnn", 28, "default", swa_epochs=2, early_stopping=5).validate()
+    with pytest.raises(ConfigError, match="--ema 0"):
+        config_from_recipe("se-cnn", 64, "best", swa_epochs=10).validate()  # best keeps an EMA
+    config_from_recipe("se-cnn", 64, "best", swa_epochs=10, ema_decay=0.0).validate()
+    with pytest.raises(ConfigError, match="--freeze-backbone"):
+        config_from_recipe("se-cnn", 28, "default", epochs=10, swa_epochs=3, freeze_backbone=8, init="x").validate()
+    with pytest.raises(ConfigError, match="--progressive-resize"):
+        config_from_recipe("se-cnn", 28, "default", epochs=10, swa_epochs=3, progressive=[[16, 8]]).validate()
     with pytest.raises(ConfigError, match="--swa-lr"):
         config_from_recipe("se-cnn", 28, "default", swa_epochs=2, swa_lr=-1.0).validate()
     run_dir = train(_cfg(tmp_path, epochs=3, swa_epochs=1, schedule="plateau", keep_state=True), evaluate=False)
-    with pytest.raises(EdgebloodError, match="averages its last 1 epochs"):
+    with pytest.raises(EdgebloodError, match=r"averages the weights of its last epochs \(--swa 1\)"):
         train(TrainConfig(), resume=run_dir, epochs=5, evaluate=False)
+
+
+def test_a_frozen_encoders_batchnorm_statistics_survive_the_averaging(tmp_path, monkeypatch):
+    """The autoclassifier trains its classifier on a frozen, pre-trained encoder kept in eval mode: measuring the
+    average's statistics must leave the encoder's alone (torch's update_bn would reset them to mean 0, variance 1)."""
+    import edgeblood.training.swa as swa
+
+    encoders = []
+    real_end = swa.WeightAveraging.end_epoch
+
+    def recording_end(self, model, stream, feed):
+        encoders.append({k: v.clone() for k, v in model.state_dict().items() if "encoder" in k and "running_var" in k})
+        return real_end(self, model, stream, feed)
+
+    monkeypatch.setattr(swa.WeightAveraging, "end_epoch", recording_end)
+    run_dir = train(_cfg(tmp_path, model="autoclassifier", model_cfg={}, pretrain_epochs=1, epochs=3, swa_epochs=1), evaluate=False)
+    saved = torch.load(run_dir / CHECKPOINT, weights_only=True)["state_dict"]
+    (encoder,) = encoders
+    assert encoder, "the autoclassifier's encoder has BatchNorm layers"
+    for key, var in encoder.items():
+        assert torch.equal(saved[key], var), f"{key}: the frozen encoder's statistics were measured again"
+        assert not torch.allclose(var, torch.ones_like(var)), "a reset, never-measured layer would read variance 1"

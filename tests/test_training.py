@@ -130,6 +130,23 @@ def test_interrupt_then_resume_loses_at_most_one_epoch(tmp_path, monkeypatch):
     assert training["started"] == started, "the run's start time is when it began, not when it was resumed"
 
 
+def test_a_train_state_older_than_its_start_time_resumes_with_the_one_in_run_json(tmp_path, monkeypatch):
+    import edgeblood.training.epochs as epochs
+
+    real_write = _interrupt_after_epoch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, epochs=4), evaluate=False)
+    run_dir = tmp_path / "r"
+    state = torch.load(run_dir / TRAIN_STATE, weights_only=True)
+    del state["started"]  # as train_state.pt was written before it kept the start time
+    torch.save(state, run_dir / TRAIN_STATE)
+    started = open_run(run_dir).metadata["training"]["started"]
+    monkeypatch.setattr(epochs, "write_history", real_write)
+    monkeypatch.setattr("edgeblood.training.run_record.utc_now", lambda: "2031-01-01T00:00:00+00:00")
+    train(TrainConfig(), resume=run_dir, evaluate=False)
+    assert open_run(run_dir).metadata["training"]["started"] == started
+
+
 def test_resume_errors(tmp_path, sample_run):
     with pytest.raises(EdgebloodError, match="finished training"):
         train(TrainConfig(), resume=sample_run)

@@ -69,7 +69,7 @@ def train(
     swa_lr: Optional[float] = typer.Option(None, "--swa-lr", help=_recipe_help("Constant learning rate of the --swa epochs (0 = --lr x 0.1).", "swa_lr")),
     grad_clip: Optional[float] = typer.Option(None, help=_recipe_help("Clip gradient norm (0 = off).", "grad_clip")),
     early_stopping: Optional[int] = typer.Option(None, help=_recipe_help("Patience in epochs on val accuracy (0 = off); best weights are kept.", "early_stopping")),
-    keep: Optional[str] = typer.Option(None, help=_recipe_help("Weights to keep: best (selected on val) or last (the final epoch's; for a val split that is not independent, e.g. few-shot).", "keep")),
+    keep: Optional[str] = typer.Option(None, help=_recipe_help("Weights to keep: best (selected on val) or last (the final epoch's; for a val split that is not independent, e.g. few-shot). With --swa the final average is kept.", "keep")),
     keep_state: bool = typer.Option(False, "--keep-state", help="Keep train_state.pt (weights, optimizer, schedule) after the last epoch, so `--resume RUN --epochs N` can train on later: for plateau and constant schedules. About 3x the weights on disk."),
     rot90: Optional[bool] = typer.Option(None, "--rot90/--no-rot90", help=_recipe_help("Random 90-degree rotations.", "rot90")),
     flips: Optional[bool] = typer.Option(None, "--flips/--no-flips", help=_recipe_help("Random flips.", "flips")),

@@ -162,7 +162,7 @@ def extend_epochs(run_dir: Path, state: dict, cfg: TrainConfig, epochs: int | No
     if epochs <= done:
         raise EdgebloodError(f"{run_dir} has trained {done} epochs already; --epochs must be more than that to train on")
     if cfg.swa_epochs:
-        raise EdgebloodError(f"{run_dir} averages its last {cfg.swa_epochs} epochs (--swa), which more epochs would move, so training "
+        raise EdgebloodError(f"{run_dir} averages the weights of its last epochs (--swa {cfg.swa_epochs}), which more epochs would move, so training "
                              f"on would not continue the same run; start a new run with --epochs {epochs}")
     if cfg.schedule not in EXTENDABLE_SCHEDULES:
         raise EdgebloodError(f"{run_dir} uses the {cfg.schedule} schedule, whose learning rate is shaped by the epoch count, so training "

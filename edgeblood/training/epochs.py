@@ -52,7 +52,7 @@ def starting_standing(job: Job, state: dict | None, pretrain_s: float) -> Standi
     standing = Standing.from_state(state)
     _restore_rng(job, state, standing.epoch)
     _keep_pretrain_seconds(job, standing)
-    resumed_with(job.metadata, state)
+    resumed_with(job.metadata, state, job.run_dir)
     if standing.epoch == 0:  # the state written before epoch 1: that epoch's save had failed
         job.events.on_message("resuming from the start: no epoch had been saved")
     else:

@@ -77,8 +77,14 @@ def update_run_json(run_dir: Path, metadata: dict) -> None:
     run.save()
 
 
-def resumed_with(metadata: dict, state: dict) -> None:
-    """A resumed run keeps the command and start time it began with and records the command that resumed it."""
+def resumed_with(metadata: dict, state: dict, run_dir: Path) -> None:
+    """A resumed run keeps the command and start time it began with and records the command that resumed it
+    (a train_state.pt older than its 'started' key: the start time from run.json, once an epoch had saved one)."""
     training = metadata["training"]
-    training.update(command=state.get("command", training["command"]), started=state.get("started", training["started"]),
-                    resumed_with=command_line())
+    started = state.get("started")
+    if started is None:
+        try:
+            started = open_run(run_dir).meta.training.started
+        except EdgebloodError:
+            started = None
+    training.update(command=state.get("command", training["command"]), started=started or training["started"], resumed_with=command_line())

@@ -4,7 +4,7 @@ Why: an equal average of the weights visited along a constant-learning-rate tail
 one of them (Izmailov et al., 2018), a lever issue #28 asks to be measured rather than assumed. The run's own schedule
 is laid over the first ``epochs - N`` epochs; for the last N the learning rate anneals within one epoch to ``swa_lr``
 and stays there (torch's SWALR), the weights are averaged at the end of each of those epochs (torch's AveragedModel),
-and the average's BatchNorm statistics are measured again on the training batches (torch's ``update_bn``), because
+and the average's BatchNorm statistics are measured again on the training batches (``measure_batchnorm``), because
 averaged weights do not match any model's running statistics. From the first averaged epoch on, the average is what
 is validated and saved, and the final average is the run's model (``TrainConfig.keeps_last``).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
+from torch.optim.swa_utils import SWALR, AveragedModel
 
 from edgeblood.config.train import SWA_LR_FACTOR
 from edgeblood.data.batches import BatchStream
@@ -45,7 +45,7 @@ class WeightAveraging:
         """Add this epoch's weights to the average and measure its BatchNorm statistics; returns the model to validate."""
         self.average.update_parameters(model)
         with feed.autocast:
-            update_bn((feed.images(x) for x, _ in stream), self.average)
+            measure_batchnorm(self.average.module, (feed.images(x) for x, _ in stream))
         return self.average.module
 
     def _swa_scheduler(self) -> SWALR:
@@ -64,3 +64,26 @@ class WeightAveraging:
         self.average.load_state_dict(state["average"])
         if "scheduler" in state:  # making SWALR keeps the optimizer's restored rate; its counters then say the anneal is done
             self._swa_scheduler().load_state_dict(state["scheduler"])
+
+
+@torch.no_grad()
+def measure_batchnorm(model: nn.Module, batches) -> None:
+    """The running statistics of ``model``'s BatchNorm layers, measured again as one exact average over ``batches``.
+
+    torch's ``update_bn`` does the same for every BatchNorm layer, frozen ones included: the autoclassifier keeps its
+    pre-trained encoder in eval mode (its ``train()`` says so), and resetting that encoder's statistics would leave
+    them at mean 0, variance 1. Only the layers that ``model.train()`` leaves training are measured here.
+    """
+    was_training = model.training
+    model.train()
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    momenta = {m: m.momentum for m in layers}
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches, not an exponential one
+    if layers:
+        for x in batches:
+            model(x)
+    for m, momentum in momenta.items():
+        m.momentum = momentum
+    model.train(was_training)
