@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from edgeblood.config.stages import describe_stages
-from edgeblood.config.train import TrainConfig
+from edgeblood.config.train import SWA_LR_FACTOR, TrainConfig
 from edgeblood.data import load_bloodmnist
 from edgeblood.data.batches import BatchStream, Normalizer, balanced_class_weights, channel_stats, to_tensor_nchw
 from edgeblood.devices import available_cores
@@ -34,7 +34,7 @@ from edgeblood.training.pretrain import first_phase
 from edgeblood.training.progressive import check_model_takes
 from edgeblood.training.run_record import new_run_dir, run_metadata
 from edgeblood.training.schedules import build_scheduler, steps_per_batch
-from edgeblood.training.swa import SWA_LR_FACTOR, WeightAveraging
+from edgeblood.training.swa import WeightAveraging
 
 
 @dataclass

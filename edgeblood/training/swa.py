@@ -15,11 +15,8 @@ import torch
 import torch.nn as nn
 from torch.optim.swa_utils import SWALR, AveragedModel
 
-from edgeblood.config.train import SWA_LR_FACTOR
 from edgeblood.data.batches import BatchStream
 from edgeblood.training.loop import Feed, Update
-
-__all__ = ["SWA_LR_FACTOR", "WeightAveraging"]
 
 
 class WeightAveraging:
