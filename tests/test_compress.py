@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from edgeblood.compression.calibration import stratified_indices, to_contract
 from edgeblood.compression.compress_run import CompressOptions, compress
+from edgeblood.cpu import cpu_info, cpu_label
 from edgeblood.errors import EdgebloodError
 from edgeblood.runs import open_run
 
@@ -151,6 +152,7 @@ def test_onnx_variants_are_in_the_manifest_with_contract_metadata(onnx_compresse
     assert int8["evaluation"]["split"] == "test" and "per_class_recall" in int8["evaluation"]
     assert "accuracy_pt" in int8["delta_vs_fp32"] and len(int8["sha256"]) == 64
     assert "evaluation" in entries["model.onnx"]  # the fp32 baseline is measured the same way
+    assert int8["evaluation"]["cpu"] == cpu_label(cpu_info())  # int8 kernels differ between CPUs: the figure names its own
     props = {p.key: p.value for p in onnx.load(run_dir / "export" / "model-int8.onnx").metadata_props}
     assert props["precision"] == "int8-static-minmax" and json.loads(props["classes"]) == open_run(run_dir).classes
     # QDQ: integer weights really are in the graph
@@ -163,6 +165,12 @@ def test_onnx_variants_are_in_the_manifest_with_contract_metadata(onnx_compresse
     dequantize = next(n for n in graph.node if n.output[0] == stem.input[1])
     weight = next(i for i in graph.initializer if i.name == dequantize.input[0])
     assert weight.data_type == onnx.TensorProto.INT8 and weight.dims[1] == 4
+    # the stem's weights are 7-bit, so U8S8 pair sums (VPMADDUBSW, x86 without VNNI) cannot saturate int16:
+    # the artifact computes the same on every x86 CPU; the layers after it keep the full 8 bits
+    assert int8["compression"]["first_layer_7bit_weights"] == [stem.name]
+    int8_weights = {i.name: onnx.numpy_helper.to_array(i).astype(np.int32) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    assert 2 * 255 * np.abs(int8_weights[weight.name]).max() <= 32767
+    assert max(np.abs(w).max() for name, w in int8_weights.items() if name != weight.name) == 127
 
 
 def test_int8_artifacts_record_the_temperature_that_minimises_their_own_val_nll(onnx_compressed):
@@ -234,6 +242,27 @@ def test_padding_conv_input_channels_is_exact_and_skips_grouped_convs():
     assert [(p["from"], p["to"]) for p in pad_conv_input_channels(model, multiple=8)] == [(4, 8), (4, 8)]
     onnx.checker.check_model(model, full_check=True)
     np.testing.assert_allclose(run(model), before, rtol=1e-5, atol=1e-3)
+
+
+def test_first_layer_weights_are_those_of_every_layer_the_image_reaches_first():
+    """Branches that read the image (through elementwise ops) each count; a layer after a layer does not."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeblood.exporters.onnx.quantize import first_layer_weights
+
+    inits = [numpy_helper.from_array(np.ones(shape, np.float32), name) for name, shape in
+             (("a_w", (4, 3, 3, 3)), ("b_w", (4, 3, 1, 1)), ("c_w", (4, 4, 1, 1)), ("mean", (1, 3, 1, 1)), ("d_w", (4, 3, 1, 1)))]
+    nodes = [helper.make_node("Sub", ["x", "mean"], ["n"], name="normalise"),
+             helper.make_node("Conv", ["n", "a_w"], ["a"], name="branch_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "b_w"], ["b"], name="branch_b"),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "c_w"], ["c"], name="later"),
+             helper.make_node("Conv", ["x", "d_w"], ["d"], name="excluded"),
+             helper.make_node("Add", ["b", "c"], ["y"], name="merge")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8]),
+                               helper.make_tensor_value_info("d", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    assert first_layer_weights(graph, exclude=["excluded"]) == {"branch_a": "a_w", "branch_b": "b_w"}
 
 
 def test_padding_conv_input_channels_leaves_weights_that_are_graph_inputs():

@@ -135,8 +135,10 @@ def measured_line(reports) -> str:
         return "no variant could be measured here"
     n = rows[0].measured["n_images"]
     runtimes = ", ".join(sorted({f"{r.measured['runtime']}/{r.measured['device']}" for r in rows}))
+    cpus = sorted({r.measured["cpu"] for r in rows if r.measured.get("cpu")})
+    on_cpu = f" on {' / '.join(cpus)}" if cpus else ""
     legend = ", ".join(f"{v}={k}" for k, v in ABBREV.items())
-    return (f"measured: accuracy and macro-F1 on all {n} test images, each row by its own runtime ({runtimes}); "
+    return (f"measured: accuracy and macro-F1 on all {n} test images, each row by its own runtime ({runtimes}){on_cpu}; "
             f"Δ = percentage points vs the source run's fp32 on the same runtime (worst Δrecall: the class that lost most); "
             f"%fp32 = file size vs that fp32 file; MACs per image. {legend}")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgeblood.compression.make_artifacts import MadeArtifact
 from edgeblood.compression.steps import Steps
+from edgeblood.cpu import cpu_info, cpu_label
 from edgeblood.parity import FAILED, MISMATCH, SKIPPED, precision_class
 from edgeblood.targets import get_target
 
@@ -228,6 +229,8 @@ def measure_on_test(path: Path, test, precision: str, classes: list[str], *, val
         return {"status": FAILED, "reason": parity.reason, "parity": parity.to_dict(), **context}
     m = summarize(test.labels, probs, list(classes), **context)
     m["parity"] = parity.to_dict()
+    # int8 kernels differ between CPUs (VNNI or not, AMX, NEON dot), so the figure says which one measured it
+    m["cpu"] = cpu_label(cpu_info())
     if parity.status == MISMATCH:
         m["status"], m["reason"] = MISMATCH, f"exported but wrong: {parity.reason}"
     if val is not None and len(val[1]):
