@@ -169,7 +169,11 @@ def test_onnx_variants_are_in_the_manifest_with_contract_metadata(onnx_compresse
     # the artifact computes the same on every x86 CPU; the layers after it keep the full 8 bits
     assert int8["compression"]["first_layer_7bit_weights"] == [stem.name]
     int8_weights = {i.name: onnx.numpy_helper.to_array(i).astype(np.int32) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
-    assert 2 * 255 * np.abs(int8_weights[weight.name]).max() <= 32767
+    stem_weights = np.abs(int8_weights[weight.name]).reshape(weight.dims[0], -1)
+    assert 2 * 255 * stem_weights.max() <= 32767
+    # still per-channel: one scale per output channel, each channel's largest weight at the 7-bit limit
+    scale = next(i for i in graph.initializer if i.name == dequantize.input[1])
+    assert list(scale.dims) == [weight.dims[0]] and (stem_weights.max(axis=1) == 64).all()
     assert max(np.abs(w).max() for name, w in int8_weights.items() if name != weight.name) == 127
 
 
@@ -262,7 +266,7 @@ def test_first_layer_weights_are_those_of_every_layer_the_image_reaches_first():
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8]),
                                helper.make_tensor_value_info("d", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
-    assert first_layer_weights(graph, exclude=["excluded"]) == {"branch_a": "a_w", "branch_b": "b_w"}
+    assert first_layer_weights(graph, exclude=["excluded"]) == {"branch_a": ("a_w", 0), "branch_b": ("b_w", 0)}
 
 
 def test_padding_conv_input_channels_leaves_weights_that_are_graph_inputs():

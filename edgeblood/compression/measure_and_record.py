@@ -15,6 +15,7 @@ method-made variant, an ``evaluation`` added to the exporter's entry for fp32 an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from edgeblood.compression.make_artifacts import MadeArtifact
@@ -230,7 +231,7 @@ def measure_on_test(path: Path, test, precision: str, classes: list[str], *, val
     m = summarize(test.labels, probs, list(classes), **context)
     m["parity"] = parity.to_dict()
     # int8 kernels differ between CPUs (VNNI or not, AMX, NEON dot), so the figure says which one measured it
-    m["cpu"] = cpu_label(cpu_info())
+    m["cpu"] = _cpu_label()
     if parity.status == MISMATCH:
         m["status"], m["reason"] = MISMATCH, f"exported but wrong: {parity.reason}"
     if val is not None and len(val[1]):
@@ -343,3 +344,8 @@ def _outputs_of(fp32_outputs, variant) -> list[str] | None:
         return fp32_outputs
     return [o for o in fp32_outputs if o != "domain"]
 
+
+@cache
+def _cpu_label() -> str | None:
+    """This machine's CPU and widest ISA tier, read once per process (it reads /proc/cpuinfo and psutil)."""
+    return cpu_label(cpu_info())
