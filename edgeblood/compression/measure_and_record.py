@@ -25,6 +25,7 @@ from edgeblood.parity import FAILED, MISMATCH, SKIPPED, precision_class
 from edgeblood.targets import get_target
 
 RECALL_WARNING_PT = 2.0  # a class losing more recall than this is named in a warning line
+KERNEL_AGREEMENT_MIN = 0.99  # a method's kernel_check below this share of equal top-1 predictions gets a warning line
 REFIT_ECE_NOTE = 0.005  # a refitted temperature that would move test ECE by more than this is worth a line under the table
 UNSTRUCTURED = "unstructured-magnitude-pruning"
 
@@ -160,6 +161,8 @@ class Recorder:
         row = sheet.row(v.label, v.target, v.precision, v.path, artifact_size(made.path), m)
         if made.details.get("accuracy_control"):
             row.notes.append(accuracy_control_line(made.details["accuracy_control"]))
+        if kernel_check_line(made.details.get("kernel_check")):
+            row.notes.append(kernel_check_line(made.details["kernel_check"]))
         if refit_matters(m.get("refit_temperature")):
             row.notes.append(refit_line(m["refit_temperature"]))
         self.compare(row, v.target)
@@ -343,6 +346,19 @@ def _outputs_of(fp32_outputs, variant) -> list[str] | None:
     if fp32_outputs is None or variant.target != "executorch":
         return fp32_outputs
     return [o for o in fp32_outputs if o != "domain"]
+
+
+def kernel_check_line(record: dict | None) -> str | None:
+    """The WARNING under compress's table when this CPU's int8 kernels do not compute the model's own arithmetic, else None.
+
+    A method that can run its artifact two ways (fused kernels, and a reference that rounds like the model says)
+    records ``kernel_check``; ONNX Runtime's static int8 does (edgeblood.exporters.onnx.kernel_check).
+    """
+    if not record or record["agreement"] >= KERNEL_AGREEMENT_MIN:
+        return None
+    return (f"WARNING: on this CPU ({record['cpu']}) the int8 kernels agree with the model's own int8 arithmetic on only "
+            f"{100 * record['agreement']:.1f} % of {record['images']} images: its accuracy here is this CPU's, and another CPU may "
+            f"give another (manifest: compression.kernel_check)")
 
 
 @cache

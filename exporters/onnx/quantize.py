@@ -462,12 +462,15 @@ def _static_variants(options) -> list[Variant]:
 
 
 def _make_static(job: QuantizeJob) -> dict:
+    from edgeblood.exporters.onnx.kernel_check import kernel_agreement
+
     method = job.params["calibration_method"]
     bound = job.options.max_drop
-    return timed(lambda *a: quantize_static(*a, max_drop=bound, validation=job.validation if bound is not None else None),
-                 job.source, job.dest, job.calibration, method, details={
+    details = timed(lambda *a: quantize_static(*a, max_drop=bound, validation=job.validation if bound is not None else None),
+                    job.source, job.dest, job.calibration, method, details={
         "method": "onnxruntime quantize_static, QDQ, per-channel symmetric int8 weights (7-bit where they read the image), asymmetric uint8 activations",
         "calibration": {**job.calibration_info, "method": method}, "float_ops": list(FLOAT_ONLY_OPS)})
+    return details | {"kernel_check": {**kernel_agreement(job.dest, job.calibration), "split": "train (the calibration images)"}}
 
 
 _ORT = (("onnx", "onnx", "onnx"), ("onnxruntime", "onnxruntime", "onnx"))
