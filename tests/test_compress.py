@@ -154,7 +154,7 @@ def test_onnx_variants_are_in_the_manifest_with_contract_metadata(onnx_compresse
     assert "evaluation" in entries["model.onnx"]  # the fp32 baseline is measured the same way
     assert int8["evaluation"]["cpu"] == cpu_label(cpu_info())  # int8 kernels differ between CPUs: the figure names its own
     check = int8["compression"]["kernel_check"]  # fused kernels vs the model's own arithmetic, on the calibration images
-    assert check["images"] == 64 and check["agreement"] >= 0.99 and check["cpu"] == cpu_label(cpu_info())
+    assert check["images"] == 64 and check["decisive_agreement"] >= 0.99 and check["cpu"] == cpu_label(cpu_info())
     props = {p.key: p.value for p in onnx.load(run_dir / "export" / "model-int8.onnx").metadata_props}
     assert props["precision"] == "int8-static-minmax" and json.loads(props["classes"]) == open_run(run_dir).classes
     # QDQ: integer weights really are in the graph
@@ -280,7 +280,7 @@ def _x86_int8_kernels_can_saturate() -> bool:
 
 
 def test_int8_kernels_compute_the_models_own_arithmetic_with_the_first_layer_in_7_bits(sample_run, tmp_path_factory, tmp_path, monkeypatch):
-    """The kernel check that compress records: fused int8 kernels vs the same QDQ graph run unfused (exact rounding).
+    """The kernel check that compress records: fused int8 kernels vs the same QDQ graph run unfused (no saturation).
 
     With the first layer's weights in 7 bits they agree on every CPU. With 8-bit weights there too, they agree on
     CPUs with VNNI/AMX (exact integer kernels) and not on x86 without it, where U8S8 sums saturate.
@@ -298,13 +298,13 @@ def test_int8_kernels_compute_the_models_own_arithmetic_with_the_first_layer_in_
     monkeypatch.setattr(quantize, "first_layer_weights", lambda graph, exclude=(): {})
     quantize.quantize_static(fp32, tmp_path / "all-8bit.onnx", images[stratified_indices(data.labels("train"), 64)])
     first_7bit, all_8bit = (kernel_agreement(tmp_path / name, images) for name in ("first-7bit.onnx", "all-8bit.onnx"))
-    assert first_7bit["images"] == len(images) and first_7bit["agreement"] >= KERNEL_AGREEMENT_MIN
+    assert first_7bit["images"] == len(images) and first_7bit["decisive_agreement"] >= KERNEL_AGREEMENT_MIN
     assert kernel_check_line(first_7bit) is None
     if _x86_int8_kernels_can_saturate():
-        assert all_8bit["agreement"] < first_7bit["agreement"] and all_8bit["max_abs_diff"] > 10 * first_7bit["max_abs_diff"]
+        assert all_8bit["decisive_agreement"] < first_7bit["decisive_agreement"] and all_8bit["mean_abs_diff"] > 10 * first_7bit["mean_abs_diff"]
     else:
-        assert all_8bit["agreement"] >= KERNEL_AGREEMENT_MIN
-    if all_8bit["agreement"] < KERNEL_AGREEMENT_MIN:
+        assert all_8bit["decisive_agreement"] >= KERNEL_AGREEMENT_MIN
+    if all_8bit["decisive_agreement"] < KERNEL_AGREEMENT_MIN:
         assert kernel_check_line(all_8bit).startswith(f"WARNING: on this CPU ({all_8bit['cpu']})")
 
 

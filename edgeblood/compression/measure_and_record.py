@@ -161,8 +161,9 @@ class Recorder:
         row = sheet.row(v.label, v.target, v.precision, v.path, artifact_size(made.path), m)
         if made.details.get("accuracy_control"):
             row.notes.append(accuracy_control_line(made.details["accuracy_control"]))
-        if kernel_check_line(made.details.get("kernel_check")):
-            row.notes.append(kernel_check_line(made.details["kernel_check"]))
+        kernel_warning = kernel_check_line(made.details.get("kernel_check"))
+        if kernel_warning:
+            row.notes.append(kernel_warning)
         if refit_matters(m.get("refit_temperature")):
             row.notes.append(refit_line(m["refit_temperature"]))
         self.compare(row, v.target)
@@ -349,16 +350,17 @@ def _outputs_of(fp32_outputs, variant) -> list[str] | None:
 
 
 def kernel_check_line(record: dict | None) -> str | None:
-    """The WARNING under compress's table when this CPU's int8 kernels do not compute the model's own arithmetic, else None.
+    """The WARNING under compress's table when this CPU's int8 kernels do not compute the model's arithmetic, else None.
 
-    A method that can run its artifact two ways (fused kernels, and a reference that rounds like the model says)
-    records ``kernel_check``; ONNX Runtime's static int8 does (edgeblood.exporters.onnx.kernel_check).
+    A method that can run its artifact two ways (fused kernels, and an unfused reference that follows the model's
+    rounding) records ``kernel_check``; ONNX Runtime's static int8 does (edgeblood.exporters.onnx.kernel_check).
+    Near-tie flips do not count (``decisive_agreement``).
     """
-    if not record or record["agreement"] >= KERNEL_AGREEMENT_MIN:
+    if not record or record["decisive_agreement"] >= KERNEL_AGREEMENT_MIN:
         return None
     return (f"WARNING: on this CPU ({record['cpu']}) the int8 kernels agree with the model's own int8 arithmetic on only "
-            f"{100 * record['agreement']:.1f} % of {record['images']} images: its accuracy here is this CPU's, and another CPU may "
-            f"give another (manifest: compression.kernel_check)")
+            f"{100 * record['decisive_agreement']:.1f} % of {record['images']} images (near-ties aside; largest probability difference "
+            f"{record['max_abs_diff']:.2f}): its accuracy here is this CPU's, and another CPU may give another (manifest: compression.kernel_check)")
 
 
 @cache

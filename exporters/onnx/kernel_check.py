@@ -1,12 +1,14 @@
 """Does this CPU's int8 kernel compute what the int8 model says? A check run by `compress` on every ONNX static int8 artifact.
 
-A QDQ model defines its integer arithmetic exactly, but ONNX Runtime fuses it into kernels that differ between CPUs:
-on x86 without VNNI, U8S8 convolutions add pairs of products into a saturating int16 (see
-``quantize.first_layer_weights``), so the same file gave 92.55 % on an AVX2 EPYC and 96.55 % on a VNNI one. The
-reference is the same graph with every ONNX Runtime graph optimization off: QuantizeLinear, DequantizeLinear and
-float operators, which round like the model says and cannot saturate. Agreement of the two on the calibration
-images tells, on the machine that made the artifact, whether its accuracy figures are the model's or the CPU's
-(compress warns below ``measure_and_record.KERNEL_AGREEMENT_MIN``).
+A QDQ model defines its integer arithmetic, but ONNX Runtime fuses it into kernels that differ between CPUs: on x86
+without VNNI, U8S8 convolutions add pairs of products into a saturating int16 (see ``quantize.first_layer_weights``),
+so the same file gave 92.55 % on an AVX2 EPYC and 96.55 % on a VNNI one. The reference is the same graph with every
+ONNX Runtime graph optimization off: QuantizeLinear, DequantizeLinear and float operators. It follows the model's
+rounding within float32 error (its bias add is float, so a value can land one quantization step away) and cannot
+saturate. A flip where the reference's two best classes lie within ``KERNEL_TIE_MARGIN`` is a near-tie, not a
+kernel fault: measured on the AVX2 EPYC, the 7-bit-first-layer se-cnn 28 px flipped 1 of 3,421 test images, at a
+margin under 0.05, while saturating artifacts disagreed on 3-7 % with margins up to 0.99. Compress warns below
+``measure_and_record.KERNEL_AGREEMENT_MIN`` of decisive agreement.
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ from edgeblood.contract import PROB_NAME
 from edgeblood.errors import import_extra
 
 _BATCH = 256
+KERNEL_TIE_MARGIN = 0.05  # a flip where the reference's top-2 probabilities are closer than this is a near-tie
 
 
 def kernel_agreement(path: str | os.PathLike, images: np.ndarray) -> dict:
-    """Top-1 agreement and largest probability difference between ONNX Runtime's fused int8 kernels and the reference."""
+    """Top-1 agreement (raw, and without near-tie flips) and probability differences: fused int8 kernels vs the reference."""
     from edgeblood.cpu import cpu_info, cpu_label
 
     ort = import_extra("onnxruntime", "onnxruntime", "onnx")
     level = ort.GraphOptimizationLevel
     fused = _probabilities(ort, path, images, level.ORT_ENABLE_ALL)
     reference = _probabilities(ort, path, images, level.ORT_DISABLE_ALL)
-    return {"images": int(len(images)), "agreement": float(np.mean(fused.argmax(1) == reference.argmax(1))),
-            "max_abs_diff": float(np.abs(fused - reference).max()), "cpu": cpu_label(cpu_info()),
+    best_two = np.sort(reference, 1)[:, -2:]
+    flips = fused.argmax(1) != reference.argmax(1)
+    near_ties = flips & (best_two[:, 1] - best_two[:, 0] < KERNEL_TIE_MARGIN)
+    diff = np.abs(fused.astype(np.float64) - reference)
+    return {"images": int(len(images)), "agreement": float(1 - flips.mean()), "decisive_agreement": float(1 - (flips & ~near_ties).mean()),
+            "near_tie_flips": int(near_ties.sum()), "tie_margin": KERNEL_TIE_MARGIN,
+            "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "cpu": cpu_label(cpu_info()),
             "reference": "the same QDQ graph with onnxruntime graph optimizations off (QuantizeLinear/DequantizeLinear and float ops)"}
 
 
