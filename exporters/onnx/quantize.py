@@ -328,10 +328,10 @@ def first_layer_weights(graph, exclude: Sequence[str] = ()) -> dict[str, tuple[s
     which adds two uint8 x int8 products into a saturating int16. Full-range weights (127) on a bright
     image (uint8 activations near 255) overflow it: 2 x 255 x 127 = 64,770 > 32,767; 7-bit weights (64)
     cannot. The first layer sees dense near-full-range activations; later layers mostly small ones after ReLU. Measured on an AMD EPYC with AVX2
-    (onnxruntime 1.32, test split, fp32 96.61 / 95.76 / 98.74 %): all weights 8-bit 92.55 % on se-cnn 28 px
-    (-4.06 pt; the same artifact gives 96.55 % on a VNNI CPU), 94.71 % on the 49 K model, 97.95 % on se-cnn
-    64 px; the first layer in 7 bits (per channel) 96.67, 95.76, 98.51 %; every layer in 7 bits (ORT's
-    ``reduce_range``) 96.58, 95.76, 98.66 %. Same kernels, so the same speed. NNCF's default ``overflow_fix="first_layer_only"``
+    (onnxruntime 1.32, test split, fp32 96.61 / 96.73 / 98.74 %): all weights 8-bit 92.55 % on se-cnn 28 px
+    (-4.06 pt; the same artifact gives 96.55 % on a VNNI CPU), 94.56 % on the 49 K model, 97.95 % on se-cnn
+    64 px; the first layer in 7 bits (per channel) 96.67, 96.84, 98.51 %; every layer in 7 bits (ORT's
+    ``reduce_range``) 96.58, 96.61, 98.66 %. Same kernels, so the same speed. NNCF's default ``overflow_fix="first_layer_only"``
     does the same for OpenVINO.
     """
     def channel_axis(node) -> int:  # the axes ORT's own per-channel quantizers use (operators/conv.py, gemm.py, matmul.py)
