@@ -5,8 +5,8 @@
   symmetric int8 weights, uint8 asymmetric activations (U8S8: the fast path of ORT's x86 kernels,
   exact on VNNI), calibrated with MinMax, Entropy or Percentile on a stratified train subset.
   Softmax/ArgMax stay in float: quantizing probabilities to 1/255 steps would only create ties.
-  The first layer's weights use 7 bits (``first_layer_weights``) so that the artifact computes the same
-  on every x86 CPU: without VNNI, ORT's U8S8 kernel saturates there.
+  The first layer's weights use 7 bits (``first_layer_weights``) so that it cannot saturate ORT's U8S8
+  kernel on x86 without VNNI; ``kernel_check`` measures the rest on the machine that quantizes.
 * accuracy bound (``--max-drop PT``, measured on the val split, never test): when the int8 model
   loses more than PT points of val accuracy against the fp32 model, the layers whose quantization
   hurts most are kept in float until the drop fits. Each quantized layer is ranked by the val accuracy
@@ -324,15 +324,16 @@ def _histogram_ranges(model: Path, tmp: Path, calib_method, reader, percentile: 
 def first_layer_weights(graph, exclude: Sequence[str] = ()) -> dict[str, tuple[str, int]]:
     """The layers that read the input image: node name -> (weight initializer, ORT's per-channel axis); quantized to 7 bits.
 
-    Why: on x86 CPUs without VNNI (AVX2, AVX-512F), ONNX Runtime's U8S8 kernels multiply with VPMADDUBSW,
-    which adds two uint8 x int8 products into a saturating int16. Full-range weights (127) on a bright
-    image (uint8 activations near 255) overflow it: 2 x 255 x 127 = 64,770 > 32,767; 7-bit weights (64)
-    cannot. The first layer sees dense near-full-range activations; later layers mostly small ones after ReLU. Measured on an AMD EPYC with AVX2
-    (onnxruntime 1.32, test split, fp32 96.61 / 96.73 / 98.74 %): all weights 8-bit 92.55 % on se-cnn 28 px
-    (-4.06 pt; the same artifact gives 96.55 % on a VNNI CPU), 94.56 % on the 49 K model, 97.95 % on se-cnn
-    64 px; the first layer in 7 bits (per channel) 96.67, 96.84, 98.51 %; every layer in 7 bits (ORT's
-    ``reduce_range``) 96.58, 96.61, 98.66 %. Same kernels, so the same speed. NNCF's default ``overflow_fix="first_layer_only"``
-    does the same for OpenVINO.
+    Why: on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI), ONNX Runtime's U8S8 kernels multiply with
+    VPMADDUBSW, which adds two uint8 x int8 products into a saturating int16. Full-range weights (127) on a
+    bright image (uint8 activations near 255) overflow it: 2 x 255 x 127 = 64,770 > 32,767; 7-bit weights (64)
+    cannot. The first layer sees dense near-full-range activations; later layers mostly small ones after ReLU.
+    Measured on an AMD EPYC with AVX2 (onnxruntime 1.32, test split, fp32 96.61 / 96.73 / 98.74 %): all weights
+    8-bit 92.55 % on se-cnn 28 px (-4.06 pt; the same artifact gives 96.55 % on a VNNI CPU), 94.56 % on the 49 K
+    model, 97.95 % on se-cnn 64 px; the first layer in 7 bits (per channel) 96.67, 96.84, 98.51 %; every layer in
+    7 bits (ORT's ``reduce_range``) 96.58, 96.61, 98.66 %. Same kernels, so the same speed (se-cnn 28 px: 1.01x
+    the all-8-bit artifact, interleaved). NNCF's default ``overflow_fix="first_layer_only"`` does the same for
+    OpenVINO.
     """
     def channel_axis(node) -> int:  # the axes ORT's own per-channel quantizers use (operators/conv.py, gemm.py, matmul.py)
         if node.op_type == "Gemm":
