@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,9 @@ def cpu_label(cpu: dict[str, Any] | None) -> str | None:
              ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2"), ("asimddp", "NEON dot"), ("neon", "NEON"))
     tier = next((name for flag, name in tiers if flag in isa), None)
     return f"{cpu['model']}, {tier}" if tier else str(cpu["model"])
+
+
+@cache
+def this_cpu_label() -> str | None:
+    """``cpu_label`` of the machine this process runs on, read once (cpu_info reads /proc/cpuinfo and asks psutil)."""
+    return cpu_label(cpu_info())

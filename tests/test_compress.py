@@ -167,8 +167,8 @@ def test_onnx_variants_are_in_the_manifest_with_contract_metadata(onnx_compresse
     dequantize = next(n for n in graph.node if n.output[0] == stem.input[1])
     weight = next(i for i in graph.initializer if i.name == dequantize.input[0])
     assert weight.data_type == onnx.TensorProto.INT8 and weight.dims[1] == 4
-    # the stem's weights are 7-bit, so U8S8 pair sums (VPMADDUBSW, x86 without VNNI) cannot saturate int16:
-    # the first layer cannot saturate on x86 without VNNI; the layers after it keep the full 8 bits
+    # the stem's weights are 7-bit, so U8S8 pair sums (VPMADDUBSW, x86 without VNNI) cannot saturate int16;
+    # the layers after it keep the full 8 bits
     assert int8["compression"]["first_layer_7bit_weights"] == [stem.name]
     int8_weights = {i.name: onnx.numpy_helper.to_array(i).astype(np.int32) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
     stem_weights = np.abs(int8_weights[weight.name]).reshape(weight.dims[0], -1)
@@ -298,9 +298,10 @@ def test_int8_kernels_compute_the_models_own_arithmetic_with_the_first_layer_in_
     fp32 = exported(sample_run, tmp_path_factory.mktemp("exported"), ("onnx",))["onnx"]
     data = load_sample(28)
     images = np.concatenate([to_contract(data.images(split)) for split in ("train", "val", "test")])
-    quantize.quantize_static(fp32, tmp_path / "first-7bit.onnx", images[stratified_indices(data.labels("train"), 64)])
+    calibration = images[stratified_indices(data.labels("train"), 64)]
+    quantize.quantize_static(fp32, tmp_path / "first-7bit.onnx", calibration)
     monkeypatch.setattr(quantize, "first_layer_weights", lambda graph, exclude=(): {})
-    quantize.quantize_static(fp32, tmp_path / "all-8bit.onnx", images[stratified_indices(data.labels("train"), 64)])
+    quantize.quantize_static(fp32, tmp_path / "all-8bit.onnx", calibration)
     first_7bit, all_8bit = (kernel_agreement(tmp_path / name, images) for name in ("first-7bit.onnx", "all-8bit.onnx"))
     assert first_7bit["images"] == len(images) and first_7bit["decisive_agreement"] >= KERNEL_AGREEMENT_MIN
     assert kernel_check_line(first_7bit) is None

@@ -15,12 +15,11 @@ method-made variant, an ``evaluation`` added to the exporter's entry for fp32 an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 from edgeblood.compression.make_artifacts import MadeArtifact
 from edgeblood.compression.steps import Steps
-from edgeblood.cpu import cpu_info, cpu_label
+from edgeblood.cpu import this_cpu_label
 from edgeblood.parity import FAILED, MISMATCH, SKIPPED, precision_class
 from edgeblood.targets import get_target
 
@@ -235,7 +234,7 @@ def measure_on_test(path: Path, test, precision: str, classes: list[str], *, val
     m = summarize(test.labels, probs, list(classes), **context)
     m["parity"] = parity.to_dict()
     # int8 kernels differ between CPUs (VNNI or not, AMX, NEON dot), so the figure says which one measured it
-    m["cpu"] = _cpu_label()
+    m["cpu"] = this_cpu_label()
     if parity.status == MISMATCH:
         m["status"], m["reason"] = MISMATCH, f"exported but wrong: {parity.reason}"
     if val is not None and len(val[1]):
@@ -361,9 +360,3 @@ def kernel_check_line(record: dict | None) -> str | None:
     return (f"WARNING: on this CPU ({record['cpu']}) the int8 kernels agree with the model's own int8 arithmetic on only "
             f"{100 * record['decisive_agreement']:.1f} % of {record['images']} images (near-ties aside; largest probability difference "
             f"{record['max_abs_diff']:.2f}): its accuracy here is this CPU's, and another CPU may give another (manifest: compression.kernel_check)")
-
-
-@cache
-def _cpu_label() -> str | None:
-    """This machine's CPU and widest ISA tier, read once per process (it reads /proc/cpuinfo and psutil)."""
-    return cpu_label(cpu_info())

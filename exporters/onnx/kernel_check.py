@@ -27,25 +27,25 @@ KERNEL_TIE_MARGIN = 0.05  # a flip where the reference's top-2 probabilities are
 
 def kernel_agreement(path: str | os.PathLike, images: np.ndarray) -> dict:
     """Top-1 agreement (raw, and without near-tie flips) and probability differences: fused int8 kernels vs the reference."""
-    from edgeblood.cpu import cpu_info, cpu_label
+    from edgeblood.cpu import this_cpu_label
+    from edgeblood.runtimes import runtime_for_artifact
 
-    ort = import_extra("onnxruntime", "onnxruntime", "onnx")
-    level = ort.GraphOptimizationLevel
-    fused = _probabilities(ort, path, images, level.ORT_ENABLE_ALL)
-    reference = _probabilities(ort, path, images, level.ORT_DISABLE_ALL)
+    fused = runtime_for_artifact(path).load(path, device="cpu").predict(images)  # as compress and bench run it
+    reference = _unfused_probabilities(path, images)
     best_two = np.sort(reference, 1)[:, -2:]
     flips = fused.argmax(1) != reference.argmax(1)
     near_ties = flips & (best_two[:, 1] - best_two[:, 0] < KERNEL_TIE_MARGIN)
     diff = np.abs(fused.astype(np.float64) - reference)
     return {"images": int(len(images)), "agreement": float(1 - flips.mean()), "decisive_agreement": float(1 - (flips & ~near_ties).mean()),
             "near_tie_flips": int(near_ties.sum()), "tie_margin": KERNEL_TIE_MARGIN,
-            "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "cpu": cpu_label(cpu_info()),
+            "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "cpu": this_cpu_label(),
             "reference": "the same QDQ graph with onnxruntime graph optimizations off (QuantizeLinear/DequantizeLinear and float ops)"}
 
 
-def _probabilities(ort, path, images: np.ndarray, level) -> np.ndarray:
+def _unfused_probabilities(path, images: np.ndarray) -> np.ndarray:
+    ort = import_extra("onnxruntime", "onnxruntime", "onnx")
     options = ort.SessionOptions()
-    options.graph_optimization_level = level
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return np.concatenate([session.run([PROB_NAME], {name: images[i:i + _BATCH]})[0] for i in range(0, len(images), _BATCH)])

@@ -121,8 +121,9 @@ def quantize_static(
             quantized, details["accuracy_control"] = _bound_drop(make, ranges, Path(fp32_path), quantized, graph, validation,
                                                                  float(max_drop), Path(tmp), say or (lambda _m: None))
         in_float = {n["node"] for n in details.get("accuracy_control", {}).get("float_nodes", [])}
-        if set(first_layer) - in_float:
-            details["first_layer_7bit_weights"] = sorted(set(first_layer) - in_float)
+        seven_bit = sorted(set(first_layer) - in_float)
+        if seven_bit:
+            details["first_layer_7bit_weights"] = seven_bit
         label = f"int8-static-{method}"
         _save_with_metadata(onnx.load(str(quantized)), src, out_path, label)
     return details
